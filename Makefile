@@ -1,0 +1,56 @@
+# TSS companion. Quick start: `make book` and `make test` (Python >= 3.10 and make are all you need).
+#   PROFILE=quick|full   default: full when a CUDA GPU is visible, else quick
+#   JOBS=N               worker processes for cohort generation (default: all cores)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+JOBS ?= -1
+STAMP := $(VENV)/.installed
+
+# profile is decided lazily (needs torch from the venv)
+PROFILE_CMD = $${PROFILE:-$$($(PY) -m tss default-profile)}
+
+NOTEBOOKS := 01_cohort
+GENERATED := book/generated
+
+.PHONY: setup test book cohort notebooks html bench clean help
+
+help:
+	@echo "make book    regenerate every result and build the book into book/_build/html"
+	@echo "make test    run the test suite"
+	@echo "make setup   create/refresh $(VENV) only"
+	@echo "options: PROFILE=quick|full JOBS=N"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# one papermill run per notebook; executed copies go where the book reads them
+notebooks: $(STAMP)
+	@set -euo pipefail; profile=$(PROFILE_CMD); mkdir -p $(GENERATED); \
+	echo "profile: $$profile"; \
+	for nb in $(NOTEBOOKS); do \
+	  $(PY) -m papermill --kernel python3 --cwd notebooks notebooks/$$nb.ipynb $(GENERATED)/$$nb.ipynb \
+	    -p profile $$profile -p jobs $(JOBS); \
+	done
+
+html: $(STAMP)
+	$(VENV)/bin/jupyter-book build book --warningiserror --keep-going
+	@# the rendered book must not reveal the build machine's paths
+	@if grep -rlF "$(CURDIR)" book/_build/html --include=*.html; then \
+	  echo "error: the pages above contain the absolute path $(CURDIR)"; exit 1; fi
+
+book: notebooks html
+	@echo "book: book/_build/html/index.html"
+
+clean:
+	rm -rf book/_build $(GENERATED)

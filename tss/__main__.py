@@ -1,0 +1,3 @@
+from tss.cli import main
+
+raise SystemExit(main())
