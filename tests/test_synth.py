@@ -1,0 +1,243 @@
+"""Synthetic cohort: determinism, physics, geometry, calibration targets, caching."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+from scipy.stats import spearmanr
+
+from tss import manifest, synth, tables
+from tss.synth import acquire, cohort
+from tss.synth.anatomy import CHANNELS, load_anatomy
+from tss.synth.params import param
+
+N_SMALL = 10
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort")
+    res = synth.generate(root, n=N_SMALL, seed=3, jobs=2, progress=False)
+    return root, res
+
+
+def _load(root, pid, key):
+    return nib.load(str(root / synth.patient_paths(pid)[key]))
+
+
+def _truth(root, pid):
+    return json.loads((root / synth.patient_paths(pid)["truth"]).read_text())
+
+
+# --- determinism and caching -----------------------------------------------------------------
+
+
+def test_cohort_table_is_deterministic_for_a_seed():
+    a, b = cohort.sample_patients(50, seed=7), cohort.sample_patients(50, seed=7)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a["onset_to_mri_min"].equals(cohort.sample_patients(50, seed=8)["onset_to_mri_min"])
+
+
+def test_parallel_files_equal_a_serial_render(small):
+    """Images written by worker processes equal an in-process render of the same patient."""
+    root, _ = small
+    plans = cohort.sample_patients(N_SMALL, seed=3)
+    i = 4
+    out = acquire.render_patient(plans.iloc[i].to_dict(), 3, i, load_anatomy())
+    pid = plans.iloc[i]["patient_id"]
+    for key in ("b1000", "b0", "flair", "lesion_mask"):
+        arr, aff = out["images"][key]
+        img = _load(root, pid, key)
+        np.testing.assert_array_equal(np.asanyarray(img.dataobj), arr)
+        np.testing.assert_allclose(img.affine, aff, atol=1e-5)
+
+
+def test_rerun_reuses_cache_and_resumes(small, tmp_path):
+    root, res = small
+    assert res.n_generated == N_SMALL
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    pid = "sub-0002"
+    before = np.asanyarray(_load(copy, pid, "flair").dataobj).copy()
+    (copy / synth.patient_paths(pid)["truth"]).unlink()  # as if killed before finishing this patient
+    again = synth.generate(copy, n=N_SMALL, seed=3, jobs=1, progress=False)
+    assert (again.n_generated, again.n_cached) == (1, N_SMALL - 1)
+    np.testing.assert_array_equal(np.asanyarray(_load(copy, pid, "flair").dataobj), before)
+
+
+def test_written_cohort_passes_validation(small):
+    root, _ = small
+    findings = manifest.validate(root)
+    assert not [f for f in findings if f.fatal], findings
+    c = manifest.load_cohort(root)
+    assert len(c) == N_SMALL and set(c.table["split"]) == {"train", "val", "test"}
+
+
+# --- geometry ---------------------------------------------------------------------------------
+
+
+def test_affines_match_stated_voxel_sizes_and_paper_ranges(small):
+    root, _ = small
+    for pid in [f"sub-{i:04d}" for i in range(1, N_SMALL + 1)]:
+        t = _truth(root, pid)
+        for key, stated, inplane in (("b1000", t["dwi_voxel_mm"], param("dwi_inplane_mm")),
+                                     ("b0", t["dwi_voxel_mm"], param("dwi_inplane_mm")),
+                                     ("flair", t["flair_voxel_mm"], param("flair_inplane_mm"))):
+            img = _load(root, pid, key)
+            sizes = nib.affines.voxel_sizes(img.affine)
+            np.testing.assert_allclose(sizes, stated, rtol=1e-5)
+            np.testing.assert_allclose(img.header.get_zooms()[:3], stated, rtol=1e-5)
+            assert inplane[0] - 1e-6 <= sizes[0] <= inplane[1] + 1e-6
+            assert 6.0 - 1e-6 <= sizes[2] <= 6.5 + 1e-6
+        # b0 and b1000 share one acquisition grid; FLAIR has its own
+        np.testing.assert_array_equal(_load(root, pid, "b0").affine, _load(root, pid, "b1000").affine)
+        assert _load(root, pid, "flair").shape != _load(root, pid, "b1000").shape or \
+            not np.allclose(_load(root, pid, "flair").affine, _load(root, pid, "b1000").affine)
+
+
+def _native_values(img, mni_points, R, t):
+    """Image values at MNI points carried into the scanner by the stated pose (nearest voxel)."""
+    world = mni_points @ np.asarray(R).T + np.asarray(t)
+    ijk = np.round(nib.affines.apply_affine(np.linalg.inv(img.affine), world)).astype(int)
+    data = np.asanyarray(img.dataobj).astype(float)
+    ok = np.all((ijk >= 0) & (ijk < data.shape), axis=1)
+    return data[tuple(ijk[ok].T)]
+
+
+def test_csf_dark_on_dwi_and_flair_bright_on_b0(small):
+    """Ventricular CSF vs deep white matter, located through the stated head pose: this checks the
+    contrast physics and that the written affines and pose agree."""
+    root, _ = small
+    anat = load_anatomy()
+    csf = ndimage.binary_erosion(anat.fractions[CHANNELS.index("CSF")] > 0.95, iterations=1)
+    wm = ndimage.binary_erosion(anat.fractions[CHANNELS.index("WM")] > 0.95, iterations=3)
+    pts = {k: anat.voxel_to_mm(np.argwhere(m).astype(float)) for k, m in (("csf", csf), ("wm", wm))}
+    x, y, z = pts["csf"].T  # lateral ventricles: CSF deep in the brain, far from the shell
+    pts["csf"] = pts["csf"][(np.abs(x) < 25) & (y > -40) & (y < 25) & (z > 5) & (z < 30)]
+    assert len(pts["csf"]) > 200 and len(pts["wm"]) > 2000
+    for pid in ("sub-0001", "sub-0005", "sub-0009"):
+        t = _truth(root, pid)
+        pose = {"b1000": ("head_rotation_world_from_mni", "head_translation_mm"),
+                "b0": ("head_rotation_world_from_mni", "head_translation_mm"),
+                "flair": ("flair_rotation_world_from_mni", "flair_translation_mm")}
+        med = {}
+        for key, (rk, tk) in pose.items():
+            img = _load(root, pid, key)
+            med[key] = {k: np.median(_native_values(img, p, t[rk], t[tk])) for k, p in pts.items()}
+        assert med["b0"]["csf"] > 1.5 * med["b0"]["wm"], (pid, med)
+        # noiseless ~0.45; the Rician noise floor lifts dark CSF
+        assert med["b1000"]["csf"] < 0.8 * med["b1000"]["wm"], (pid, med)
+        assert med["flair"]["csf"] < 0.6 * med["flair"]["wm"], (pid, med)
+
+
+def test_lesion_brighter_than_contralateral_on_dwi(small):
+    """Lesion voxels vs their mirror image across the midline, on the written DWI."""
+    root, _ = small
+    latent = synth.load_latent(root)
+    checked = 0
+    for r in latent[latent["stroke_side"] != "both"].itertuples():
+        t = _truth(root, r.patient_id)
+        mask_img = _load(root, r.patient_id, "lesion_mask")
+        mask = np.asanyarray(mask_img.dataobj) > 0
+        if mask.sum() < 5:
+            continue
+        dwi = _load(root, r.patient_id, "b1000")
+        R, tr = np.asarray(t["head_rotation_world_from_mni"]), np.asarray(t["head_translation_mm"])
+        world = nib.affines.apply_affine(mask_img.affine, np.argwhere(mask))
+        mni = (world - tr) @ R  # inverse pose
+        assert np.all(np.sign(np.median(mni[:, 0])) == (-1 if r.stroke_side == "left" else 1))
+        mirrored = mni * np.array([-1, 1, 1])
+        lesion = np.asanyarray(dwi.dataobj)[mask].astype(float)
+        contra = _native_values(dwi, mirrored, R, tr)
+        assert lesion.mean() > 1.1 * contra.mean(), r.patient_id
+        checked += 1
+    assert checked >= 3
+
+
+# --- physics ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", [1.5, 3.0])
+def test_dwi_lesion_bright_at_every_tss_and_flair_rises(field):
+    tissues = acquire.tissue_table(field)
+    times = np.array([15, 30, 60, 120, 180, 270, 360, 720, 1440, 4320, 10080], float)
+    t2inc = cohort.flair_latent(times, midpoint=240.0, width=60.0, amplitude=0.3)
+    adc = cohort.adc_ratio(times, 0.4)
+    ti = tissues["CSF"][1] * np.log(2 / (1 + np.exp(-9000 / tissues["CSF"][1])))
+    dwi_r, fl_r = [], []
+    for inc, a in zip(t2inc, adc):
+        for tissue in ("GM", "WM"):
+            healthy, lesion = tissues[tissue], acquire.lesion_tissue(tissues[tissue], inc, a)
+            dwi_r.append(acquire.se_epi(*lesion, 6000, 100, 1000)[1] / acquire.se_epi(*healthy, 6000, 100, 1000)[1])
+        fl_r.append(acquire.flair_signal(*lesion[:3], 9000, 110, ti) / acquire.flair_signal(*healthy[:3], 9000, 110, ti))
+    assert min(dwi_r) > 1.0
+    assert np.all(np.diff(fl_r) >= -1e-9) and fl_r[-1] > 1.2 and fl_r[0] < 1.02
+    # CSF is nulled on FLAIR
+    assert acquire.flair_signal(*tissues["CSF"][:3], 9000, 110, ti) < 0.01 * acquire.flair_signal(*tissues["WM"][:3], 9000, 110, ti)
+
+
+def test_measured_ratios_follow_the_latent_signal(small):
+    root, _ = small
+    lat = synth.load_latent(root)
+    assert (lat["dwi_ratio"] > 1).all()
+    assert spearmanr(lat["flair_ratio"], lat["latent_t2_increase"]).statistic > 0.7
+
+
+def test_flair_rises_with_tss_on_average_over_the_population():
+    plans = cohort.sample_patients(2000, seed=0)
+    early = plans[plans["onset_to_mri_min"] < 180]["latent_t2_increase"].mean()
+    late = plans[plans["onset_to_mri_min"] > 360]["latent_t2_increase"].mean()
+    assert late > 3 * early
+    assert spearmanr(plans["onset_to_mri_min"], plans["latent_t2_increase"]).statistic > 0.5
+
+
+def test_oracle_auc_within_target():
+    assert 0.80 <= cohort.population_oracle_auc(n=50_000) <= 0.95
+
+
+# --- clinical calibration and split -----------------------------------------------------------
+
+
+def test_tss_median_and_iqr_near_the_papers():
+    t = cohort.sample_tss(np.random.default_rng(0), 20_000)
+    q1, med, q3 = np.percentile(t, [25, 50, 75])
+    assert abs(med / 222 - 1) < 0.05
+    assert abs(q1 / 105 - 1) < 0.10
+    assert abs(q3 / 715.25 - 1) < 0.10
+
+
+def test_table1_medians_within_ten_percent_at_paper_size():
+    plans = cohort.sample_patients(422, seed=0)
+    med = tables.medians(plans)
+    for col, target in (("age", 70), ("nihss", 8), ("onset_to_mri_min", 222)):
+        assert abs(med[col] / target - 1) <= 0.10, (col, med[col])
+    assert abs((plans["sex"] == "F").mean() - 222 / 422) < 0.07
+    t1 = tables.table1(plans)
+    assert t1.shape == (4, 6) and t1.index[0].startswith("Age")
+
+
+def test_split_is_64_16_20_stratified_and_disjoint():
+    plans = cohort.sample_patients(422, seed=0)
+    frac = plans["split"].value_counts(normalize=True)
+    assert abs(frac["train"] - 0.64) < 0.01 and abs(frac["val"] - 0.16) < 0.01 and abs(frac["test"] - 0.20) < 0.01
+    assert plans["patient_id"].is_unique
+    y = plans["onset_to_mri_min"] < cohort.TSS_45H
+    by = plans.assign(y=y).groupby("split")["y"].mean()
+    assert by.max() - by.min() < 0.03
+    # fixed by the seed
+    np.testing.assert_array_equal(plans["split"], cohort.sample_patients(422, seed=0)["split"])
+
+
+def test_readers_differ_in_threshold_and_are_deterministic():
+    plans = cohort.sample_patients(400, seed=1)
+    lat = plans.assign(flair_ratio=1 + 0.8 * plans["latent_t2_increase"], lesion_ml=plans["lesion_ml_planned"])
+    a, b = cohort.simulate_readers(lat, 1), cohort.simulate_readers(lat, 1)
+    pd.testing.assert_frame_equal(a, b)
+    rate = a.mean()
+    assert rate["reader3"] > rate["reader1"] > rate["reader2"]  # R3 calls mismatch most, R2 least

@@ -1,0 +1,168 @@
+"""Physics-based synthetic stroke cohort on MNI152 anatomy (see ``../shared/DESIGN.md``).
+
+``generate(out, n, seed)`` writes a cohort folder in the manifest layout::
+
+    out/manifest.csv                     the cohort manifest (tss.manifest schema)
+    out/generator.json                   every generator parameter, seed, n, timings, oracle AUC
+    out/latent.csv                       the generator's truth per patient (not for models)
+    out/sub-0001/dwi/sub-0001_acq-b1000_dwi.nii.gz, ..._acq-b0_dwi.nii.gz
+    out/sub-0001/anat/sub-0001_FLAIR.nii.gz
+    out/sub-0001/sub-0001_synth.json     per-patient truth (pose, grids, measured ratios) + cache key
+    out/derivatives/lesion_masks/sub-0001_space-dwi_mask.nii.gz
+
+Deterministic for a seed whatever the number of workers; a patient whose files and cache key
+exist is not generated again, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tss.synth.cohort import TSS_3H, TSS_45H, oracle_scores, population_oracle_auc, sample_patients, simulate_readers
+from tss.synth.params import GENERATOR_VERSION, PARAMS, as_records, param
+
+__all__ = ["generate", "GenerateResult", "load_latent", "patient_paths", "PARAMS", "param",
+           "TSS_3H", "TSS_45H", "GENERATOR_VERSION"]
+
+_PLAN_COLUMNS = ["patient_id", "onset_to_mri_min", "age", "territory", "stroke_side", "lesion_ml_planned",
+                 "adc_drop", "field_T", "latent_t2_increase"]
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    root: Path
+    n_patients: int
+    n_generated: int
+    n_cached: int
+    seconds: float
+
+
+def patient_paths(pid: str) -> dict[str, str]:
+    """Manifest-relative paths of one synthetic patient's files."""
+    return {
+        "b1000": f"{pid}/dwi/{pid}_acq-b1000_dwi.nii.gz",
+        "b0": f"{pid}/dwi/{pid}_acq-b0_dwi.nii.gz",
+        "flair": f"{pid}/anat/{pid}_FLAIR.nii.gz",
+        "lesion_mask": f"derivatives/lesion_masks/{pid}_space-dwi_mask.nii.gz",
+        "truth": f"{pid}/{pid}_synth.json",
+    }
+
+
+def _cache_key(plan: dict, seed: int, index: int) -> str:
+    image_params = [r for r in as_records() if r["group"] != "readers"]  # readers don't touch images
+    blob = json.dumps({"v": GENERATOR_VERSION, "seed": seed, "index": index,
+                       "params": image_params, "plan": plan}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _save_nifti(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    import nibabel as nib
+
+    img = nib.Nifti1Image(arr, affine)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(affine, code=1)  # scanner coordinates
+    img.set_sform(affine, code=1)
+    tmp = path.with_name(f".{os.getpid()}.tmp.{path.name}")
+    nib.save(img, tmp)
+    os.replace(tmp, path)
+
+
+def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, bool]:
+    """Worker: render and write one patient unless its cached output is complete."""
+    root = Path(root)
+    pid = plan["patient_id"]
+    paths = {k: root / v for k, v in patient_paths(pid).items()}
+    key = _cache_key({k: plan[k] for k in _PLAN_COLUMNS}, seed, index)
+    if paths["truth"].exists():
+        truth = json.loads(paths["truth"].read_text())
+        if truth.get("cache_key") == key and all(paths[k].exists() for k in ("b1000", "b0", "flair", "lesion_mask")):
+            return truth, True
+
+    from tss.synth.acquire import render_patient
+    from tss.synth.anatomy import load_anatomy
+
+    anat = load_anatomy()
+    t0 = time.perf_counter()
+    out = render_patient(plan, seed, index, anat)
+    for name in ("b1000", "b0", "flair", "lesion_mask"):
+        paths[name].parent.mkdir(parents=True, exist_ok=True)
+        _save_nifti(*out["images"][name], paths[name])
+    truth = dict(out["truth"], cache_key=key, render_seconds=round(time.perf_counter() - t0, 3))
+    _atomic_write_text(paths["truth"], json.dumps(truth, indent=1))  # written last: marks completion
+    return truth, False
+
+
+def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progress: bool = True) -> GenerateResult:
+    """Generate (or resume) a synthetic cohort of ``n`` patients in ``out``."""
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    from tss import manifest as mf
+
+    t0 = time.perf_counter()
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    plans = sample_patients(n, seed)
+    records = plans.to_dict("records")
+
+    work = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+        delayed(_render_one)(r, seed, i, str(root)) for i, r in enumerate(records))
+    truths, n_cached = {}, 0
+    for truth, cached in tqdm(work, total=n, desc="synthetic patients", unit="patient", disable=not progress):
+        truths[truth["patient_id"]] = truth
+        n_cached += cached
+
+    measured = pd.DataFrame([{k: truths[pid][k] for k in
+                              ("patient_id", "lesion_ml", "lesion_voxels_dwi", "dwi_ratio", "b0_ratio",
+                               "flair_ratio", "storage_orientation", "head_scale", "atrophy")}
+                             for pid in plans["patient_id"]])
+    latent = plans.merge(measured, on="patient_id")
+    latent["oracle_score"] = oracle_scores(latent)
+    readers = simulate_readers(latent, seed)
+    latent = pd.concat([latent, readers], axis=1)
+
+    rows = []
+    for r in latent.itertuples():
+        p = patient_paths(r.patient_id)
+        rows.append({"patient_id": r.patient_id, "b1000": p["b1000"], "b0": p["b0"], "flair": p["flair"],
+                     "lesion_mask": p["lesion_mask"], "onset_to_mri_min": r.onset_to_mri_min,
+                     "stroke_side": r.stroke_side, "split": r.split, "reader1": r.reader1,
+                     "reader2": r.reader2, "reader3": r.reader3, "age": r.age, "sex": r.sex,
+                     "nihss": r.nihss})
+    mf.write_manifest(pd.DataFrame(rows), root / mf.MANIFEST_NAME)
+    tmp = root / f".latent.{os.getpid()}.tmp"
+    latent.to_csv(tmp, index=False)
+    os.replace(tmp, root / "latent.csv")
+
+    seconds = time.perf_counter() - t0
+    meta = {
+        "generator_version": GENERATOR_VERSION, "n": n, "seed": seed,
+        "jobs": jobs if jobs > 0 else os.cpu_count(), "seconds": round(seconds, 1),
+        "n_generated": n - n_cached, "n_cached": n_cached,
+        # core-seconds to render and write one patient (from each patient's truth; survives cache reuse)
+        "render_seconds_per_patient_median": float(np.median([t.get("render_seconds", np.nan) for t in truths.values()])),
+        "render_core_seconds_total": float(np.nansum([t.get("render_seconds", np.nan) for t in truths.values()])),
+        "population_oracle_auc_tss_lt_4_5h": round(population_oracle_auc(), 4),
+        "parameters": as_records(),
+    }
+    _atomic_write_text(root / "generator.json", json.dumps(meta, indent=1, default=list))
+    return GenerateResult(root, n, n - n_cached, n_cached, seconds)
+
+
+def load_latent(root: str | Path) -> pd.DataFrame:
+    """The generator's per-patient truth table (``latent.csv``)."""
+    return pd.read_csv(Path(root) / "latent.csv")

@@ -1,0 +1,138 @@
+"""Every parameter of the synthetic cohort generator, with its unit and its source.
+
+The book's Data chapter renders :data:`PARAMS` as a table, and ``generator.json`` stores it with
+each cohort. Values are either taken from a source (the paper, MRI physics literature) or are
+calibration knobs chosen so that the cohort meets a stated target (Table 1 medians, readers'
+Fleiss' kappa, oracle AUC); the ``source`` column says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Bump when a change alters generated images or tables: it invalidates the per-patient cache.
+GENERATOR_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    value: Any
+    unit: str
+    group: str
+    source: str
+
+
+_P = [
+    # --- clinical rows (paper Table 1) -----------------------------------------------------
+    Param("tss_median", 222.0, "min", "clinical", "paper Table 1: onset to MRI median 222 min"),
+    Param("tss_sigma_below", 1.11, "ln-units", "clinical",
+          "split log-normal; ln(222/105)/0.674 matches Table 1 Q1 = 105 min"),
+    Param("tss_sigma_above", 1.73, "ln-units", "clinical",
+          "split log-normal; ln(715/222)/0.674 matches Table 1 Q3 = 715 min"),
+    Param("tss_range", (20.0, 10080.0), "min", "clinical", "assumption: 20 min to 7 days"),
+    Param("age_quantiles", ((0.0, 22.0), (0.25, 55.0), (0.5, 70.0), (0.75, 80.0), (1.0, 97.0)),
+          "(quantile, years)", "clinical",
+          "monotone (PCHIP) quantile function through Table 1 median/IQR 70 (55-80); tails assumed"),
+    Param("female_fraction", 222 / 422, "", "clinical",
+          "Table 1: 176 + 46 = 222 of 422 female (the table's 'all' column prints 56%)"),
+    Param("nihss_quantiles", ((0.0, 0.0), (0.25, 4.0), (0.5, 8.0), (0.75, 15.5), (1.0, 36.0)),
+          "(quantile, points)", "clinical",
+          "quantile function through Table 1 NIHSS 8 (4-15/16); tail assumed"),
+    Param("nihss_lesion_correlation", 0.5, "Gaussian-copula rho", "clinical",
+          "assumption: NIHSS tied to log lesion volume (moderate correlation reported in literature)"),
+    Param("split_fractions", (0.64, 0.16, 0.20), "train/val/test", "clinical",
+          "paper 2.1: 64% / 16% / 20%, stratified on TSS < 4.5 h"),
+    # --- lesions ----------------------------------------------------------------------------
+    Param("territory_probabilities",
+          (("MCA", 0.60), ("lacunar", 0.20), ("PCA", 0.10), ("ACA", 0.04), ("embolic", 0.06)),
+          "", "lesion", "assumption: MCA-dominant AIS cohort; 'embolic' = bilateral scattered lesions"),
+    Param("lesion_volume_lognormal",
+          (("MCA", 15.0, 1.2), ("lacunar", 0.8, 0.6), ("PCA", 8.0, 1.0), ("ACA", 6.0, 1.0),
+           ("embolic", 3.0, 0.8)),
+          "(territory, median mL, sigma)", "lesion", "design card: log-normal, about 0.3-150 mL overall"),
+    Param("lesion_volume_range", (0.3, 150.0), "mL", "lesion", "design card"),
+    # --- lesion physiology in time ---------------------------------------------------------
+    Param("adc_drop_mean", 0.40, "fraction", "physiology",
+          "ADC ratio ~0.6 in the acute phase (design card; Schlaug et al. 1997)"),
+    Param("adc_drop_sd", 0.05, "fraction", "physiology", "assumption: per-patient spread"),
+    Param("adc_fall_tau", 20.0, "min", "physiology", "ADC falls within the first hour (design card)"),
+    Param("adc_recovery_tau", 10080.0, "min", "physiology", "pseudo-normalisation over ~1 week"),
+    Param("flair_midpoint_median", 240.0, "min", "physiology",
+          "calibrated: FLAIR positivity develops around 3-4.5 h (Thomalla 2011); oracle AUC target 0.80-0.95"),
+    Param("flair_midpoint_sigma", 0.45, "ln-units", "physiology",
+          "calibrated: wide spread (collateral flow); oracle AUC target"),
+    Param("flair_width", 60.0, "min", "physiology", "calibrated: sigmoid time scale; oracle AUC target"),
+    Param("t2_increase_median", 0.30, "relative T2 change", "physiology",
+          "calibrated: late-lesion FLAIR ratio ~1.2-1.5 (Thomalla 2009 report rSI 1.1-1.3 at the 4.5 h border)"),
+    Param("t2_increase_sigma", 0.70, "ln-units", "physiology", "calibrated: some late lesions stay FLAIR-faint"),
+    Param("pd_per_t2_increase", 0.30, "", "physiology", "assumption: water content rises with vasogenic edema"),
+    # --- tissue physics ----------------------------------------------------------------------
+    Param("tissues_1p5T",
+          (("GM", 0.80, 1100, 100, 0.80e-3), ("WM", 0.69, 650, 80, 0.70e-3),
+           ("CSF", 1.00, 4000, 2000, 3.0e-3), ("skull", 0.02, 300, 40, 0.3e-3),
+           ("fat", 0.90, 260, 80, 0.01e-3), ("muscle", 0.80, 900, 45, 1.5e-3)),
+          "(tissue, PD, T1 ms, T2 ms, ADC mm2/s)", "physics",
+          "typical 1.5 T relaxation times; ADC from the design card"),
+    Param("tissues_3T",
+          (("GM", 0.80, 1820, 99, 0.80e-3), ("WM", 0.69, 1084, 69, 0.70e-3),
+           ("CSF", 1.00, 4300, 2000, 3.0e-3), ("skull", 0.02, 350, 40, 0.3e-3),
+           ("fat", 0.90, 380, 70, 0.01e-3), ("muscle", 0.80, 1400, 40, 1.5e-3)),
+          "(tissue, PD, T1 ms, T2 ms, ADC mm2/s)", "physics", "Stanisz et al. 2005 (3 T)"),
+    Param("field_strengths", (1.5, 3.0), "T", "physics", "paper 2.1: 1.5 T or 3 T Siemens"),
+    Param("b_value", 1000.0, "s/mm2", "physics", "paper: DWI b1000"),
+    Param("epi_fat_suppression", 0.10, "residual fat signal", "physics", "EPI DWI is fat-suppressed"),
+    # --- acquisition --------------------------------------------------------------------------
+    Param("dwi_inplane_mm", (0.859, 1.850), "mm", "acquisition", "paper 2.1"),
+    Param("flair_inplane_mm", (0.688, 0.938), "mm", "acquisition", "paper 2.1"),
+    Param("slice_thickness_mm", (6.0, 6.5), "mm", "acquisition", "paper 2.1"),
+    Param("dwi_tr_te_ms", ((4000, 9000), (78, 122)), "ms", "acquisition", "paper 2.1"),
+    Param("flair_tr_te_ms", ((8000, 9000), (88, 134)), "ms", "acquisition",
+          "paper 2.1; TI nulls CSF at the patient's field strength"),
+    Param("fov_mm", (220.0, 240.0), "mm", "acquisition", "assumption: typical head FOV"),
+    Param("slab_mm", (150.0, 165.0), "mm", "acquisition", "assumption: 23-27 slices, paper resizes to 26"),
+    Param("subslices", 3, "samples per slice", "acquisition",
+          "slice profile: each 6 mm slice averages 3 planes (partial volume)"),
+    Param("head_rotation_deg", (10.0, 15.0, 10.0), "sd about x, y, z", "acquisition",
+          "assumption: head pose in the scanner (pitch largest)"),
+    Param("head_translation_mm", 8.0, "sd", "acquisition", "assumption"),
+    Param("flair_motion", (3.0, 3.0), "(deg sd, mm sd)", "acquisition",
+          "assumption: patient moves between DWI and FLAIR"),
+    Param("bias_field_sd", 0.15, "log-amplitude per coefficient", "acquisition",
+          "assumption: smooth degree-3 multiplicative field, roughly +-30%"),
+    Param("snr_b0", (20.0, 40.0), "WM signal / noise sd", "acquisition", "assumption; Rician noise"),
+    Param("snr_flair", (25.0, 45.0), "WM signal / noise sd", "acquisition", "assumption; Rician noise"),
+    Param("dwi_trace_averages", 3, "directions", "acquisition", "trace DWI averages 3 directions"),
+    Param("storage_orientations", ("RAS", "LAS", "LPS"), "", "acquisition",
+          "files are stored in different voxel orders, as converters do (reorientation has work)"),
+    # --- anatomy -----------------------------------------------------------------------------
+    Param("template", "MNI152 2009a sym, 1 mm (nilearn)", "", "anatomy", "nilearn ships T1, GM, WM, brain mask"),
+    Param("shell_mm", (("CSF", 0, 2), ("skull", 2, 8), ("scalp fat", 8, 14)), "(layer, from, to) mm",
+          "anatomy", "assumption: scalp/skull shell outside a smoothed brain hull; a neck below"),
+    Param("head_scale_sd", 0.04, "relative", "anatomy", "assumption: head size variability"),
+    Param("elastic_sd_mm", 2.0, "mm", "anatomy", "assumption: smooth random displacement, 8x8x8 control grid"),
+    Param("atrophy_per_year", 0.004, "GM fraction to CSF per year over 50", "anatomy",
+          "assumption: ~0.4%/year cortical thinning; capped at 0.2"),
+    Param("ventricle_expansion", 0.15, "max radial expansion at full atrophy", "anatomy",
+          "assumption: ventricles enlarge with age"),
+    # --- readers -----------------------------------------------------------------------------
+    Param("readers", (("R1", 0.06, 0.08), ("R2", 0.03, 0.08), ("R3", 0.14, 0.16)),
+          "(reader, FLAIR-contrast threshold, perceptual noise sd)", "readers",
+          "calibrated: paper Table 2 readers' sensitivity/specificity; Fleiss' kappa 0.35-0.55 (paper 0.46)"),
+    Param("reader_shared_noise_sd", 0.10, "contrast units", "readers",
+          "calibrated: case difficulty common to all readers (gives moderate agreement)"),
+    Param("reader_volume_noise", 0.05, "contrast units x mL^-1/2", "readers",
+          "assumption: small lesions are harder to read on 6 mm slices"),
+]
+
+PARAMS: dict[str, Param] = {p.name: p for p in _P}
+
+
+def param(name: str) -> Any:
+    return PARAMS[name].value
+
+
+def as_records() -> list[dict]:
+    """All parameters as plain dicts (for JSON and for the book's table)."""
+    return [asdict(p) for p in _P]
