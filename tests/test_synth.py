@@ -17,14 +17,7 @@ from tss.synth import acquire, cohort
 from tss.synth.anatomy import CHANNELS, load_anatomy
 from tss.synth.params import param
 
-N_SMALL = 10
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cohort")
-    res = synth.generate(root, n=N_SMALL, seed=3, jobs=2, progress=False)
-    return root, res
+from conftest import N_SMALL
 
 
 def _load(root, pid, key):

@@ -9,6 +9,8 @@ Rician noise follow, in the native grid.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -85,8 +87,9 @@ def render_lesion(rng, anat: Anatomy, territory: str, side: str, volume_ml: floa
 # geometry
 
 
-def _rotation(rng, sd_deg) -> np.ndarray:
-    return Rotation.from_euler("xyz", rng.normal(0, sd_deg), degrees=True).as_matrix()
+def _rotation(rng, sd_deg, limit_deg: float = 15.0) -> np.ndarray:
+    angles = np.clip(rng.normal(0, sd_deg), -limit_deg, limit_deg)
+    return Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
 
 
 def native_grid(rng, inplane_range, centre_world: np.ndarray):
@@ -280,20 +283,53 @@ def render_patient(row: dict, seed: int, index: int, anat: Anatomy) -> dict:
         torch.set_num_threads(threads)
 
 
-def _render_patient(row: dict, seed: int, index: int, anat: Anatomy) -> dict:
-    rng = np.random.default_rng([seed, 2, index])
+@dataclass
+class Geometry:
+    """How one patient's head sits in the scanner and how it differs from the template."""
+
+    lesion: np.ndarray  # lesion fraction, cropped 1 mm template grid
+    lesion_lo: np.ndarray  # voxel offset of the crop
+    lesion_ml: float
+    deform: Deformation  # patient MNI mm -> template mm
+    R: np.ndarray  # DWI/b0 pose: world = R @ patient_mni + t
+    t: np.ndarray
+    Rf: np.ndarray  # FLAIR pose (the patient moved between sequences)
+    tf: np.ndarray
+
+    def world_to_template(self, world: np.ndarray, flair: bool = False) -> np.ndarray:
+        """Scanner-world mm (RAS) -> template mm, through the true pose and deformation."""
+        R, t = (self.Rf, self.tf) if flair else (self.R, self.t)
+        return self.deform((world - t) @ R)
+
+
+def _geometry(rng, row: dict, anat: Anatomy) -> Geometry:
     lesion, lo, lesion_ml = render_lesion(rng, anat, row["territory"], row["stroke_side"],
                                          row["lesion_ml_planned"])
-    lesion_s = Sampler(lesion[None])
-    anat_s = anatomy_sampler(anat)
     deform = Deformation(rng, anat, row["age"])
-
-    # head pose in the scanner: world = R @ mni + t
     R = _rotation(rng, param("head_rotation_deg"))
     t = rng.normal(0, param("head_translation_mm"), 3)
     deg, mm = param("flair_motion")
     Rf = _rotation(rng, (deg, deg, deg)) @ R
     tf = t + rng.normal(0, mm, 3)
+    return Geometry(lesion, lo, lesion_ml, deform, R, t, Rf, tf)
+
+
+def _patient_rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, 2, index])
+
+
+def true_geometry(row: dict, seed: int, index: int, anat: Anatomy) -> Geometry:
+    """Replay a patient's draws to recover its true geometry (for registration QC)."""
+    return _geometry(_patient_rng(seed, index), row, anat)
+
+
+def _render_patient(row: dict, seed: int, index: int, anat: Anatomy) -> dict:
+    rng = _patient_rng(seed, index)
+    g = _geometry(rng, row, anat)
+    lesion, lo, lesion_ml, deform = g.lesion, g.lesion_lo, g.lesion_ml, g.deform
+    R, t, Rf, tf = g.R, g.t, g.Rf, g.tf
+    lesion_s = Sampler(lesion[None])
+    anat_s = anatomy_sampler(anat)
     head_centre = np.array([0.0, -18.0, 10.0])
 
     dwi_shape, dwi_aff = native_grid(rng, param("dwi_inplane_mm"), R @ head_centre + t + rng.normal(0, 4, 3))

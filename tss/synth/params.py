@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 # Bump when a change alters generated images or tables: it invalidates the per-patient cache.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ _P = [
     Param("slab_mm", (150.0, 165.0), "mm", "acquisition", "assumption: 23-27 slices, paper resizes to 26"),
     Param("subslices", 3, "samples per slice", "acquisition",
           "slice profile: each 6 mm slice averages 3 planes (partial volume)"),
-    Param("head_rotation_deg", (10.0, 15.0, 10.0), "sd about x, y, z", "acquisition",
-          "assumption: head pose in the scanner (pitch largest)"),
+    Param("head_rotation_deg", (6.0, 6.0, 6.0), "sd about x, y, z (clipped at 15)", "acquisition",
+          "assumption: head pose in a head coil, which holds tilt within about 15 degrees"),
     Param("head_translation_mm", 8.0, "sd", "acquisition", "assumption"),
     Param("flair_motion", (3.0, 3.0), "(deg sd, mm sd)", "acquisition",
           "assumption: patient moves between DWI and FLAIR"),

@@ -1,0 +1,20 @@
+"""Shared fixtures: one small synthetic cohort for the whole session (generation costs ~40 s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tss import synth
+
+N_SMALL = 10
+SEED_SMALL = 3
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort")
+    res = synth.generate(root, n=N_SMALL, seed=SEED_SMALL, jobs=2, progress=False)
+    return root, res
