@@ -91,11 +91,11 @@ def test_readme_documents_every_column():
 def test_example_manifest_has_every_column_and_validates_with_its_files(tmp_path):
     example = manifest.read_manifest(REPO / "data_manifest" / "example_manifest.csv")
     assert list(example.columns) == NAMES and len(example) == 3
-    assert not any(Path(p).is_absolute() for c in ("b1000", "b0", "flair", "lesion_mask") for p in example[c] if p)
+    assert not any(Path(p).is_absolute() for c in ("b1000", "b0", "flair", "lesion_mask", "adc") for p in example[c] if p)
     shutil.copy(REPO / "data_manifest" / "example_manifest.csv", tmp_path / manifest.MANIFEST_NAME)
     only_missing = manifest.validate(tmp_path)
     assert only_missing and all("file not found" in f.problem for f in only_missing)
-    for i, c in enumerate(("b1000", "b0", "flair", "lesion_mask")):
+    for i, c in enumerate(("b1000", "b0", "flair", "lesion_mask", "adc")):
         for p in example[c]:
             if p:
                 _nifti(tmp_path / p, mask=c == "lesion_mask", seed=i)
@@ -324,3 +324,16 @@ def test_typed_table_round_trips(cohort, tmp_path):
     assert manifest.validate(tmp_path / "copy.csv") == []
     again = manifest.load_cohort(tmp_path / "copy.csv")
     pd.testing.assert_frame_equal(again.table, c.table)
+
+
+def test_b0_may_be_empty_only_when_adc_is_given(cohort):
+    df = manifest.read_manifest(cohort / manifest.MANIFEST_NAME)
+    pid = df.at[0, "patient_id"]
+    df.at[0, "b0"] = ""
+    manifest.write_manifest(df, cohort / manifest.MANIFEST_NAME)
+    bad = [f for f in manifest.validate(cohort) if f.fatal]
+    assert [(f.patient_id, f.field) for f in bad] == [(pid, "b0")] and "adc" in bad[0].problem
+    df["adc"] = ""
+    df.at[0, "adc"] = df.at[0, "b1000"]  # any readable NIfTI stands in for the ADC map here
+    manifest.write_manifest(df, cohort / manifest.MANIFEST_NAME)
+    assert not [f for f in manifest.validate(cohort) if f.fatal]

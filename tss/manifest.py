@@ -48,7 +48,8 @@ class Field:
 COLUMNS: tuple[Field, ...] = (
     Field("patient_id", True, "id", "Unique patient identifier (one row per patient)."),
     Field("b1000", True, "path", "DWI b=1000 s/mm² image (NIfTI, 3D or 4D)."),
-    Field("b0", True, "path", "DWI b=0 image (NIfTI, 3D or 4D), same grid as b1000."),
+    Field("b0", True, "path", "DWI b=0 image (NIfTI, 3D or 4D), same grid as b1000. May be empty when "
+          "`adc` is given: b0 is then derived as b1000 * exp(b * ADC)."),
     Field("flair", True, "path", "FLAIR image (NIfTI, 3D or 4D), native FLAIR grid."),
     Field("lesion_mask", False, "path", "Lesion mask on the DWI grid (NIfTI); empty = unknown."),
     Field("onset_to_mri_min", True, "number",
@@ -62,6 +63,8 @@ COLUMNS: tuple[Field, ...] = (
     Field("age", False, "number", "Age in years, 0-120."),
     Field("sex", False, "choice", "F or M (case-insensitive; stored uppercase)."),
     Field("nihss", False, "integer", "NIH Stroke Scale on admission, integer 0-42."),
+    Field("adc", False, "path", "ADC map in 1e-3 mm²/s on the DWI grid (NIfTI); used only to derive a "
+          "missing b0 (b from the b1000 JSON sidecar's DiffusionBValue)."),
 )
 _BY_NAME = {f.name: f for f in COLUMNS}
 _NAMES = tuple(f.name for f in COLUMNS)
@@ -315,8 +318,9 @@ def validate(cohort: str | Path, check_data: bool = True) -> list[Finding]:
             continue
         for i, raw in enumerate(df[name]):
             if raw == "":
-                if _BY_NAME[name].required:
-                    add(labels[i], name, "missing path")
+                derivable = name == "b0" and "adc" in df.columns and df.at[i, "adc"] != ""
+                if _BY_NAME[name].required and not derivable:
+                    add(labels[i], name, "missing path" + (" (give b0, or adc to derive it)" if name == "b0" else ""))
             else:
                 todo.append((i, name, _abs_path(root, raw)))
     probed = _probe_all([p for _, _, p in todo], check_data)
