@@ -1,4 +1,4 @@
-"""Command line: ``python -m tss {synth,validate,default-profile}``."""
+"""Command line: ``python -m tss {synth,validate,preprocess,default-profile}``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,20 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     print(f"wrote {out.n_patients} patients to {out.root} in {out.seconds:.0f} s "
           f"({out.n_generated} generated, {out.n_cached} reused from cache)")
     return 0
+
+
+def _cmd_preprocess(args: argparse.Namespace) -> int:
+    from tss import preprocess
+
+    run = preprocess.preprocess_cohort(args.cohort, args.out, jobs=args.jobs)
+    print(run.summary())
+    if args.assemble and len(run.failures) < len(run.outcomes):
+        path = preprocess.assemble(args.out, args.cohort, reference=args.reference)
+        arr, index = preprocess.load_hemispheres(args.out)
+        print(f"hemisphere tensors: {path} {tuple(arr.shape)} float16, {int(index['label'].sum())} with stroke")
+    if run.failures:
+        print(f"failures listed in {args.out / 'failures.csv'}")
+    return 1 if run.failures else 0
 
 
 def _cmd_default_profile(args: argparse.Namespace) -> int:
@@ -48,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
     s.set_defaults(func=_cmd_synth)
 
+    pp = sub.add_parser("preprocess", help="N4, reorient, skull strip, register to MNI 224x224x26, "
+                                          "normalise, split hemispheres (cached, resumable)")
+    pp.add_argument("cohort", type=Path, help="cohort folder holding manifest.csv, or a manifest CSV")
+    pp.add_argument("--out", type=Path, required=True, help="cache folder for the processed cohort")
+    pp.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
+    pp.add_argument("--reference", help="patient id of the histogram reference (default: first training patient)")
+    pp.add_argument("--no-assemble", dest="assemble", action="store_false",
+                    help="only process patients; do not write the hemisphere array")
+    pp.set_defaults(func=_cmd_preprocess)
+
     d = sub.add_parser("default-profile", help="print 'full' when a CUDA GPU is visible, else 'quick'")
     d.set_defaults(func=_cmd_default_profile)
     return p
@@ -55,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError) as e:  # a missing or unparsable manifest, a bad option
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,186 @@
+"""Preprocessing: registration, skull stripping, hemispheres, bad inputs, caching, the real case."""
+
+from __future__ import annotations
+
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from conftest import SHARED
+from tss import manifest, preprocess
+from tss.cli import main as cli
+from tss.preprocess import qc, steps
+
+GOOD = ["sub-0001", "sub-0002"]
+
+
+@pytest.fixture(scope="module")
+def processed(small, tmp_path_factory):
+    root, _ = small
+    cache = tmp_path_factory.mktemp("prep")
+    run = preprocess.preprocess_cohort(root, cache, jobs=2, progress=False, ids=GOOD)
+    assert not run.failures, run.summary()
+    return root, cache
+
+
+def _point_error(M, T, n=2000):
+    pts = np.random.default_rng(0).uniform(-60, 60, (n, 3))
+    return np.linalg.norm((pts @ M[:3, :3].T + M[:3, 3]) - (pts @ T[:3, :3].T + T[:3, 3]), axis=1).mean()
+
+
+def test_registration_recovers_a_known_similarity():
+    tpl = steps.load_template()
+    true = sitk.Similarity3DTransform()
+    true.SetScale(0.94)
+    true.SetRotation((0.3, 0.2, 1.0), np.deg2rad(9))
+    true.SetTranslation((5, -7, 4))
+    ref = sitk.Image([150, 150, 26], sitk.sitkFloat32)  # a DWI-like grid: 1.5 mm, 6.2 mm slices
+    ref.SetSpacing([1.5, 1.5, 6.2])
+    ref.SetOrigin([-112, -130, -70])
+    moving = sitk.Resample(tpl.t2w, ref, true.GetInverse(), sitk.sitkLinear, 0.0)
+    M = steps.affine_matrix(steps.register_to_template(moving, tpl))
+    assert _point_error(M, steps.affine_matrix(true)) < 1.0
+
+
+def test_registration_and_skull_stripping_against_the_synthetic_truth(processed):
+    root, cache = processed
+    for pid in GOOD:
+        err = qc.registration_error(root, cache, pid)
+        strip = qc.skull_strip_dice(root, cache, pid)
+        # the smooth anatomical deformation alone leaves ~1.6 mm for the best possible affine
+        assert err["dwi_error_mean_mm"] < 2.5 and err["flair_error_mean_mm"] < 3.5, err
+        assert strip["brain_dice"] >= 0.95, strip
+        assert strip["shell_voxels_in_mask_fraction"] < 0.01, strip
+
+
+def test_a_misregistration_fails_the_sanity_check():
+    tpl = steps.load_template()
+    good = steps.to_array(sitk.Resample(tpl.t2w, tpl.target, sitk.Transform(), sitk.sitkLinear, 0.0))
+    assert steps.template_correlation(good, tpl) > 0.95
+    rot = sitk.Euler3DTransform((0, -18, 0), 0, np.deg2rad(35), 0, (20, 0, 15))
+    bad = steps.to_array(sitk.Resample(tpl.t2w, tpl.target, rot, sitk.sitkLinear, 0.0))
+    assert steps.template_correlation(bad, tpl) < steps.MIN_TEMPLATE_CORRELATION
+
+
+def test_target_grid_and_midline():
+    aff = steps.target_affine()
+    x_mid = aff[0, 0] * 111.5 + aff[0, 3]  # between voxels 111 and 112
+    assert abs(x_mid) < 1e-9
+    assert steps.TARGET_SHAPE == (224, 224, 26)
+
+
+def test_hemisphere_flip_puts_a_lesion_and_its_mirror_twin_at_the_same_place():
+    vol = np.zeros((3, 224, 224, 26), np.float32)
+    vol[0, 40:46, 100:110, 12] = 1.0  # left hemisphere (x < 0)
+    vol[1, 223 - 45:223 - 39, 100:110, 12] = 1.0  # its mirror image in the right hemisphere
+    h = preprocess.hemispheres(vol)
+    assert h.shape == (2, 3, 26, 224, 112)
+    np.testing.assert_array_equal(h[0, 0], h[1, 1])
+    assert h[0, 0].sum() == 60 and h[1, 0].sum() == 0
+
+
+def test_hemisphere_labels_from_mask_or_side():
+    les = np.zeros((224, 224, 26), bool)
+    les[30:40, 100:110, 10] = True  # 100 voxels on the left
+    les[150, 100, 10] = True  # one stray voxel on the right: below the threshold
+    assert preprocess.hemisphere_labels(les, "none")[:2] == (1, 0)
+    assert preprocess.hemisphere_labels(None, "both")[:2] == (1, 1)
+    assert preprocess.hemisphere_labels(None, "right")[:2] == (0, 1)
+
+
+def test_rerun_reads_from_cache(processed):
+    root, cache = processed
+    run = preprocess.preprocess_cohort(root, cache, jobs=1, progress=False, ids=GOOD)
+    assert all(o.ok and o.cached for o in run.outcomes)
+
+
+def test_assembled_tensors(processed):
+    root, cache = processed
+    preprocess.assemble(cache, root, progress=False)
+    arr, index = preprocess.load_hemispheres(cache)
+    assert arr.shape == (4, 3, 26, 224, 112) and arr.dtype == np.float16
+    assert 0.0 <= float(arr.min()) and float(arr.max()) <= 1.0 and float(arr.mean()) > 0.01
+    latent = pd.read_csv(root / "latent.csv").set_index("patient_id")
+    for r in index.itertuples():
+        side = latent.at[r.patient_id, "stroke_side"]
+        assert r.label == int(side in (r.hemisphere, "both")), (r.patient_id, r.hemisphere, side)
+
+
+def _corrupt_cohort(src_root, dst, good: str):
+    """A cohort with one good patient and one patient per kind of bad input."""
+    table = manifest.read_manifest(src_root / manifest.MANIFEST_NAME).set_index("patient_id")
+    row = table.loc[good]
+    rows = {good: row.copy()}
+    img = nib.load(str(src_root / row["b1000"]))
+
+    def write(name, data, affine=img.affine):
+        p = dst / name
+        nib.save(nib.Nifti1Image(data, affine), p)
+        return str(p)
+
+    full = src_root / row["b1000"]
+    trunc = dst / "truncated.nii.gz"
+    trunc.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    data = np.asanyarray(img.dataobj).astype(np.float32)
+    nan = data.copy()
+    nan[5, 5, 5] = np.nan
+    variants = {
+        "bad-truncated": ("b1000", str(trunc), "load", "truncated"),
+        "bad-nan": ("b1000", write("nan.nii.gz", nan), "load", "NaN"),
+        "bad-zero": ("b1000", write("zero.nii.gz", np.zeros_like(data)), "load", "zero"),
+        "bad-4d": ("b1000", write("dwi4d.nii.gz", np.stack([data, data, data], -1)), "load", "bval"),
+        "bad-missing": ("flair", str(dst / "no-such-flair.nii.gz"), "load", "not found"),
+        "bad-noise": ("b0", write("noise.nii.gz", np.random.default_rng(0).random(data.shape).astype(np.float32)),
+                      "register", ""),
+    }
+    for pid, (field, path, _, _) in variants.items():
+        r = row.copy()
+        for k in ("b1000", "b0", "flair", "lesion_mask"):
+            r[k] = str(src_root / row[k])
+        r[field] = path
+        rows[pid] = r
+    rows[good] = row.copy()
+    for k in ("b1000", "b0", "flair", "lesion_mask"):
+        rows[good][k] = str(src_root / row[k])
+    df = pd.DataFrame(rows).T.rename_axis("patient_id").reset_index()
+    manifest.write_manifest(df, dst / manifest.MANIFEST_NAME)
+    return {pid: (step, word) for pid, (_, _, step, word) in variants.items()}
+
+
+def test_bad_inputs_are_reported_and_the_others_finish(processed, tmp_path, capsys):
+    root, cache = processed
+    cohort = tmp_path / "bad"
+    cohort.mkdir()
+    expected = _corrupt_cohort(root, cohort, GOOD[0])
+    # the good patient's inputs are the same files: it comes from the cache
+    run = preprocess.preprocess_cohort(cohort, cache, jobs=2, progress=False)
+    by = {o.patient_id: o for o in run.outcomes}
+    assert by[GOOD[0]].ok
+    for pid, (step, word) in expected.items():
+        o = by[pid]
+        assert not o.ok and o.step.startswith(step), (pid, o)
+        assert word.lower() in o.reason.lower(), (pid, o.reason)
+    assert set(pd.read_csv(cache / "failures.csv")["patient_id"]) == set(expected)
+    assert cli(["preprocess", str(cohort), "--out", str(cache), "--jobs", "2", "--no-assemble"]) == 1
+    out = capsys.readouterr().out
+    assert "bad-nan, step load" in out and f"{len(expected)} failed" in out
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "isles22-sample").exists(), reason="shared ISLES'22 sample not present")
+def test_real_isles_case_lesion_lands_in_the_left_hemisphere(tmp_path):
+    from pathlib import Path
+
+    manifest_csv = Path(__file__).resolve().parents[1] / "data_manifest" / "isles22-sample.csv"
+    run = preprocess.preprocess_cohort(manifest_csv, tmp_path, jobs=1, progress=False)
+    assert not run.failures, run.summary()
+    p = preprocess.load_patient(tmp_path, "sub-strokecase0009")
+    assert p["meta"]["b0_source"].startswith("derived")
+    assert p["meta"]["label_left"] == 1 and p["meta"]["label_right"] == 0
+    preprocess.assemble(tmp_path, manifest_csv, progress=False)
+    arr, index = preprocess.load_hemispheres(tmp_path)
+    lesion_h = preprocess.hemispheres(np.repeat(p["lesion"][None].astype(np.float32), 3, 0))
+    assert lesion_h[0].sum() > 100 and lesion_h[1].sum() == 0
+    assert list(index["label"]) == [1, 0]
