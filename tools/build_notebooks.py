@@ -55,7 +55,12 @@ n_boot = 2000        # bootstrap replicates for confidence intervals
 """, tags=["parameters"]),
     code("""
 import json
+import warnings
 from pathlib import Path
+
+from tqdm import TqdmWarning
+
+warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -338,7 +343,12 @@ n_qc = 24            # synthetic patients measured against their known truth (No
 """, tags=["parameters"]),
     code(r"""
 import json
+import warnings
 from pathlib import Path
+
+from tqdm import TqdmWarning
+
+warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -362,14 +372,20 @@ boxes = [("DWI b1000", "b0 (T2w)", "FLAIR"), "N4 bias field\n(SimpleITK)", "reor
          "register b0 -> T2w MNI head\naffine, mutual information", "skull/neck removal\ntemplate-mask propagation",
          "co-register\nb1000: b0's transform\nFLAIR: own affine MI\nfrom b0's start", "resample to 224x224x26\n+ second brain mask",
          "histogram matching\nto a reference (torchio)\nscale to [0, 1]", "split hemispheres\nflip right onto left\n2 x 3x26x224x112"]
-fig, ax = plt.subplots(figsize=(12, 2.6))
-ax.set_xlim(0, len(boxes)); ax.set_ylim(0, 1); ax.axis("off")
-for i, b in enumerate(boxes):
+fig, ax = plt.subplots(figsize=(12, 4.2))
+ax.set_xlim(0, 5); ax.set_ylim(0, 2); ax.axis("off")
+pos = [(i + 0.5, 1.5) for i in range(5)] + [(i + 0.5, 0.5) for i in range(3, -1, -1)]  # a snake: 5 then 4
+for i, (b, (x, y)) in enumerate(zip(boxes, pos)):
     text = "\n".join(b) if isinstance(b, tuple) else b
-    ax.text(i + 0.5, 0.5, text, ha="center", va="center", fontsize=7.5,
-            bbox=dict(boxstyle="round,pad=0.4", fc="#e8f0fb" if i else "#fdf0d5", ec="#4a6fa5"))
-    if i:
-        ax.annotate("", xy=(i + 0.08, 0.5), xytext=(i - 0.08, 0.5), arrowprops=dict(arrowstyle="->", color="#4a6fa5"))
+    ax.text(x, y, text, ha="center", va="center", fontsize=8.5,
+            bbox=dict(boxstyle="round,pad=0.5", fc="#e8f0fb" if i else "#fdf0d5", ec="#4a6fa5"))
+for (x0, y0), (x1, y1) in zip(pos[:-1], pos[1:]):
+    if y0 == y1:
+        d = 0.3 if x1 > x0 else -0.3
+        ax.annotate("", xy=(x1 - d * 1.25 + (0 if x1 > x0 else 0), y1), xytext=(x0 + d, y0),
+                    arrowprops=dict(arrowstyle="->", color="#4a6fa5"))
+    else:
+        ax.annotate("", xy=(x1, y1 + 0.3), xytext=(x0, y0 - 0.3), arrowprops=dict(arrowstyle="->", color="#4a6fa5"))
 ax.set_title("Figure 2 (ours): preprocessing pipeline, paper order", fontsize=10)
 fig.savefig(results_dir / "figure2_pipeline.png", dpi=130, bbox_inches="tight")
 """, tags=["hide-input"]),
