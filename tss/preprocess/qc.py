@@ -33,6 +33,13 @@ def _truth_for(cohort_dir: Path, pid: str):
     return true_geometry(latent.loc[pid].to_dict() | {"patient_id": pid}, gen["seed"], index, load_anatomy())
 
 
+def _brain_points(anat, n_points: int, seed: int) -> np.ndarray:
+    """Random parenchyma points of the template head (mm): where the errors are measured."""
+    brain = np.argwhere(anat.parenchyma > 0.5)
+    rng = np.random.default_rng(seed)
+    return anat.voxel_to_mm(brain[rng.choice(len(brain), n_points, replace=False)].astype(float))
+
+
 def registration_error(cohort_dir, cache_dir, pid: str, n_points: int = 4000, seed: int = 0) -> dict:
     """Mean and 95th-percentile error (mm) of the b0/b1000 and FLAIR registrations for one patient."""
     from tss.preprocess.pipeline import load_patient
@@ -42,9 +49,7 @@ def registration_error(cohort_dir, cache_dir, pid: str, n_points: int = 4000, se
     g = _truth_for(cohort_dir, pid)
     anat = load_anatomy()
     meta = load_patient(cache_dir, pid)["meta"]
-    brain = np.argwhere(anat.parenchyma > 0.5)
-    rng = np.random.default_rng(seed)
-    q = anat.voxel_to_mm(brain[rng.choice(len(brain), n_points, replace=False)].astype(float))
+    q = _brain_points(anat, n_points, seed)
     out = {"patient_id": pid}
     for name, M, R, t, flair in (("dwi", meta["tx_template_to_dwi_lps"], g.R, g.t, False),
                                  ("flair", meta["tx_template_to_flair_lps"], g.Rf, g.tf, True)):
@@ -61,7 +66,10 @@ def registration_error(cohort_dir, cache_dir, pid: str, n_points: int = 4000, se
 def skull_strip_dice(cohort_dir, cache_dir, pid: str) -> dict:
     """Dice of the propagated brain mask and the true brain mask on the native b0 grid, and the
     fraction of the synthetic scalp/skull shell left inside the mask."""
+    from torchio.data.io import sitk_to_nib
+
     from tss.preprocess.pipeline import load_patient
+    from tss.preprocess.steps import load_template
     from tss.synth.anatomy import CHANNELS, load_anatomy
 
     cohort_dir = Path(cohort_dir)
@@ -73,10 +81,6 @@ def skull_strip_dice(cohort_dir, cache_dir, pid: str) -> dict:
     world = ijk @ aff[:3, :3].T + aff[:3, 3]
     tpl_mm = g.world_to_template(world)
     # true brain: the template's brain mask (what the pipeline propagates) at the true position
-    from torchio.data.io import sitk_to_nib
-
-    from tss.preprocess.steps import load_template
-
     m, m_aff = sitk_to_nib(load_template().mask_1mm)
     mvox = (tpl_mm - m_aff[:3, 3]) @ np.linalg.inv(m_aff[:3, :3]).T
     truth = ndimage.map_coordinates(m[0].astype(np.float32), mvox.T, order=1).reshape(mask.shape) > 0.5
@@ -96,9 +100,7 @@ def affine_floor(cohort_dir, pid: str, n_points: int = 4000, seed: int = 0) -> f
 
     g = _truth_for(Path(cohort_dir), pid)
     anat = load_anatomy()
-    brain = np.argwhere(anat.parenchyma > 0.5)
-    rng = np.random.default_rng(seed)
-    q = anat.voxel_to_mm(brain[rng.choice(len(brain), n_points, replace=False)].astype(float))
+    q = _brain_points(anat, n_points, seed)
     world = q @ g.R.T + g.t
     true = g.world_to_template(world)
     X = np.c_[world, np.ones(len(world))]
