@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from tss.atomic import atomic_path
 
 __all__ = ["MANIFEST_NAME", "COLUMNS", "Field", "Finding", "ManifestError", "Cohort", "SPLITS",
            "STROKE_SIDES", "SEXES", "resolve_manifest_path", "read_manifest", "write_manifest",
@@ -153,14 +154,8 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
         else:
             out[c] = s.map(_cell).astype(object)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            out.to_csv(fh, index=False, na_rep="")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        out.to_csv(fh, index=False, na_rep="")
 
 
 # --- validation -------------------------------------------------------------------------------

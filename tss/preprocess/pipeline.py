@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tss.atomic import atomic_path, write_text
 from tss.preprocess import steps
 from tss.preprocess.steps import PatientError
 
@@ -58,18 +58,6 @@ def _cache_key(row: dict) -> str:
     parts = [PIPELINE_VERSION, str(row.get("stroke_side"))]
     parts += [_file_hash(row.get(k)) for k in ("b1000", "b0", "flair", "lesion_mask", "adc")]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-def _atomic_save_npz(path: Path, **arrays) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _present(v) -> bool:
@@ -219,8 +207,9 @@ def run_patient(row: dict, cache_dir: str) -> Outcome:
         return Outcome(pid, False, step="internal", seconds=time.perf_counter() - t0,
                        reason=f"{type(e).__name__}: {e} ({Path(where.filename).name}:{where.lineno})")
     meta = dict(out["meta"], cache_key=key, patient_id=pid, pipeline_version=PIPELINE_VERSION)
-    _atomic_save_npz(npz, **out["arrays"])
-    _atomic_write(meta_path, json.dumps(meta, indent=1))  # written last: marks completion
+    with atomic_path(npz) as tmp:
+        np.savez_compressed(tmp, **out["arrays"])
+    write_text(meta_path, json.dumps(meta, indent=1))  # written last: marks completion
     return Outcome(pid, True, seconds=meta["seconds"], meta=meta)
 
 
@@ -283,9 +272,9 @@ def load_patient(cache_dir, pid: str) -> dict:
 
 def learn_landmarks(volume: np.ndarray, brain: np.ndarray) -> dict[str, np.ndarray]:
     """Histogram-standardisation landmarks (torchio, Nyul & Udupa) of a reference study, per channel."""
-    import nibabel as nib
     import tempfile
 
+    import nibabel as nib
     import torchio as tio
 
     out = {}
@@ -354,23 +343,23 @@ def assemble(cache_dir, cohort_dir, reference: str | None = None, progress: bool
 
     ref = load_patient(cache_dir, reference)
     landmarks = learn_landmarks(ref["volume"].astype(np.float32), ref["brain"])
-    tmp = out / f".hemispheres.{os.getpid()}.tmp.npy"
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(2 * len(done), 3, 26, 224, 112))
     rows = []
     info = table.set_index("patient_id")
-    for i, pid in enumerate(tqdm(done, desc="normalising", unit="patient", disable=not progress)):
-        p = load_patient(cache_dir, pid)
-        arr[2 * i:2 * i + 2] = hemispheres(normalise(p["volume"].astype(np.float32), p["brain"], landmarks))
-        m = p["meta"]
-        for h, side in enumerate(("left", "right")):
-            rows.append({"row": 2 * i + h, "patient_id": pid, "hemisphere": side,
-                         "label": m[f"label_{side}"], "label_source": m["label_source"],
-                         "split": info.at[pid, "split"], "onset_to_mri_min": info.at[pid, "onset_to_mri_min"]})
-    arr.flush()
-    del arr
-    os.replace(tmp, arr_path)
-    pd.DataFrame(rows).to_csv(index_path, index=False)
-    _atomic_write(meta_path, json.dumps({"key": key, "reference": reference, "pipeline_version": PIPELINE_VERSION,
+    with atomic_path(arr_path) as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(2 * len(done), 3, 26, 224, 112))
+        for i, pid in enumerate(tqdm(done, desc="normalising", unit="patient", disable=not progress)):
+            p = load_patient(cache_dir, pid)
+            arr[2 * i:2 * i + 2] = hemispheres(normalise(p["volume"].astype(np.float32), p["brain"], landmarks))
+            m = p["meta"]
+            for h, side in enumerate(("left", "right")):
+                rows.append({"row": 2 * i + h, "patient_id": pid, "hemisphere": side,
+                             "label": m[f"label_{side}"], "label_source": m["label_source"],
+                             "split": info.at[pid, "split"], "onset_to_mri_min": info.at[pid, "onset_to_mri_min"]})
+        arr.flush()
+        del arr
+    with atomic_path(index_path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    write_text(meta_path, json.dumps({"key": key, "reference": reference, "pipeline_version": PIPELINE_VERSION,
                                          "landmarks": {k: v.tolist() for k, v in landmarks.items()},
                                          "scale_cap": SCALE_CAP, "channels": CHANNELS}, indent=1))
     return arr_path

@@ -26,7 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tss.synth.cohort import TSS_3H, TSS_45H, oracle_scores, population_oracle_auc, sample_patients, simulate_readers
+from tss.atomic import atomic_path, write_text
+from tss.synth.cohort import (
+    TSS_3H,
+    TSS_45H,
+    oracle_scores,
+    population_oracle_auc,
+    sample_patients,
+    simulate_readers,
+)
 from tss.synth.params import GENERATOR_VERSION, PARAMS, as_records, param
 
 __all__ = ["generate", "GenerateResult", "load_latent", "patient_paths", "PARAMS", "param",
@@ -63,12 +71,6 @@ def _cache_key(plan: dict, seed: int, index: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _save_nifti(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
     import nibabel as nib
 
@@ -76,9 +78,8 @@ def _save_nifti(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
     img.header.set_xyzt_units("mm")
     img.set_qform(affine, code=1)  # scanner coordinates
     img.set_sform(affine, code=1)
-    tmp = path.with_name(f".{os.getpid()}.tmp.{path.name}")
-    nib.save(img, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
 
 
 def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, bool]:
@@ -102,7 +103,7 @@ def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, boo
         paths[name].parent.mkdir(parents=True, exist_ok=True)
         _save_nifti(*out["images"][name], paths[name])
     truth = dict(out["truth"], cache_key=key, render_seconds=round(time.perf_counter() - t0, 3))
-    _atomic_write_text(paths["truth"], json.dumps(truth, indent=1))  # written last: marks completion
+    write_text(paths["truth"], json.dumps(truth, indent=1))  # written last: marks completion
     return truth, False
 
 
@@ -144,9 +145,8 @@ def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progr
                      "reader2": r.reader2, "reader3": r.reader3, "age": r.age, "sex": r.sex,
                      "nihss": r.nihss})
     mf.write_manifest(pd.DataFrame(rows), root / mf.MANIFEST_NAME)
-    tmp = root / f".latent.{os.getpid()}.tmp"
-    latent.to_csv(tmp, index=False)
-    os.replace(tmp, root / "latent.csv")
+    with atomic_path(root / "latent.csv") as tmp:
+        latent.to_csv(tmp, index=False)
 
     seconds = time.perf_counter() - t0
     meta = {
@@ -159,7 +159,7 @@ def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progr
         "population_oracle_auc_tss_lt_4_5h": round(population_oracle_auc(), 4),
         "parameters": as_records(),
     }
-    _atomic_write_text(root / "generator.json", json.dumps(meta, indent=1, default=list))
+    write_text(root / "generator.json", json.dumps(meta, indent=1, default=list))
     return GenerateResult(root, n, n - n_cached, n_cached, seconds)
 
 
