@@ -67,8 +67,7 @@ def _present(v) -> bool:
 def hemisphere_labels(lesion: np.ndarray | None, side: str) -> tuple[int, int, str]:
     """(left, right, source): from the lesion mask on the target grid when known, else the side."""
     if lesion is not None and lesion.any():
-        half = steps.TARGET_SHAPE[0] // 2
-        n_left, n_right = int(lesion[:half].sum()), int(lesion[half:].sum())
+        n_left, n_right = int(lesion[:steps.MIDLINE].sum()), int(lesion[steps.MIDLINE:].sum())
         total = n_left + n_right
         pos = [n >= max(3, MIN_LESION_FRACTION * total) for n in (n_left, n_right)]
         return int(pos[0]), int(pos[1]), "lesion mask"
@@ -99,9 +98,9 @@ def process_patient(row: dict) -> dict:
     lesion_img = steps.load_volume(row["lesion_mask"], "lesion_mask") if _present(row.get("lesion_mask")) else None
 
     step = "n4"  # b1000 is corrected with b0's field: same acquisition, same coil
-    b0, log_bias = steps.n4(steps._to_sitk(b0_img))
-    b1000 = steps.apply_bias(steps._to_sitk(b1000_img), log_bias)
-    flair, _ = steps.n4(steps._to_sitk(flair_img))
+    b0, log_bias = steps.n4(steps.to_sitk(b0_img))
+    b1000 = steps.apply_bias(steps.to_sitk(b1000_img), log_bias)
+    flair, _ = steps.n4(steps.to_sitk(flair_img))
 
     step = "reorient"
     b0, b1000, flair = steps.reorient(b0), steps.reorient(b1000), steps.reorient(flair)
@@ -133,7 +132,7 @@ def process_patient(row: dict) -> dict:
     }
     lesion = None
     if lesion_img is not None:
-        les = steps.reorient(steps._to_sitk(lesion_img))
+        les = steps.reorient(steps.to_sitk(lesion_img))
         lesion = steps.to_array(steps.resample(les, tpl.target, tx)) > 0.5
 
     corr = steps.template_correlation(vols["b0"], tpl)
@@ -157,8 +156,8 @@ def process_patient(row: dict) -> dict:
         "template_correlation": corr,
         "brain_ml_target": float(brain.sum() * abs(np.linalg.det(tpl.target_affine[:3, :3])) / 1000),
         "label_left": left, "label_right": right, "label_source": label_source,
-        "lesion_voxels_left": int(lesion[:112].sum()) if lesion is not None else None,
-        "lesion_voxels_right": int(lesion[112:].sum()) if lesion is not None else None,
+        "lesion_voxels_left": int(lesion[:steps.MIDLINE].sum()) if lesion is not None else None,
+        "lesion_voxels_right": int(lesion[steps.MIDLINE:].sum()) if lesion is not None else None,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     arrays = {"volume": np.stack([vols[k] for k in CHANNELS]).astype(np.float16), "brain": brain}
@@ -310,9 +309,8 @@ def hemispheres(volume: np.ndarray) -> np.ndarray:
     Channel, slice (z), anterior-posterior (y), left-right half (x): both halves run from the
     lateral edge (index 0) to the midline (index 111), so mirrored structures share positions.
     """
-    half = volume.shape[1] // 2
-    left = volume[:, :half]  # x from -98 mm (lateral) to the midline
-    right = volume[:, half:][:, ::-1]  # flipped: lateral first
+    left = volume[:, :steps.MIDLINE]  # x from -98 mm (lateral) to the midline
+    right = volume[:, steps.MIDLINE:][:, ::-1]  # flipped: lateral first
     return np.stack([h.transpose(0, 3, 2, 1) for h in (left, right)])
 
 

@@ -18,6 +18,7 @@ from torchio.data.io import nib_to_sitk, sitk_to_nib
 
 # target grid: the MNI152 template's field of view resampled to 224 x 224 x 26 (paper 2.1)
 TARGET_SHAPE = (224, 224, 26)
+MIDLINE = TARGET_SHAPE[0] // 2  # x index of the mid-sagittal plane: hemispheres are [:112] and [112:]
 
 
 class PatientError(Exception):
@@ -66,6 +67,7 @@ class Template:
     target: sitk.Image  # empty image defining the 224 x 224 x 26 grid
     target_affine: np.ndarray  # RAS voxel -> mm of the target grid
     target_mask: np.ndarray  # brain mask on the target grid, (224, 224, 26) bool, RAS voxel order
+    target_t2w: np.ndarray  # the T2w template on the target grid (for the registration sanity check)
 
 
 def target_affine() -> np.ndarray:
@@ -83,7 +85,7 @@ def target_affine() -> np.ndarray:
     return aff
 
 
-def _to_sitk(img: nib.Nifti1Image, dtype=np.float32) -> sitk.Image:
+def to_sitk(img: nib.Nifti1Image, dtype=np.float32) -> sitk.Image:
     data = np.asanyarray(img.dataobj).astype(dtype)
     return nib_to_sitk(data[None], img.affine)
 
@@ -92,9 +94,9 @@ def _to_sitk(img: nib.Nifti1Image, dtype=np.float32) -> sitk.Image:
 def load_template() -> Template:
     from nilearn import datasets
 
-    t1 = t2w_template()
+    t2w = t2w_template()
     m2 = (datasets.load_mni152_brain_mask(resolution=2).get_fdata() > 0.5).astype(np.uint8)
-    mask_2mm = sitk.Resample(nib_to_sitk(m2[None], datasets.load_mni152_brain_mask(resolution=2).affine), t1,
+    mask_2mm = sitk.Resample(nib_to_sitk(m2[None], datasets.load_mni152_brain_mask(resolution=2).affine), t2w,
                              sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     m1img = datasets.load_mni152_brain_mask(resolution=1)
     mask_1mm = nib_to_sitk((m1img.get_fdata() > 0.5).astype(np.uint8)[None], m1img.affine)
@@ -102,7 +104,8 @@ def load_template() -> Template:
     target = nib_to_sitk(np.zeros((1,) + TARGET_SHAPE, np.float32), aff)
     tm = sitk.Resample(sitk.Cast(mask_1mm, sitk.sitkFloat32), target, sitk.Transform(), sitk.sitkLinear, 0.0)
     target_mask = sitk_to_nib(tm)[0][0] > 0.5
-    return Template(t1, mask_2mm, mask_1mm, target, aff, target_mask)
+    target_t2w = to_array(sitk.Resample(t2w, target, sitk.Transform(), sitk.sitkLinear, 0.0))
+    return Template(t2w, mask_2mm, mask_1mm, target, aff, target_mask, target_t2w)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,9 +281,8 @@ def register_to_template(img: sitk.Image, tpl: Template, moving_mask: sitk.Image
 
 def template_correlation(b0_target: np.ndarray, tpl: Template) -> float:
     """Correlation of a registered b0 (target grid) with the T2w template inside the brain."""
-    ref = to_array(sitk.Resample(tpl.t2w, tpl.target, sitk.Transform(), sitk.sitkLinear, 0.0))
     m = tpl.target_mask
-    return float(np.corrcoef(b0_target[m], ref[m])[0, 1])
+    return float(np.corrcoef(b0_target[m], tpl.target_t2w[m])[0, 1])
 
 
 MIN_TEMPLATE_CORRELATION = 0.25  # good: ~0.8-0.9 synthetic, 0.37 on the real (skull-stripped, derived-b0) ISLES case
