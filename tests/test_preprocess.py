@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -112,16 +114,18 @@ def test_assembled_tensors(processed):
 def _corrupt_cohort(src_root, dst, good: str):
     """A cohort with one good patient and one patient per kind of bad input."""
     table = manifest.read_manifest(src_root / manifest.MANIFEST_NAME).set_index("patient_id")
-    row = table.loc[good]
-    rows = {good: row.copy()}
+    row = table.loc[good].copy()
     img = nib.load(str(src_root / row["b1000"]))
+    for k in ("b1000", "b0", "flair", "lesion_mask"):  # absolute: the new manifest lives elsewhere
+        row[k] = str(src_root / row[k])
+    rows = {good: row}
 
     def write(name, data, affine=img.affine):
         p = dst / name
         nib.save(nib.Nifti1Image(data, affine), p)
         return str(p)
 
-    full = src_root / row["b1000"]
+    full = Path(row["b1000"])
     trunc = dst / "truncated.nii.gz"
     trunc.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     data = np.asanyarray(img.dataobj).astype(np.float32)
@@ -137,14 +141,8 @@ def _corrupt_cohort(src_root, dst, good: str):
                       "register", ""),
     }
     for pid, (field, path, _, _) in variants.items():
-        r = row.copy()
-        for k in ("b1000", "b0", "flair", "lesion_mask"):
-            r[k] = str(src_root / row[k])
-        r[field] = path
-        rows[pid] = r
-    rows[good] = row.copy()
-    for k in ("b1000", "b0", "flair", "lesion_mask"):
-        rows[good][k] = str(src_root / row[k])
+        rows[pid] = row.copy()
+        rows[pid][field] = path
     df = pd.DataFrame(rows).T.rename_axis("patient_id").reset_index()
     manifest.write_manifest(df, dst / manifest.MANIFEST_NAME)
     return {pid: (step, word) for pid, (_, _, step, word) in variants.items()}
@@ -171,8 +169,6 @@ def test_bad_inputs_are_reported_and_the_others_finish(processed, tmp_path, caps
 
 @pytest.mark.skipif(not (SHARED / "data" / "isles22-sample").exists(), reason="shared ISLES'22 sample not present")
 def test_real_isles_case_lesion_lands_in_the_left_hemisphere(tmp_path):
-    from pathlib import Path
-
     manifest_csv = Path(__file__).resolve().parents[1] / "data_manifest" / "isles22-sample.csv"
     run = preprocess.preprocess_cohort(manifest_csv, tmp_path, jobs=1, progress=False)
     assert not run.failures, run.summary()
