@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # profile is decided lazily (needs torch from the venv)
 PROFILE_CMD = $${PROFILE:-$$($(PY) -m tss default-profile)}
 
-NOTEBOOKS := 01_cohort 02_preprocessing
+NOTEBOOKS := 01_cohort 02_preprocessing 03_models
 GENERATED := book/generated
 
 .PHONY: setup test book cohort notebooks html bench clean help
@@ -20,7 +20,7 @@ help:
 	@echo "make book    regenerate every result and build the book into book/_build/html"
 	@echo "make test    run the test suite"
 	@echo "make setup   create/refresh $(VENV) only"
-	@echo "make bench   benchmarks (preprocessing seconds per patient)"
+	@echo "make bench   benchmarks (preprocessing s/patient; model training steps: hemispheres/s, memory)"
 	@echo "options: PROFILE=quick|full JOBS=N"
 
 setup: $(STAMP)
@@ -56,6 +56,7 @@ book: notebooks html
 # throughput goals live here, not in tests
 bench: $(STAMP)
 	$(PY) benchmarks/bench_preprocess.py
+	$(PY) benchmarks/bench_models.py
 
 clean:
 	rm -rf book/_build $(GENERATED)

@@ -21,6 +21,28 @@ COHORT = {
 }
 
 
+@dataclass(frozen=True)
+class ModelProfile:
+    """Input size of the models. The hemisphere tensors are always 3 x 26 x 224 x 112 on disk;
+    ``downsample`` shrinks each slice in-plane (average pooling) before the models see it."""
+
+    downsample: int
+    genesis_cube: tuple[int, int, int]  # Models Genesis sub-volume (slices, rows, columns)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (26, 224 // self.downsample, 112 // self.downsample)
+
+
+MODEL = {
+    # quick: a 2D step over 26 slices at 224 x 112 takes seconds on a CPU core; 56 x 28 keeps the
+    # whole experiment grid in minutes while every stage of both networks still has a grid to attend
+    "quick": ModelProfile(downsample=4, genesis_cube=(16, 32, 16)),
+    # full: the paper's input; Models Genesis' cubes are 64 x 64 x 32, our volumes have 26 slices
+    "full": ModelProfile(downsample=1, genesis_cube=(16, 64, 64)),
+}
+
+
 def default_profile() -> str:
     """'full' when a CUDA GPU is visible, else 'quick'."""
     try:

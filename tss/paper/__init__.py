@@ -22,3 +22,10 @@ def table2() -> pd.DataFrame:
 FLEISS_KAPPA = 0.46
 # Paper section 2.1: test set of 82 patients read by three neuroradiologists.
 N_TEST = 82
+# Paper section 2.4 (implementation details): GPU memory of training at batch 8, in GB.
+GPU_MEMORY_GB_BATCH8 = {"2d": 4.0, "3d": 7.0}
+
+# Not the paper's: the bare-model training-step ceiling measured on one H100 (bf16 autocast,
+# batch 8, input 3 x 26 x 224 x 112; ../shared/gpu/README.md), the reference for our throughput.
+H100_CEILING_BF16_BATCH8 = {"2d": {"hemis_per_s": 369, "peak_gib": 1.5},
+                            "3d": {"hemis_per_s": 245, "peak_gib": 3.8}}

@@ -1,0 +1,234 @@
+"""The 2D and 3D models, Models Genesis, freezing, weight transfer, ImageNet loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from tss import profiles
+from tss.models import (Attention3DNet, SliceAttentionNet, UNet3D, WeightsUnavailable, genesis,
+                        load_imagenet, load_matching)
+
+QUICK = profiles.MODEL["quick"].input_shape
+FULL = profiles.MODEL["full"].input_shape
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("size", [QUICK, FULL], ids=["quick", "full"])
+def test_2d_shapes_weights_and_attention(size):
+    S, H, W = size
+    m = SliceAttentionNet(n_slices=S).eval()
+    with torch.no_grad():
+        logit, d = m(torch.rand(2, 3, S, H, W), details=True)
+    assert logit.shape == (2,)
+    assert d["final_map"] == (512, -(-H // 32), -(-W // 32))
+    assert d["attended_map"][0] == 256 and d["attention"].shape == (2, S) + d["attended_map"][1:]
+    assert 0 <= d["attention"].min() and d["attention"].max() <= 1
+    if size == FULL:
+        assert d["final_map"] == (512, 7, 4)  # the Fig. 4 caption's final map
+
+
+def test_2d_hemisphere_probability_is_the_weighted_mean_of_slice_probabilities():
+    m = SliceAttentionNet(n_slices=4).eval()
+    with torch.no_grad():
+        m.slice_weights.logits.copy_(torch.tensor([-30.0, 0.0, 2.0, 30.0]))
+        logit, d = m(torch.rand(3, 3, 4, 32, 32), details=True)
+    w = d["slice_weights"]
+    assert torch.all((w >= 0) & (w <= 1)) and w[0] < 1e-9 and w[3] > 0.999
+    expected = (torch.sigmoid(d["slice_logits"]) * w).sum(1) / w.sum()
+    assert torch.allclose(torch.sigmoid(logit), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [QUICK, FULL], ids=["quick", "full"])
+def test_3d_shapes_and_attention(size):
+    S, H, W = size
+    m = Attention3DNet().eval()
+    with torch.no_grad():
+        logit, d = m(torch.rand(1, 3, S, H, W), details=True)
+    assert logit.shape == (1,)
+    # the gates sit on the 128- and 256-channel levels: 1/2 and 1/4 of the input grid
+    assert d["attention1"].shape == (1, 1, S // 2, H // 2, W // 2)
+    assert d["attention2"].shape == (1, 1, S // 4, H // 4, W // 4)
+    for a in (d["attention1"], d["attention2"]):
+        assert 0 <= a.min() and a.max() <= 1
+    assert d["deepest_map"] == (512, S // 8, H // 8, W // 8)
+
+
+def test_unet_restores_the_input_shape_with_odd_slice_counts():
+    u = UNet3D().eval()
+    with torch.no_grad():
+        for shape in [(16, 32, 32), (26, 24, 16)]:
+            y = u(torch.rand(1, 3, *shape))
+            assert y.shape == (1, 3) + shape and 0 <= y.min() and y.max() <= 1
+
+
+def _step(model, x, y):
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.train()
+    loss = F.binary_cross_entropy_with_logits(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def _snapshot(model):
+    """Every tensor (parameters and batch-norm statistics) of every part, cloned."""
+    return {part: [t.detach().clone() for m in mods for t in list(m.parameters()) + list(m.buffers())
+                   if t.is_floating_point()]
+            for part, mods in model.parts().items()}
+
+
+@pytest.mark.parametrize("arch", ["2d", "3d", "2d-phase4", "3d-phase4"])
+def test_frozen_parts_do_not_move_and_the_rest_does(arch):
+    if arch.startswith("2d"):
+        m, x = SliceAttentionNet(n_slices=3), torch.rand(2, 3, 3, 32, 32)
+    else:
+        m, x = Attention3DNet(), torch.rand(2, 3, 8, 16, 16)
+    if arch.endswith("phase4"):
+        m.train_only(m.ATTENTION)
+    else:
+        m.freeze(m.EARLY)
+    assert m.frozen
+    before = _snapshot(m)
+    _step(m, x, torch.tensor([0.0, 1.0]))
+    after = _snapshot(m)
+    for part in m.parts():
+        same = all(torch.equal(a, b) for a, b in zip(before[part], after[part]))
+        if part in m.frozen:
+            assert same, f"frozen part {part} changed"
+        else:
+            assert not same, f"trainable part {part} did not move"
+
+
+def test_freeze_rejects_unknown_parts():
+    with pytest.raises(ValueError, match="unknown part"):
+        SliceAttentionNet(n_slices=2).freeze(["conv9"])
+
+
+@pytest.mark.parametrize("which", ["2d", "3d", "genesis"])
+def test_each_model_drives_its_loss_down_on_a_tiny_fixed_batch(which):
+    x = torch.rand(4, 3, 2, 32, 16) if which == "2d" else torch.rand(4, 3, 8, 16, 16)
+    y = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    x[y == 1, 0] += 0.5  # a visible difference to learn
+    if which == "2d":
+        m = SliceAttentionNet(n_slices=2)
+    elif which == "3d":
+        m = Attention3DNet()
+    else:
+        m, target = UNet3D(), x.clamp(0, 1)
+        x = genesis.genesis_batch(target, torch.Generator().manual_seed(0))[0]
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    m.train()
+    losses = []
+    for _ in range(15):
+        out = m(x)
+        loss = F.mse_loss(out, target) if which == "genesis" else F.binary_cross_entropy_with_logits(out, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def _cube(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((3, 16, 32, 32), generator=g)
+
+
+@pytest.mark.parametrize("name", list(genesis.TRANSFORMS))
+def test_genesis_transforms_keep_shape_and_range_and_touch_only_their_region(name):
+    x = _cube()
+    y, changed = genesis.TRANSFORMS[name](x, torch.Generator().manual_seed(1))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert 0 <= y.min() and y.max() <= 1
+    assert torch.equal(y[:, ~changed], x[:, ~changed])
+    frac = changed.float().mean().item()
+    assert 0 < frac <= 1
+    inside = (y != x)[:, changed].float().mean().item()
+    # a shuffled voxel can draw its own place back; the others replace their whole region
+    least = 0.5 if name == "local shuffling" else 0.9
+    assert inside > least, f"{name} left {1 - inside:.0%} of its region unchanged"
+    # repeatable for a seed
+    y2, _ = genesis.TRANSFORMS[name](x, torch.Generator().manual_seed(1))
+    assert torch.equal(y, y2)
+
+
+def test_local_shuffle_only_permutes_voxels():
+    x = _cube()
+    y, _ = genesis.local_shuffle(x, torch.Generator().manual_seed(2))
+    assert torch.equal(torch.sort(y.flatten()).values, torch.sort(x.flatten()).values)
+    # voxels move together across channels
+    pairs = lambda t: set(map(tuple, t.reshape(3, -1).T.tolist()))
+    assert pairs(y) == pairs(x)
+
+
+def test_nonlinear_is_a_function_of_intensity_and_monotone_keeps_order():
+    x = _cube()
+    x[1] = x[0]  # equal intensities must map to equal outputs
+    y, _ = genesis.nonlinear(x, torch.Generator().manual_seed(3), monotone=True)
+    assert torch.equal(y[0], y[1])
+    order = torch.argsort(x[0].flatten())
+    assert torch.all(torch.diff(y[0].flatten()[order]) >= -1e-6)
+
+
+def test_paintings_are_complementary_in_what_they_keep():
+    x = _cube()
+    _, c_in = genesis.inpaint(x, torch.Generator().manual_seed(4))
+    _, c_out = genesis.outpaint(x, torch.Generator().manual_seed(4))
+    assert c_in.float().mean() < 0.5 < c_out.float().mean()  # inner boxes vs everything outside boxes
+
+
+def test_random_cubes_and_batch():
+    vols = torch.rand(3, 3, 26, 56, 28)
+    g = torch.Generator().manual_seed(0)
+    cubes = genesis.random_cubes(vols, 5, (16, 32, 16), g)
+    assert cubes.shape == (5, 3, 16, 32, 16)
+    distorted, target = genesis.genesis_batch(cubes, g)
+    assert distorted.shape == target.shape and torch.equal(target, cubes)
+    with pytest.raises(ValueError, match="larger"):
+        genesis.random_cubes(vols, 1, (32, 32, 16), g)
+
+
+def test_genesis_encoder_initialises_the_3d_classifier():
+    u, m = UNet3D(), Attention3DNet()
+    rep = load_matching(m, {"model": u.state_dict()})
+    assert rep.loaded and all(k.startswith("encoder.") for k in rep.loaded)
+    assert all(torch.equal(m.state_dict()[k], u.state_dict()[k]) for k in rep.loaded)
+    assert {k.split(".")[0] for k in rep.unexpected} == {"up1", "up2", "up3", "out"}
+    assert {k.split(".")[0] for k in rep.missing} == {"attention1", "attention2", "fc"}
+
+
+def test_transfer_between_phases_skips_the_head(tmp_path):
+    a, b = SliceAttentionNet(n_slices=3), SliceAttentionNet(n_slices=3)
+    torch.save({"model": a.state_dict(), "epoch": 4}, tmp_path / "best.pt")
+    rep = load_matching(b, tmp_path / "best.pt")
+    assert rep.skipped_head == ["fc.weight", "fc.bias"]
+    assert not torch.equal(a.fc.weight, b.fc.weight)
+    assert torch.equal(a.layer3[0].conv1.weight, b.layer3[0].conv1.weight)
+    assert torch.equal(a.attention.psi.weight, b.attention.psi.weight)
+    assert "skipped head 2 (fc)" in str(rep)
+
+
+def test_imagenet_loading_path(tmp_path, monkeypatch):
+    ref = torchvision.models.resnet18(weights=None)  # stands in for the ImageNet file
+    torch.save(ref.state_dict(), tmp_path / "resnet18.pth")
+    m = SliceAttentionNet(n_slices=2)
+    fc_before = m.fc.weight.clone()
+    rep = load_imagenet(m, tmp_path / "resnet18.pth")
+    for k, v in ref.state_dict().items():
+        if not k.startswith("fc."):
+            assert torch.equal(m.state_dict()[k], v), k
+    assert torch.equal(m.fc.weight, fc_before) and set(rep.skipped_head) == {"fc.weight", "fc.bias"}
+    # found through the environment variable, and a clear error without any file
+    monkeypatch.setenv("TSS_IMAGENET_WEIGHTS", str(tmp_path / "resnet18.pth"))
+    assert load_imagenet(SliceAttentionNet(n_slices=2)).loaded
+    monkeypatch.setenv("TSS_IMAGENET_WEIGHTS", str(tmp_path / "absent.pth"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(WeightsUnavailable, match="Nothing is downloaded"):
+        load_imagenet(SliceAttentionNet(n_slices=2))

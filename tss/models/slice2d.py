@@ -1,0 +1,85 @@
+"""The paper's 2D Self-weighted Slice-wise Attention model (section 2.2, Fig. 4 top)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from .attention import GridAttention
+from .base import PartsModel
+
+
+class SliceWeights(nn.Module):
+    """One learnable weight in [0, 1] per slice (a sigmoid of a free parameter; 0.5 at start)."""
+
+    def __init__(self, n_slices: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(n_slices))
+
+    def forward(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+
+class SliceAttentionNet(PartsModel):
+    """Each slice of a hemisphere (channels DWI b1000, b0, FLAIR) runs through the four residual
+    stages of torchvision's ResNet-18. A grid attention gate weights the pixels of the penultimate
+    stage (layer3, 256 channels) with a gate from the last (layer4, 512 channels); the pooled
+    layer4 features (512) and the pooled attended map (256) are concatenated and a linear layer
+    gives one logit per slice. A learnable weight per slice in [0, 1] combines the slice
+    probabilities into one probability per hemisphere:
+
+        p = sum_s w_s sigmoid(z_s) / sum_s w_s
+
+    Input (B, 3, S, H, W) with S = ``n_slices``; output the hemisphere logit log(p / (1 - p)), (B,).
+
+    Deviation from Fig. 4: for a 224 x 112 slice layer3 is 256 x 14 x 7 (ResNet-18 halves the grid
+    at each stage), so the 256-channel attention map is 14 x 7, not the caption's 28 x 14 (that
+    size belongs to the 128-channel layer2). The final map is 512 x 7 x 4, as in the caption.
+    """
+
+    HEAD = ("fc",)
+    EARLY = ("stem", "layer1")   # conv1 (+ its batch norm) and conv2_x, He et al. Table 1
+    ATTENTION = ("attention",)
+
+    def __init__(self, n_slices: int = 26, in_channels: int = 3):
+        super().__init__()
+        r = torchvision.models.resnet18(weights=None)
+        if in_channels != 3:
+            r.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        # same attribute names as torchvision's ResNet, so ImageNet weights load by name
+        self.conv1, self.bn1, self.relu, self.maxpool = r.conv1, r.bn1, r.relu, r.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = r.layer1, r.layer2, r.layer3, r.layer4
+        self.attention = GridAttention(256, 512, 128, dims=2)
+        self.fc = nn.Linear(512 + 256, 1)
+        self.slice_weights = SliceWeights(n_slices)
+        self.n_slices = n_slices
+
+    def parts(self):
+        return {"stem": [self.conv1, self.bn1], "layer1": [self.layer1], "layer2": [self.layer2],
+                "layer3": [self.layer3], "layer4": [self.layer4], "attention": [self.attention],
+                "fc": [self.fc], "slice_weights": [self.slice_weights]}
+
+    def cam_target_layers(self):
+        return [self.layer4[-1]]
+
+    def forward(self, x: torch.Tensor, details: bool = False):
+        B, C, S, H, W = x.shape
+        if S != self.n_slices:
+            raise ValueError(f"expected {self.n_slices} slices, got {S}")
+        f = x.permute(0, 2, 1, 3, 4).reshape(B * S, C, H, W)
+        f = self.maxpool(self.relu(self.bn1(self.conv1(f))))
+        f3 = self.layer3(self.layer2(self.layer1(f)))
+        f4 = self.layer4(f3)
+        att_vec, _, alpha = self.attention(f3, f4)
+        z = self.fc(torch.cat([f4.mean((2, 3)), att_vec], 1)).view(B, S).float()
+        w = self.slice_weights()
+        # log p and log(1 - p) by logsumexp, so the hemisphere logit is exact and BCE-with-logits
+        # stays stable under bf16 autocast (which refuses plain BCE on probabilities)
+        logw = torch.log(w) - torch.log(w.sum())
+        logit = torch.logsumexp(logw + F.logsigmoid(z), 1) - torch.logsumexp(logw + F.logsigmoid(-z), 1)
+        if not details:
+            return logit
+        return logit, {"slice_logits": z, "slice_weights": w, "attention": alpha.view(B, S, *alpha.shape[2:]),
+                       "final_map": tuple(f4.shape[1:]), "attended_map": tuple(f3.shape[1:])}
