@@ -11,8 +11,8 @@ from tss import profiles
 from tss.models import (Attention3DNet, SliceAttentionNet, UNet3D, WeightsUnavailable, genesis,
                         load_imagenet, load_matching)
 
-QUICK = profiles.MODEL["quick"].input_shape
-FULL = profiles.MODEL["full"].input_shape
+QUICK = profiles.MODEL["quick"].input_shape("2d")
+FULL = profiles.MODEL["full"].input_shape("2d")
 
 
 @pytest.fixture(autouse=True)

@@ -55,18 +55,18 @@ class _Up(nn.Module):
 
 class UNet3D(PartsModel):
     """The full U-Net that Models Genesis trains to restore distorted sub-volumes (sigmoid output,
-    same channels as the input)."""
+    by default the input's channels; ``out_channels=1`` for the tumour segmentation task)."""
 
     HEAD = ("out",)
     EARLY = ("down1", "down2")
 
-    def __init__(self, in_channels: int = 3):
+    def __init__(self, in_channels: int = 3, out_channels: int | None = None):
         super().__init__()
         self.encoder = Encoder3D(in_channels)
         self.up3 = _Up(512, 256, 256)
         self.up2 = _Up(256, 128, 128)
         self.up1 = _Up(128, 64, 64)
-        self.out = nn.Conv3d(64, in_channels, 1)
+        self.out = nn.Conv3d(64, out_channels or in_channels, 1)
 
     def parts(self):
         e = self.encoder

@@ -1,0 +1,201 @@
+"""Training phases: transitions, freezing, early stopping, resumption, the grid end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tss import profiles
+from tss.train import Cohort, Experiment, Run, SourceMissing, add_tumour, grid, run_grid
+from tss.train.config import PREVIOUS
+
+
+def _cohort(n_patients=12, seed=0) -> Cohort:
+    """A tiny cohort at 26 x 28 x 14 whose stroke hemispheres carry a bright DWI blob and whose
+    FLAIR is brighter late: enough signal to learn something in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    rows, xs = [], []
+    minutes = [60, 400, 120, 500, 150, 300, 90, 600, 200, 700, 100, 350][:n_patients]
+    splits = (["train"] * 8 + ["val"] * 2 + ["test"] * 2)[:n_patients]
+    for i in range(n_patients):
+        for h, side in enumerate(("left", "right")):
+            x = 0.3 + 0.05 * torch.rand((3, 26, 28, 14), generator=g)
+            stroke = h == i % 2
+            if stroke:
+                x[0, 10:16, 8:16, 3:9] += 0.5
+                x[2, 10:16, 8:16, 3:9] += 0.4 * (minutes[i] > 270)
+            xs.append(x.clamp(0, 1))
+            rows.append({"row": 2 * i + h, "patient_id": f"p{i:02d}", "hemisphere": side, "label": int(stroke),
+                         "label_source": "test", "split": splits[i], "onset_to_mri_min": minutes[i]})
+    return Cohort(torch.stack(xs), pd.DataFrame(rows), key=f"tiny{seed}")
+
+
+# the quick profile's epoch budget, with small synthetic task sets so each test takes seconds
+TINY = profiles.TrainProfile(max_epochs=6, patience=3, seeds=(0,), genesis_cubes=8, medical_per_epoch=8,
+                             synthetic_eval=8)
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return _cohort()
+
+
+def _params(model, part):
+    return [t.detach().clone() for m in model.parts()[part] for t in m.parameters()]
+
+
+def test_grid_lists_sources_before_their_users_and_imagenet_only_in_2d():
+    exps = grid()
+    names = [e.name for e in exps]
+    for i, e in enumerate(exps):
+        if e.source():
+            assert e.source() in names[:i], f"{e.name} runs before its source {e.source()}"
+    assert {e.arch for e in exps if e.init == "imagenet"} == {"2d"}
+    assert Experiment("3d", "stroke", "genesis").source() == "3d-genesis-random"
+    assert Experiment("2d", "tss45", "transfer").source() == "2d-tss3-transfer"
+    assert Experiment("2d", "attention", "transfer").source() == "2d-tss45-transfer"
+    assert set(PREVIOUS) == {"tss3", "tss45", "attention"}
+    assert not [e for e in grid(imagenet=False) if e.init == "imagenet"]
+
+
+def test_a_phase_refuses_to_start_without_its_source(cohort, tmp_path):
+    with pytest.raises(SourceMissing, match="2d-stroke-random"):
+        Run(Experiment("2d", "tss3", "transfer"), cohort, tmp_path, "quick", 0)
+
+
+def test_phase_transitions_load_the_right_weights_and_freeze_the_right_parts(cohort, tmp_path):
+    Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, max_epochs=1, progress=False, train_profile=TINY).fit()
+    src = torch.load(tmp_path / "2d-stroke-random" / "best.pt", weights_only=True)["model"]
+
+    run = Run(Experiment("2d", "tss3", "transfer"), cohort, tmp_path, "quick", 0, max_epochs=2, progress=False, train_profile=TINY)
+    model, rep = run._model()
+    assert model.frozen == ("stem", "layer1")
+    assert torch.equal(model.state_dict()["layer3.0.conv1.weight"], src["layer3.0.conv1.weight"])
+    assert not torch.equal(model.state_dict()["fc.weight"], src["fc.weight"])  # a new head for a new task
+    assert rep.skipped_head == ["fc.weight", "fc.bias"]
+    summary = run.fit()
+    after = torch.load(tmp_path / "2d-tss3-transfer" / "best.pt", weights_only=True)["model"]
+    for k in src:
+        if k.startswith(("conv1.", "bn1.", "layer1.")):
+            assert torch.equal(after[k], src[k]), f"frozen {k} moved"
+    assert not torch.equal(after["layer4.1.conv2.weight"], src["layer4.1.conv2.weight"])
+    assert summary["frozen"] == ["stem", "layer1"]
+
+    Run(Experiment("2d", "tss45", "transfer"), cohort, tmp_path, "quick", 0, max_epochs=1, progress=False, train_profile=TINY).fit()
+    p3 = torch.load(tmp_path / "2d-tss45-transfer" / "best.pt", weights_only=True)["model"]
+    run4 = Run(Experiment("2d", "attention", "transfer"), cohort, tmp_path, "quick", 0, max_epochs=2, progress=False, train_profile=TINY)
+    m4, rep4 = run4._model()
+    assert set(m4.frozen) == set(m4.parts()) - {"attention"}
+    assert torch.equal(m4.state_dict()["fc.weight"], p3["fc.weight"])  # same task: the head is kept
+    run4.fit()
+    p4 = torch.load(tmp_path / "2d-attention-transfer" / "best.pt", weights_only=True)["model"]
+    changed = {k.split(".")[0] for k in p4 if p4[k].is_floating_point() and not torch.equal(p4[k], p3[k])}
+    assert changed <= {"attention"}
+
+
+def test_genesis_encoder_starts_the_3d_stroke_phase(tmp_path):
+    c = _cohort()
+    Run(Experiment("3d", "genesis", "random"), c, tmp_path, "quick", 0, max_epochs=1, progress=False, train_profile=TINY).fit()
+    unet = torch.load(tmp_path / "3d-genesis-random" / "best.pt", weights_only=True)["model"]
+    model, rep = Run(Experiment("3d", "stroke", "genesis"), c, tmp_path, "quick", 0, progress=False, train_profile=TINY)._model()
+    assert rep.loaded and all(k.startswith("encoder.") for k in rep.loaded)
+    assert torch.equal(model.state_dict()["encoder.down3.0.0.weight"], unet["encoder.down3.0.0.weight"])
+    assert model.frozen == ()
+
+
+def test_early_stopping_fires_on_a_plateau(cohort, tmp_path, monkeypatch):
+    monkeypatch.setattr(Run, "_score", lambda self, model, data: (0.5, 0.7))  # never improves after epoch 1
+    run = Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, max_epochs=50, progress=False, train_profile=TINY)
+    s = run.fit()
+    assert s["epochs"] == run.tp.patience + 1 and s["best_epoch"] == 1
+
+
+def test_a_killed_run_resumes_to_the_same_numbers(cohort, tmp_path):
+    exp = Experiment("2d", "stroke", "random")
+    whole = Run(exp, cohort, tmp_path / "a", "quick", 3, max_epochs=3, progress=False, train_profile=TINY).fit()
+    with pytest.raises(KeyboardInterrupt):
+        Run(exp, cohort, tmp_path / "b", "quick", 3, max_epochs=3, progress=False, train_profile=TINY).fit(stop_after=1)
+    killed = pd.read_csv(tmp_path / "b" / exp.name / "epochs.csv")
+    assert len(killed) == 1
+    resumed = Run(exp, cohort, tmp_path / "b", "quick", 3, max_epochs=3, progress=False, train_profile=TINY).fit()
+    # epoch 1 was not trained again: its row (with its own timing) survives
+    assert pd.read_csv(tmp_path / "b" / exp.name / "epochs.csv")["train_seconds"][0] == killed["train_seconds"][0]
+    cols = ["epoch", "train_loss", "val_loss", "val_auc", "best"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / exp.name / "epochs.csv")[cols],
+                                  pd.read_csv(tmp_path / "b" / exp.name / "epochs.csv")[cols])
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / exp.name / "predictions.csv"),
+                                  pd.read_csv(tmp_path / "b" / exp.name / "predictions.csv"))
+    assert whole["val_auc"] == resumed["val_auc"]
+
+
+def test_a_finished_run_is_read_back_not_retrained(cohort, tmp_path, monkeypatch):
+    exp = Experiment("2d", "stroke", "random")
+    first = Run(exp, cohort, tmp_path, "quick", 0, max_epochs=1, progress=False, train_profile=TINY).fit()
+    monkeypatch.setattr(Run, "_model", lambda self: pytest.fail("retrained a finished run"))
+    again = Run(exp, cohort, tmp_path, "quick", 0, max_epochs=1, progress=False, train_profile=TINY).fit()
+    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
+    # another seed is another run
+    monkeypatch.undo()
+    assert Run(exp, cohort, tmp_path, "quick", 1, max_epochs=1, progress=False, train_profile=TINY).key != first["key"]
+
+
+def test_tumour_is_bright_on_flair_with_a_mask_inside_the_brain():
+    x = torch.zeros(3, 26, 56, 28)
+    x[:, 3:23, 5:51, 3:25] = 0.4
+    y, mask = add_tumour(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1
+    assert mask.any() and not (mask & (x[1] == 0)).any()
+    assert y[2][mask].mean() > x[2][mask].mean() + 0.05  # FLAIR
+    assert y[1][mask].mean() > x[1][mask].mean() + 0.05  # b0
+
+
+def test_a_tiny_grid_runs_end_to_end_on_the_cpu(tmp_path):
+    c = _cohort()
+    exps = grid(("2d", "3d"), imagenet=False)
+    results = run_grid(exps, c, tmp_path, "quick", 0, progress=False, max_epochs=1)
+    assert [r["experiment"] for r in results] == [e.name for e in exps]
+    for e in exps:
+        d = tmp_path / e.name
+        s = json.loads((d / "summary.json").read_text())
+        assert s["epochs"] == 1 and s["key"]
+        if e.phase in ("stroke", "tss3", "tss45", "attention"):
+            pred = pd.read_csv(d / "predictions.csv")
+            assert set(pred["split"]) == {"val", "test"} and pred["prob"].between(0, 1).all()
+            if e.phase != "stroke":
+                assert (pred["label"] == 1).all()  # TSS phases use stroke hemispheres only
+            pat = pd.read_csv(d / "patients.csv")
+            assert pat["patient_id"].is_unique and np.isfinite(pat["prob"]).all()
+
+
+def test_imagenet_rows_without_weights_are_skipped_with_the_reason(cohort, tmp_path, monkeypatch):
+    monkeypatch.setenv("TSS_IMAGENET_WEIGHTS", str(tmp_path / "absent.pth"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    res = run_grid([Experiment("2d", "tss3", "imagenet")], cohort, tmp_path, "quick", 0, progress=False, max_epochs=1)
+    assert "Nothing is downloaded" in res[0]["skipped"]
+    assert "Nothing is downloaded" in json.loads((tmp_path / "2d-tss3-imagenet" / "skipped.json").read_text())["skipped"]
+
+
+def test_precise_bn_makes_evaluation_match_training_statistics_and_spares_frozen_layers(cohort, tmp_path):
+    run = Run(Experiment("2d", "tss3", "random"), cohort, tmp_path, "quick", 0, progress=False, train_profile=TINY)
+    model, _ = run._model()
+    model.freeze(model.EARLY)
+    frozen_bn = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("bn1.running")}
+    with torch.no_grad():  # stale running statistics, as after fast-moving training
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d) and m.training:
+                m.running_mean.add_(3.0)
+    rows = torch.as_tensor(cohort.rows("train")[:8])  # one batch (tss3 batch size 8)
+    model.train()
+    run._precise_bn(model, rows)
+    with torch.no_grad():
+        train_mode = model(cohort.x[rows])
+        model.eval()
+        eval_mode = model(cohort.x[rows])
+    # one batch: the recomputed statistics are that batch's (up to the unbiased variance)
+    assert torch.allclose(eval_mode, train_mode, atol=0.05 * train_mode.abs().max().item() + 1e-3)
+    for k, v in frozen_bn.items():
+        assert torch.equal(model.state_dict()[k], v), f"frozen {k} recomputed"

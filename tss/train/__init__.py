@@ -1,0 +1,8 @@
+"""The paper's training phases (section 2.3) and the experiment grid of its Table 2."""
+
+from .config import INITS, PHASES, Experiment, Phase, grid
+from .data import Cohort, add_tumour, patient_predictions
+from .loop import Run, SourceMissing, run_grid
+
+__all__ = ["INITS", "PHASES", "Cohort", "Experiment", "Phase", "Run", "SourceMissing", "add_tumour", "grid",
+           "patient_predictions", "run_grid"]

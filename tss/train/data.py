@@ -1,0 +1,135 @@
+"""The processed cohort as training tensors, task labels, and the synthetic tumour task.
+
+The whole cohort is one tensor, held on the training device (on a GPU it is resident: batches are
+index selections, no per-step host copies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .. import preprocess
+from .config import TSS_3H_MIN, TSS_45H_MIN
+
+
+class Cohort:
+    """Hemispheres (N, 3, 26, H, W) at one in-plane downsampling, with their index table."""
+
+    def __init__(self, x: torch.Tensor, index: pd.DataFrame, key: str):
+        if len(x) != len(index):
+            raise ValueError(f"{len(x)} hemispheres but {len(index)} index rows")
+        self.x, self.index, self.key, self.device = x, index.reset_index(drop=True), key, x.device
+
+    @classmethod
+    def load(cls, cache_dir, downsample: int = 1, device: str | torch.device = "cpu") -> "Cohort":
+        """The preprocessed cohort of ``cache_dir`` (``python -m tss preprocess``), pooled in-plane by
+        ``downsample``, as float32 on the CPU or bfloat16 resident on a GPU."""
+        arr, index = preprocess.load_hemispheres(cache_dir)
+        meta = json.loads((Path(cache_dir) / "cohort" / "cohort.json").read_text())
+        device = torch.device(device)
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        chunks = []
+        for i in range(0, len(arr), 32):  # pool in chunks: the float32 copy of 422 patients is 6 GiB
+            x = torch.from_numpy(np.asarray(arr[i:i + 32], dtype=np.float32))
+            if downsample > 1:
+                n, c, z, h, w = x.shape
+                x = F.avg_pool3d(x.view(n * c, 1, z, h, w), (1, downsample, downsample)).view(n, c, z, h // downsample, w // downsample)
+            chunks.append(x.to(device, dtype))
+        key = hashlib.sha256(f"{meta['key']}:{downsample}".encode()).hexdigest()[:16]
+        return cls(torch.cat(chunks), index, key)
+
+    def rows(self, split: str, hemispheres: str = "all") -> np.ndarray:
+        sel = self.index["split"] == split
+        if hemispheres == "stroke":
+            sel &= self.index["label"] == 1
+        return np.flatnonzero(sel.to_numpy())
+
+    def labels(self, task: str) -> np.ndarray:
+        """Per-hemisphere target of a classification task (float 0/1)."""
+        if task == "stroke":
+            return self.index["label"].to_numpy(float)
+        minutes = self.index["onset_to_mri_min"].to_numpy(float)
+        if task == "tss_lt_3h":
+            return (minutes < TSS_3H_MIN).astype(float)
+        if task == "tss_lt_4_5h":
+            return (minutes < TSS_45H_MIN).astype(float)
+        raise ValueError(f"no hemisphere labels for task {task!r}")
+
+
+def add_tumour(h: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tumour-like mass in one hemisphere (3, Z, Y, X) in [0, 1]: returns (image, mask (Z, Y, X)).
+
+    The stand-in for the paper's external medical pretraining data, from the same anatomy: an
+    ellipsoidal mass pushes the surrounding tissue outwards (mass effect, a radial displacement that
+    fades with distance), its necrotic core has free water (dark on DWI, bright on b0 and FLAIR) and
+    its rim and vasogenic oedema have a long T2 (bright on b0 and FLAIR, mildly on DWI)."""
+    C, Z, Y, X = h.shape
+    brain = h[1] > 0.02
+    pts = torch.nonzero(brain)
+    if len(pts) == 0:
+        raise ValueError("hemisphere without brain voxels")
+    centre = pts[int(torch.randint(len(pts), (1,), generator=gen))].float()
+    size = torch.tensor([Z, Y, X], dtype=torch.float32)
+    # radii as fractions of the hemisphere's extent; slices are 6.5 mm against ~0.9 mm in-plane
+    radii = size * torch.tensor([0.12, 0.08, 0.12]) * (0.6 + 0.8 * torch.rand(3, generator=gen))
+    grid = torch.stack(torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in (Z, Y, X)), indexing="ij"), -1)
+    d = (grid - centre) / radii
+    r = d.norm(dim=-1)
+    # mass effect: sample each voxel from nearer the centre (tissue pushed out), strongest at the mass
+    push = 0.5 * torch.exp(-(r / 1.5) ** 2)
+    src = centre + (grid - centre) * (1 - push)[..., None]
+    norm = src / (size - 1) * 2 - 1
+    moved = F.grid_sample(h[None].float(), norm.flip(-1)[None], align_corners=True, mode="bilinear")[0]
+    mass = torch.sigmoid((1 - r) * 8)            # the tumour, soft edge
+    core = torch.sigmoid((0.5 - r) * 10)         # necrotic core
+    oedema = torch.exp(-((r - 1).clamp(min=0) / 0.6) ** 2) * (1 - core)
+    gain = torch.stack([1 + 0.25 * oedema - 0.6 * core,   # DWI b1000
+                        1 + 0.7 * oedema + 0.9 * core,    # b0 (T2w)
+                        1 + 0.6 * oedema + 0.2 * core])   # FLAIR (free water partly nulled)
+    out = (moved * gain).clamp(0, 1) * brain
+    return out.to(h.dtype), (mass > 0.5) & brain
+
+
+def tumour_examples(x: torch.Tensor, rows: np.ndarray, n: int, gen: torch.Generator, segmentation: bool,
+                    cube: tuple[int, int, int] | None = None):
+    """``n`` examples of the tumour task from the hemispheres ``x[rows]``. Classification: half get
+    a tumour, label 1/0. Segmentation: every example has one, cut to ``cube`` around it, with its mask."""
+    xs, ys = [], []
+    for _ in range(n):
+        h = x[int(rows[int(torch.randint(len(rows), (1,), generator=gen))])].float().cpu()
+        has = segmentation or bool(torch.rand((), generator=gen) < 0.5)
+        if has:
+            h, mask = add_tumour(h, gen)
+        else:
+            mask = torch.zeros(h.shape[1:], dtype=torch.bool)
+        if segmentation:
+            c = torch.nonzero(mask).float().mean(0) if mask.any() else torch.tensor(h.shape[1:]) / 2
+            jitter = (torch.rand(3, generator=gen) - 0.5) * torch.tensor(cube, dtype=torch.float32) / 2
+            lo = [int(np.clip(int(ci + ji) - s // 2, 0, n_ - s)) for ci, ji, s, n_ in zip(c, jitter, cube, h.shape[1:])]
+            sl = tuple(slice(a, a + s) for a, s in zip(lo, cube))
+            xs.append(h[(slice(None),) + sl])
+            ys.append(mask[sl].float()[None])
+        else:
+            xs.append(h)
+            ys.append(torch.tensor(float(has)))
+    return torch.stack(xs).to(x.device, x.dtype), torch.stack(ys).to(x.device)
+
+
+def patient_predictions(index: pd.DataFrame, rows: np.ndarray, prob: np.ndarray, target: np.ndarray,
+                        task: str) -> pd.DataFrame:
+    """Per-patient probability: for TSS from the stroke hemisphere(s) (their mean); for stroke
+    detection the larger of the two hemispheres' probabilities (a stroke anywhere)."""
+    h = index.iloc[rows].assign(prob=prob, target=target)
+    agg = "max" if task == "stroke" else "mean"
+    out = h.groupby("patient_id", sort=True).agg(prob=("prob", agg), target=("target", "max"),
+                                                  split=("split", "first"),
+                                                  onset_to_mri_min=("onset_to_mri_min", "first"),
+                                                  n_hemispheres=("prob", "size"))
+    return out.reset_index()

@@ -1,0 +1,333 @@
+"""One experiment of the grid: build, initialise, freeze, train with early stopping, predict.
+
+Each run writes ``OUT/<experiment>/``: ``config.json``, ``epochs.csv`` (one row per epoch),
+``last.pt`` (every epoch: a killed run resumes from it), ``best.pt`` (the best validation epoch),
+``predictions.csv`` (per hemisphere) and ``patients.csv`` (per patient) on validation and test, and
+``summary.json`` (metrics, wall time, throughput). A run whose ``summary.json`` holds the same
+configuration key (experiment, profile, seed, data, and the key of its weight source) is not
+repeated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
+
+from .. import profiles
+from ..atomic import atomic_path, write_text
+from ..models import SliceAttentionNet, UNet3D, build, genesis, load_imagenet, load_matching
+from .config import Experiment
+from .data import Cohort, patient_predictions, tumour_examples
+
+TRAIN_VERSION = "2"  # 2: batch-norm statistics recomputed before each evaluation
+
+
+class SourceMissing(RuntimeError):
+    pass
+
+
+def _key(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _adabound(params, lr: float, final_lr: float):
+    import adabound
+
+    return adabound.AdaBound(params, lr=lr, final_lr=final_lr)
+
+
+def _quiet_step(opt) -> None:
+    # adabound calls torch's deprecated add_(scalar, tensor) overloads: silence them here, without
+    # editing the installed package and without hiding anyone else's warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="This overload of add", category=UserWarning)
+        opt.step()
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def _dice(prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    inter = (prob * mask).flatten(1).sum(1)
+    return (2 * inter + 1) / (prob.flatten(1).sum(1) + mask.flatten(1).sum(1) + 1)
+
+
+class Run:
+    """Everything one experiment needs; :meth:`fit` trains (or resumes, or reuses) it."""
+
+    def __init__(self, exp: Experiment, cohort: Cohort, out_root, profile: str, seed: int,
+                 max_epochs: int | None = None, progress: bool = True,
+                 train_profile: profiles.TrainProfile | None = None):
+        self.exp, self.cohort, self.profile, self.seed = exp, cohort, profiles.check(profile), seed
+        self.spec = exp.spec
+        self.tp, self.mp = train_profile or profiles.TRAIN[profile], profiles.MODEL[profile]
+        self.max_epochs = max_epochs or self.tp.max_epochs
+        self.root = Path(out_root)
+        self.dir = self.root / exp.name
+        self.device = cohort.device
+        self.progress = progress
+        src = exp.source()
+        self.source_dir = self.root / src if src else None
+        source_key = None
+        if self.source_dir is not None:
+            s = self.source_dir / "summary.json"
+            if not s.exists():
+                raise SourceMissing(f"{exp.name} starts from {src}, which has not run yet (no {s})")
+            source_key = json.loads(s.read_text())["key"]
+        self.config = {"experiment": exp.to_dict(), "profile": profile, "seed": seed, "max_epochs": self.max_epochs,
+                       "train_profile": asdict(self.tp), "downsample": self.mp.downsample(exp.arch),
+                       "genesis_cube": self.mp.genesis_cube, "data_key": cohort.key, "source_key": source_key,
+                       "train_version": TRAIN_VERSION}
+        self.key = _key(self.config)
+
+    # -- model ------------------------------------------------------------------------------
+    def _model(self):
+        torch.manual_seed(self.seed)
+        t, arch = self.spec.task, self.exp.arch
+        if t == "restore":
+            m = UNet3D()
+        elif t == "tumour" and arch == "3d":
+            m = UNet3D(out_channels=1)
+        elif t == "tumour":
+            m = SliceAttentionNet(n_slices=self.cohort.x.shape[2])
+        else:
+            m = build(arch, n_slices=self.cohort.x.shape[2])
+        report = None
+        if self.exp.init == "imagenet":
+            report = load_imagenet(m)  # raises WeightsUnavailable with where to put the file
+        elif self.source_dir is not None:
+            # phase 4 continues the same task: keep phase 3's output layer; other phases learn a new head
+            report = load_matching(m, self.source_dir / "best.pt", skip=() if self.exp.phase == "attention" else None)
+            if not report.loaded:
+                raise RuntimeError(f"{self.exp.name}: nothing loaded from {self.source_dir.name}: {report}")
+        frozen = self.exp.frozen()
+        if frozen == "early":
+            m.freeze(m.EARLY)
+        elif frozen == "all-but-attention":
+            m.train_only(m.ATTENTION)
+        return m.to(self.device), report
+
+    # -- data -------------------------------------------------------------------------------
+    def _examples(self, split: str, n: int | None = None, gen: torch.Generator | None = None):
+        """(x, y) of a split for the phase's task; y is None for Genesis (the target is x)."""
+        c, t = self.cohort, self.spec.task
+        rows = c.rows(split, self.spec.hemispheres)
+        if t == "restore":
+            return genesis.random_cubes(c.x[rows], n, self.mp.genesis_cube, gen).to(c.x.dtype), None
+        if t == "tumour":
+            return tumour_examples(c.x, rows, n, gen, segmentation=self.exp.arch == "3d", cube=self.mp.genesis_cube)
+        y = torch.as_tensor(c.labels(t)[rows], dtype=torch.float32, device=self.device)
+        return torch.as_tensor(rows, device=self.device), y
+
+    def _batch_x(self, x):
+        # classification examples are row numbers into the resident cohort tensor
+        return self.cohort.x[x] if x.dtype == torch.long else x
+
+    def _loss(self, model, xb, yb, gen=None):
+        cuda = self.device.type == "cuda"
+        t = self.spec.task
+        if t == "restore":
+            target = xb
+            xb = genesis.genesis_batch(xb, gen)[0]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            out = model(xb)
+        out = out.float()
+        if t == "restore":
+            return F.mse_loss(out, target.float())
+        if t == "tumour" and self.exp.arch == "3d":
+            return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), yb) + (1 - _dice(out, yb)).mean()
+        return F.binary_cross_entropy_with_logits(out, yb)
+
+    @torch.no_grad()
+    def _predict(self, model, x, chunk: int = 32) -> torch.Tensor:
+        model.eval()
+        cuda = self.device.type == "cuda"
+        outs = []
+        for i in range(0, len(x), chunk):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                outs.append(model(self._batch_x(x[i:i + chunk])).float())
+        return torch.cat(outs)
+
+    @torch.no_grad()
+    def _precise_bn(self, model, x) -> None:
+        """Recompute the batch-norm statistics of the trained layers on this epoch's training
+        examples before evaluating ("precise BN", Wu & Johnson 2021). The running averages lag behind
+        weights that move fast (a few dozen AdaBound steps per epoch in the quick profile): without
+        this, evaluation-mode outputs collapsed to one class (validation loss rising while the
+        training loss fell) although the ranking learnt in training mode was good."""
+        # torch.optim.swa_utils.update_bn would also reset the frozen layers' statistics: ours keeps them
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+        if not bns:
+            return
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches below
+        cuda = self.device.type == "cuda"
+        for i in range(0, len(x), self.spec.batch_size):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                model(self._batch_x(x[i:i + self.spec.batch_size]))
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+
+    def _score(self, model, data) -> tuple[float, float]:
+        """(loss, score) on a fixed evaluation set; early stopping maximises the score."""
+        x, y = data
+        out = self._predict(model, x)
+        t = self.spec.task
+        if t == "restore":
+            mse = F.mse_loss(out, x.float()).item()
+            return mse, -mse
+        if t == "tumour" and self.exp.arch == "3d":
+            return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), y).item(), _dice((out > 0.5).float(), y).mean().item()
+        loss = F.binary_cross_entropy_with_logits(out, y).item()
+        auc = _auc(y.cpu().numpy(), torch.sigmoid(out).cpu().numpy())
+        return loss, (auc if not math.isnan(auc) else -loss)
+
+    # -- the run ----------------------------------------------------------------------------
+    def done(self) -> bool:
+        s = self.dir / "summary.json"
+        return s.exists() and json.loads(s.read_text()).get("key") == self.key
+
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train to early stopping (or ``max_epochs``), resuming from ``last.pt`` when it belongs
+        to this configuration. ``stop_after``: raise after that many epochs (tests of resumption)."""
+        if self.done():
+            return json.loads((self.dir / "summary.json").read_text())
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_text(self.dir / "config.json", json.dumps({**self.config, "key": self.key}, indent=1, default=str))
+        model, report = self._model()
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        opt = _adabound(trainable, self.spec.lr, self.spec.final_lr)
+        gen = torch.Generator().manual_seed(self.seed)
+        # fixed synthetic evaluation sets, and a fixed tumour training set, from their own seeds
+        n_syn = self.tp.synthetic_eval
+        synthetic = self.spec.task in ("restore", "tumour")
+        val = self._examples("val", n_syn, torch.Generator().manual_seed(10_000 + self.seed))
+        train_fixed = (self._examples("train", self.tp.medical_per_epoch, torch.Generator().manual_seed(20_000 + self.seed))
+                       if self.spec.task == "tumour" else None)
+        state = {"epoch": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "log": [], "seconds": 0.0}
+        last = self.dir / "last.pt"
+        if last.exists():
+            ck = torch.load(last, map_location=self.device, weights_only=False)
+            if ck.get("key") == self.key:
+                model.load_state_dict(ck["model"])
+                opt.load_state_dict(ck["opt"])
+                gen.set_state(ck["gen"])
+                state = ck["state"]
+        bar = tqdm(total=self.max_epochs, initial=state["epoch"], desc=self.exp.name, unit="epoch",
+                   disable=not self.progress, leave=False)
+        while state["epoch"] < self.max_epochs and state["bad"] < self.tp.patience:
+            t0 = time.perf_counter()
+            if self.spec.task == "restore":
+                x, y = self._examples("train", self.tp.genesis_cubes, gen)
+            else:
+                x, y = train_fixed if train_fixed is not None else self._examples("train")
+            model.train()
+            perm = torch.randperm(len(x), generator=gen).to(self.device)
+            total, n = torch.zeros((), device=self.device), 0
+            for i in range(0, len(x), self.spec.batch_size):
+                b = perm[i:i + self.spec.batch_size]
+                if len(b) < 2 and i > 0:
+                    continue  # batch norm needs two examples; the last one waits for the next epoch
+                loss = self._loss(model, self._batch_x(x[b]), None if y is None else y[b], gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                _quiet_step(opt)
+                total += loss.detach() * len(b)
+                n += len(b)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            train_s = time.perf_counter() - t0
+            if self.spec.task != "restore":  # Genesis: a fresh draw each epoch, validation MSE = training MSE
+                self._precise_bn(model, x)
+            val_loss, score = self._score(model, val)
+            state["epoch"] += 1
+            improved = score > state["best"] + 1e-9
+            if improved:
+                state.update(best=score, best_epoch=state["epoch"], bad=0)
+                with atomic_path(self.dir / "best.pt") as tmp:
+                    torch.save({"model": model.state_dict(), "epoch": state["epoch"], "key": self.key}, tmp)
+            else:
+                state["bad"] += 1
+            state["seconds"] += time.perf_counter() - t0
+            state["log"].append({"epoch": state["epoch"], "train_loss": (total / max(n, 1)).item(),
+                                 "val_loss": val_loss, self.spec.monitor: score, "train_seconds": train_s,
+                                 "examples_per_s": n / train_s, "best": improved})
+            with atomic_path(last) as tmp:
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                            "state": state, "key": self.key}, tmp)
+            pd.DataFrame(state["log"]).to_csv(self.dir / "epochs.csv", index=False)
+            bar.update(1)
+            bar.set_postfix(loss=f"{state['log'][-1]['train_loss']:.3f}", val=f"{score:.3f}")
+            if stop_after is not None and state["epoch"] >= stop_after and state["epoch"] < self.max_epochs:
+                bar.close()
+                raise KeyboardInterrupt(f"stopped after epoch {state['epoch']} (stop_after)")
+        bar.close()
+        summary = self._finish(model, state, report, synthetic, n_syn, trainable)
+        write_text(self.dir / "summary.json", json.dumps(summary, indent=1, default=str))
+        (self.dir / "skipped.json").unlink(missing_ok=True)
+        return summary
+
+    def _finish(self, model, state, report, synthetic, n_syn, trainable) -> dict:
+        best = torch.load(self.dir / "best.pt", map_location=self.device, weights_only=True)
+        model.load_state_dict(best["model"])
+        out = {"key": self.key, "experiment": self.exp.name, "arch": self.exp.arch, "phase": self.exp.phase,
+               "init": self.exp.init, "task": self.spec.task, "seed": self.seed, "profile": self.profile,
+               "epochs": state["epoch"], "best_epoch": state["best_epoch"], self.spec.monitor: state["best"],
+               "wall_seconds": state["seconds"],
+               "examples_per_s": float(np.median([r["examples_per_s"] for r in state["log"]])),
+               "device": str(self.device), "transfer": str(report) if report else None,
+               "frozen": list(model.frozen), "trainable_parameters": sum(p.numel() for p in trainable)}
+        if synthetic:
+            test = self._examples("test", n_syn, torch.Generator().manual_seed(30_000 + self.seed))
+            loss, score = self._score(model, test)
+            out.update(test_loss=loss, test_score=score)
+            return out
+        frames = []
+        for split in ("val", "test"):
+            rows, y = self._examples(split)
+            prob = torch.sigmoid(self._predict(model, rows)).cpu().numpy()
+            rows, y = rows.cpu().numpy(), y.cpu().numpy()
+            frames.append(self.cohort.index.iloc[rows][["patient_id", "hemisphere", "split", "label", "onset_to_mri_min"]]
+                          .assign(target=y, prob=prob))
+            out[f"{split}_auc_hemisphere"] = _auc(y, prob)
+            pat = patient_predictions(self.cohort.index, rows, prob, y, self.spec.task)
+            out[f"{split}_auc_patient"] = _auc(pat["target"].to_numpy(), pat["prob"].to_numpy())
+            out[f"{split}_patients"] = len(pat)
+            mode = "w" if split == "val" else "a"
+            pat.to_csv(self.dir / "patients.csv", index=False, mode=mode, header=split == "val")
+        pd.concat(frames).to_csv(self.dir / "predictions.csv", index=False)
+        return out
+
+
+def run_grid(experiments, cohort: Cohort, out_root, profile: str, seed: int, progress: bool = True,
+             max_epochs: int | None = None, train_profile: profiles.TrainProfile | None = None):
+    """Run experiments in order; an ImageNet run without weights is recorded as skipped with why."""
+    from ..models import WeightsUnavailable
+
+    results = []
+    for exp in tqdm(experiments, desc=f"seed {seed}", unit="run", disable=not progress):
+        try:
+            results.append(Run(exp, cohort, out_root, profile, seed, max_epochs=max_epochs, progress=progress,
+                               train_profile=train_profile).fit())
+        except WeightsUnavailable as e:
+            skip = {"experiment": exp.name, "arch": exp.arch, "phase": exp.phase, "init": exp.init,
+                    "seed": seed, "profile": profile, "skipped": str(e)}
+            (Path(out_root) / exp.name).mkdir(parents=True, exist_ok=True)
+            write_text(Path(out_root) / exp.name / "skipped.json", json.dumps(skip, indent=1))
+            results.append(skip)
+    return results

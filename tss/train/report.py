@@ -1,0 +1,74 @@
+"""Read the result files of the runs back (never notebook state): summaries and learning curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .config import PHASES
+
+
+def summaries(runs_root) -> pd.DataFrame:
+    """Every ``summary.json`` under ``runs_root/seed*/<experiment>/``, one row per run, and every
+    ``skipped.json`` (a run that could not start, with why)."""
+    rows = []
+    for f in sorted(Path(runs_root).glob("seed*/*/summary.json")) + sorted(Path(runs_root).glob("seed*/*/skipped.json")):
+        rows.append(json.loads(f.read_text()))
+    return pd.DataFrame(rows)
+
+
+def epochs(runs_root, experiment: str) -> pd.DataFrame:
+    """The per-epoch logs of one experiment over all seeds (column ``seed``)."""
+    frames = []
+    for f in sorted(Path(runs_root).glob(f"seed*/{experiment}/epochs.csv")):
+        frames.append(pd.read_csv(f).assign(seed=int(f.parent.parent.name.removeprefix("seed"))))
+    return pd.concat(frames) if frames else pd.DataFrame()
+
+
+def plot_curves(runs_root, experiments, title: str = ""):
+    """Training loss and the early-stopping score per epoch, one panel pair per experiment; the
+    best epoch of each seed is marked."""
+    experiments = list(experiments)
+    fig, axes = plt.subplots(2, len(experiments), figsize=(2.9 * len(experiments), 5.2), squeeze=False)
+    for j, name in enumerate(experiments):
+        log = epochs(runs_root, name)
+        ax_l, ax_s = axes[0, j], axes[1, j]
+        ax_l.set_title(name, fontsize=8)
+        if log.empty:
+            ax_l.text(0.5, 0.5, "not run", ha="center", transform=ax_l.transAxes)
+            ax_s.axis("off")
+            continue
+        monitor = PHASES[name.split("-")[1]].monitor
+        for seed, g in log.groupby("seed"):
+            ax_l.plot(g["epoch"], g["train_loss"], "-", lw=1, label=f"train, seed {seed}")
+            ax_l.plot(g["epoch"], g["val_loss"], "--", lw=1, label=f"val, seed {seed}")
+            ax_s.plot(g["epoch"], g[monitor], "-o", ms=3, lw=1)
+            best = g[g["best"]].tail(1)
+            ax_s.plot(best["epoch"], best[monitor], "*", ms=10, color="k")
+        ax_l.set_ylabel("loss" if j == 0 else "")
+        ax_s.set_ylabel({"val_auc": "validation AUC", "val_neg_mse": "validation -MSE",
+                         "val_score": "validation score"}[monitor], fontsize=8)
+        ax_s.set_xlabel("epoch")
+    axes[0, 0].legend(fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean (and, with several seeds, standard deviation) of each run's key numbers per experiment."""
+    if df.empty:
+        return df
+    cols = [c for c in ("epochs", "best_epoch", "val_auc", "val_score", "val_neg_mse", "val_auc_patient",
+                        "test_auc_patient", "test_score", "wall_seconds", "examples_per_s") if c in df]
+    runs = df[df["skipped"].isna()] if "skipped" in df else df
+    g = runs.groupby("experiment", sort=False)[cols]
+    out = g.mean()
+    if runs["seed"].nunique() > 1:
+        out = out.join(g.std().add_suffix(" sd"))
+    out.insert(0, "seeds", g.size())
+    return out
