@@ -1,0 +1,104 @@
+"""Results from result files: Table 2 rows, relative gains, the paper's claims against its table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from tss import results, stats
+
+
+def _fake_run(root, experiment, seed, rng, n_val=20, n_test=30, signal=1.0):
+    d = root / f"seed{seed}" / experiment
+    d.mkdir(parents=True)
+    rows = []
+    for split, n in (("val", n_val), ("test", n_test)):
+        y = (np.arange(n) % 2).astype(float)
+        p = 1 / (1 + np.exp(-(signal * (y - 0.5) + rng.normal(size=n))))
+        rows += [{"patient_id": f"{split}{i:03d}", "prob": p[i], "target": y[i], "split": split,
+                  "onset_to_mri_min": 100, "n_hemispheres": 1} for i in range(n)]
+    pd.DataFrame(rows).to_csv(d / "patients.csv", index=False)
+    (d / "summary.json").write_text(json.dumps({"experiment": experiment, "seed": seed}))
+    return pd.DataFrame(rows)
+
+
+def test_table2_rows_hold_our_metrics_beside_the_papers(tmp_path):
+    rng = np.random.default_rng(0)
+    preds = {s: _fake_run(tmp_path, "2d-tss45-transfer", s, rng) for s in (0, 1)}
+    (tmp_path / "seed0" / "2d-tss45-imagenet").mkdir(parents=True)
+    (tmp_path / "seed0" / "2d-tss45-imagenet" / "skipped.json").write_text(json.dumps({"skipped": "no weights file"}))
+    t = results.table2(tmp_path, n_boot=200, profile="quick")
+    raw = t.attrs["raw"].set_index("experiment")
+    assert len(t) == len(results.paper.table2())
+
+    row = raw.loc["2d-tss45-transfer"]
+    test0 = preds[0].query("split == 'test'")
+    assert row["auc"] == pytest.approx(roc_auc_score(test0["target"], test0["prob"]))
+    val0 = preds[0].query("split == 'val'")
+    assert row["threshold_val"] == stats.youden_threshold(val0["target"], val0["prob"])
+    per_seed = [roc_auc_score(p.query("split == 'test'")["target"], p.query("split == 'test'")["prob"]) for p in preds.values()]
+    assert row["auc_seeds_mean"] == pytest.approx(np.mean(per_seed))
+    assert row["n_seeds"] == 2
+
+    shown = t.set_index(t.attrs["raw"]["experiment"])
+    assert shown.loc["2d-tss45-transfer", "paper AUC"] == "0.74"   # the paper's Phase 3, 2D, Phase 2 row
+    assert "no weights file" in shown.loc["2d-tss45-imagenet", "ours"]
+    assert "not run" in shown.loc["3d-tss3-random", "ours"]
+    assert shown.loc["3d-stroke-genesis", "paper weights"] == "Random"  # our 3D stroke phase starts from Genesis
+
+
+def test_relative_gains_and_the_papers_claims_checked_against_its_own_table():
+    assert results.gain_pct(0.7407, 0.6311) == pytest.approx(17.37, abs=0.01)
+    claims = results.paper_gain_claims().set_index(["where", "arch"])["consistent"]
+    # phase 4: the text's 17.4% and 25.7% are the gains over training from scratch
+    assert claims[("Section 3, phase 4", "2D")] == "yes: over random"
+    assert claims[("Section 3, phase 4", "3D")] == "yes: over random"
+    # the Fig. 7 caption's 22.1% for the 2D model is the gain over ImageNet, not over random (17.1%)
+    assert claims[("Fig. 7 caption and section 3", "2D")] == "yes: over imagenet"
+    assert claims[("Section 3, phase 3 (ours)", "2D")] == "yes: over random"
+    # the text swaps the medical-pretraining gains of the two models (12.9% is the 3D one)
+    assert claims[("Section 3, phase 3 (medical)", "2D")] == "no"
+    assert claims[("Section 3, phase 3 (medical)", "3D")] == "no"
+    g = results.gains(results.paper_aucs())
+    med3d = g[(g["arch"] == "3d") & (g["phase"] == "tss45") & (g["init"] == "medical") & (g["over"] == "random")]
+    assert med3d["gain_pct"].iloc[0] == pytest.approx(12.9, abs=0.05)
+
+
+def test_reader_rows_match_binary_metrics_on_the_test_split():
+    rng = np.random.default_rng(3)
+    n = 60
+    m = pd.DataFrame({"patient_id": [f"p{i}" for i in range(n)], "split": ["test"] * 40 + ["train"] * 20,
+                      "onset_to_mri_min": rng.uniform(30, 600, n),
+                      **{f"reader{k}": rng.integers(0, 2, n) for k in (1, 2, 3)}})
+    t = results.reader_metrics(m, n_boot=100).set_index("reader")
+    test = m[m["split"] == "test"]
+    y = (test["onset_to_mri_min"] < 270).astype(int)
+    assert t.loc["Reader 2", "sensitivity"] == pytest.approx(stats.binary_metrics(y, test["reader2"])["sensitivity"])
+    maj = stats.majority(test[["reader1", "reader2", "reader3"]].to_numpy())
+    assert t.loc["Aggregate (majority)", "accuracy"] == pytest.approx(stats.binary_metrics(y, maj)["accuracy"])
+    assert t.attrs["fleiss_kappa"] == pytest.approx(stats.fleiss_kappa(test[["reader1", "reader2", "reader3"]].to_numpy()))
+    assert (t["n"] == 40).all()
+
+
+def test_delong_between_two_runs_pairs_the_same_patients(tmp_path):
+    rng = np.random.default_rng(1)
+    a = _fake_run(tmp_path, "2d-tss3-transfer", 0, rng, signal=3.0)
+    b = _fake_run(tmp_path, "2d-tss3-random", 0, rng, signal=0.0)
+    r = results.delong_vs(tmp_path, "2d-tss3-transfer", "2d-tss3-random")
+    ta, tb = a.query("split == 'test'"), b.query("split == 'test'")
+    assert r["auc1"] == pytest.approx(roc_auc_score(ta["target"], ta["prob"]))
+    assert r["auc2"] == pytest.approx(roc_auc_score(tb["target"], tb["prob"]))
+    assert np.isnan(results.delong_vs(tmp_path, "2d-tss3-transfer", "2d-tss3-medical")["p"])
+
+
+def test_verdicts_follow_the_direction_and_the_test():
+    assert results.verdict(0.1, 0.01) == "reproduced"
+    assert results.verdict(0.1, 0.3) == "same direction, not significant"
+    assert results.verdict(-0.1, 0.3).startswith("not reproduced")
+    assert results.verdict(-0.1, 0.001) == "opposite, significant"
+    assert results.verdict(0.0, 1.0) == "not reproduced (no difference)"
+    assert results.verdict(np.nan, np.nan) == "not run"

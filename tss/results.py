@@ -1,0 +1,329 @@
+"""The paper's results from our result files (never from notebook state, never retraining).
+
+Table 2 row by row beside the paper's, the relative AUC gains of its Figures 6-7 (with the paper's
+own text checked against its table), and the ROC curves of its Figure 8. Everything here reads
+``results/<profile>/...``: the training runs (``runs/seed*/<experiment>/``), the Lee et al.
+baseline (``baselines/lee/``) and the cohort manifest (reader calls).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import paper, stats
+from .train.config import TSS_45H_MIN
+
+# Table 2's rows: (stage, model, paper's "weights") -> our experiment
+PAPER_WEIGHTS = {"Random": "random", "ImageNet": "imagenet", "Medical": "medical", "Phase 1": "transfer",
+                 "Phase 2": "transfer", "Phase 3 + attention fine-tune": "transfer"}
+STAGE_PHASE = {"Phase 1": "stroke", "Phase 2": "tss3", "Phase 3": "tss45", "Phase 4": "attention"}
+INIT_LABEL = {"random": "Random", "imagenet": "ImageNet", "medical": "Medical", "transfer": "Ours (task-adaptive)",
+              "genesis": "Models Genesis"}
+ML_MODEL = "ML (Lee et al. 2020)"
+
+# The paper's text and captions state relative AUC gains of its transfer over other initialisations.
+# Each claim is checked against the paper's own Table 2 (``paper_gain_claims``).
+PAPER_GAIN_CLAIMS = [
+    {"where": "Fig. 6 caption", "arch": "2d", "phase": "tss3", "claim_pct": 5.1},
+    {"where": "Fig. 6 caption", "arch": "3d", "phase": "tss3", "claim_pct": 8.3},
+    {"where": "Section 3, phase 2", "arch": "2d", "phase": "tss3", "claim_pct": 14.0},
+    {"where": "Section 3, phase 2", "arch": "3d", "phase": "tss3", "claim_pct": 21.6},
+    {"where": "Fig. 7 caption and section 3", "arch": "2d", "phase": "tss45", "claim_pct": 22.1},
+    {"where": "Fig. 7 caption and section 3", "arch": "3d", "phase": "tss45", "claim_pct": 20.9},
+    {"where": "Section 3, phase 3 (ours)", "arch": "2d", "phase": "tss45", "claim_pct": 17.1},
+    {"where": "Section 3, phase 3 (ours)", "arch": "3d", "phase": "tss45", "claim_pct": 20.9},
+    {"where": "Section 3, phase 3 (medical)", "arch": "2d", "phase": "tss45", "claim_pct": 12.9, "of": "medical"},
+    {"where": "Section 3, phase 3 (medical)", "arch": "3d", "phase": "tss45", "claim_pct": 5.9, "of": "medical"},
+    {"where": "Section 3, phase 4", "arch": "2d", "phase": "attention", "claim_pct": 17.4},
+    {"where": "Section 3, phase 4", "arch": "3d", "phase": "attention", "claim_pct": 25.7},
+]
+
+
+def experiment_name(arch: str, phase: str, init: str) -> str:
+    if phase == "stroke" and init == "random" and arch == "3d":
+        init = "genesis"  # our 3D stroke phase starts from Models Genesis, as the paper's method does
+    return f"{arch}-{phase}-{init}"
+
+
+def profile_of(results_root, preferred=("full", "quick")) -> str | None:
+    """The first profile in ``preferred`` whose training runs exist under ``results_root``."""
+    for p in preferred:
+        if any(Path(results_root, p, "runs").glob("seed*/*/summary.json")):
+            return p
+    return None
+
+
+def seeds(runs_root, experiment: str) -> list[int]:
+    return sorted(int(p.parent.parent.name.removeprefix("seed"))
+                  for p in Path(runs_root).glob(f"seed*/{experiment}/summary.json"))
+
+
+def predictions(runs_root, experiment: str, seed: int) -> pd.DataFrame:
+    """Test and validation predictions of one run: per patient for TSS (``patients.csv``); per
+    hemisphere for stroke detection (``predictions.csv``: every synthetic patient has a stroke, so
+    only hemispheres have both classes)."""
+    d = Path(runs_root) / f"seed{seed}" / experiment
+    phase = experiment.split("-")[1]
+    f = d / ("predictions.csv" if phase == "stroke" else "patients.csv")
+    if not f.exists():
+        raise FileNotFoundError(f"{experiment} (seed {seed}) has no {f.name} in {d}")
+    return pd.read_csv(f)
+
+
+def evaluate(pred: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict:
+    """``stats.metric_summary`` on the test rows, with the Youden threshold from the validation rows."""
+    test, val = pred[pred["split"] == "test"], pred[pred["split"] == "val"]
+    return stats.metric_summary(test["target"], test["prob"], val["target"], val["prob"], n_boot=n_boot, seed=seed)
+
+
+def experiment_metrics(runs_root, experiment: str, n_boot: int = 1000) -> dict:
+    """Metrics of an experiment's first seed with bootstrap CIs, and its test AUC over all seeds."""
+    run_seeds = seeds(runs_root, experiment)
+    if not run_seeds:
+        skipped = list(Path(runs_root).glob(f"seed*/{experiment}/skipped.json"))
+        why = json.loads(skipped[0].read_text())["skipped"] if skipped else "not run"
+        return {"experiment": experiment, "status": why}
+    out = {"experiment": experiment, "status": "ok", "seed": run_seeds[0], "n_seeds": len(run_seeds),
+           "level": "hemisphere" if experiment.split("-")[1] == "stroke" else "patient",
+           **evaluate(predictions(runs_root, experiment, run_seeds[0]), n_boot=n_boot)}
+    per_seed = []
+    for s in run_seeds:
+        test = predictions(runs_root, experiment, s).query("split == 'test'")
+        per_seed.append(stats._rank_auc(test["target"], test["prob"]))
+    out["auc_seeds_mean"] = float(np.nanmean(per_seed))
+    out["auc_seeds_sd"] = float(np.nanstd(per_seed, ddof=1)) if len(per_seed) > 1 else np.nan
+    return out
+
+
+def reader_metrics(manifest: pd.DataFrame, split: str = "test", n_boot: int = 1000) -> pd.DataFrame:
+    """Each simulated (or real) reader's DWI-FLAIR mismatch call against TSS < 4.5 h, with CIs,
+    the majority reader, and Fleiss' kappa of the three."""
+    m = manifest[manifest["split"] == split].dropna(subset=["reader1", "reader2", "reader3"])
+    y = (m["onset_to_mri_min"] < TSS_45H_MIN).astype(int).to_numpy()
+    calls = m[["reader1", "reader2", "reader3"]].astype(int)
+    calls.columns = ["Reader 1", "Reader 2", "Reader 3"]
+    out = stats.reader_table(y, calls, n_boot=n_boot)
+    out["n"] = len(m)
+    out.attrs["fleiss_kappa"] = stats.fleiss_kappa(calls.to_numpy()) if len(m) else np.nan
+    return out
+
+
+def _fmt(m: dict, key: str) -> str:
+    return stats.with_ci(m.get(key, np.nan), (m.get(f"{key}_lo", np.nan), m.get(f"{key}_hi", np.nan)))
+
+
+def table2(runs_root, lee_dir=None, manifest: pd.DataFrame | None = None, n_boot: int = 1000,
+           profile: str = "") -> pd.DataFrame:
+    """Every row of the paper's Table 2 with ours beside it: AUC with its 95% CI, sensitivity,
+    specificity and accuracy at the Youden threshold chosen on validation, and at the test-optimal
+    Youden threshold (the paper's apparent choice). ``raw`` holds the numbers behind the strings."""
+    rows, raw = [], []
+    for r in paper.table2().itertuples(index=False):
+        phase = STAGE_PHASE.get(r.stage)
+        if r.model in ("2D", "3D"):
+            exp = experiment_name(r.model.lower(), phase, PAPER_WEIGHTS[r.weights])
+            m = experiment_metrics(runs_root, exp, n_boot=n_boot)
+            ours = INIT_LABEL[exp.split("-")[2]]
+        elif r.model == ML_MODEL:
+            exp, ours = "lee-et-al-2020", "Lee et al. 2020 (reimplemented)"
+            m = lee_metrics(lee_dir, n_boot=n_boot) if lee_dir is not None else {"status": "not run"}
+        else:  # a radiologist: the simulated reader of the same number
+            exp, ours = r.model, r.model.replace("Radiologist", "Simulated reader").replace(
+                "Aggregate radiologist", "Majority of simulated readers")
+            m = _reader_row(manifest, r.model, n_boot) if manifest is not None else {"status": "no manifest"}
+        raw.append({"stage": r.stage, "task": r.task, "model": r.model, "weights": r.weights, "experiment": exp, **m})
+        ok = m.get("status") == "ok"
+        rows.append({
+            "stage": r.stage, "task": r.task, "model": r.model, "paper weights": "" if pd.isna(r.weights) else r.weights,
+            "ours": ours if ok else f"{ours}: {str(m.get('status')).split('. ')[0]}",
+            "profile": profile if ok else "",
+            "n test": f"{m['n']} {m.get('level', 'patient')}s" if ok else "",
+            "AUC (95% CI)": _fmt(m, "auc") if ok and "auc" in m else "",
+            "sens @val thr": _fmt(m, "sens_val") if ok else "",
+            "spec @val thr": _fmt(m, "spec_val") if ok else "",
+            "acc @val thr": _fmt(m, "acc_val") if ok else "",
+            "sens @test-opt": _fmt(m, "sens_test") if ok and "sens_test" in m else "",
+            "spec @test-opt": _fmt(m, "spec_test") if ok and "spec_test" in m else "",
+            "AUC over seeds": (f"{m['auc_seeds_mean']:.2f} ± {m['auc_seeds_sd']:.2f} ({m['n_seeds']})"
+                               if ok and m.get("n_seeds", 1) > 1 else ""),
+            "paper AUC": "" if pd.isna(r.auc) else f"{r.auc:.2f}",
+            "paper sens": f"{r.sensitivity:.2f}", "paper spec": f"{r.specificity:.2f}", "paper acc": f"{r.accuracy:.2f}",
+        })
+    out = pd.DataFrame(rows)
+    out.attrs["raw"] = pd.DataFrame(raw)
+    return out
+
+
+def _reader_row(manifest, model: str, n_boot: int) -> dict:
+    t = reader_metrics(manifest, n_boot=n_boot)
+    name = "Aggregate (majority)" if model.startswith("Aggregate") else model.replace("Radiologist", "Reader")
+    row = t.set_index("reader").loc[name]
+    out = {"status": "ok", "n": int(row["n"]), "level": "patient"}
+    for short, long in (("sens", "sensitivity"), ("spec", "specificity"), ("acc", "accuracy")):
+        out[f"{short}_val"], out[f"{short}_val_lo"], out[f"{short}_val_hi"] = row[long], row[f"{long}_lo"], row[f"{long}_hi"]
+    return out
+
+
+def lee_metrics(lee_dir, subset: str = "usable", n_boot: int = 1000) -> dict:
+    """The Lee et al. baseline's test metrics on the patients its ROI method could measure."""
+    f = Path(lee_dir) / "predictions.csv"
+    if not f.exists():
+        return {"status": f"not run (no {f})"}
+    pred = pd.read_csv(f)
+    if subset == "usable":
+        pred = pred[pred["usable"].astype(bool)]
+    return {"status": "ok", "level": "patient", **evaluate(pred, n_boot=n_boot)}
+
+
+# ------------------------------------------------------------------------------------------------
+# relative gains (Figures 6-7)
+
+
+def gain_pct(auc: float, baseline: float) -> float:
+    """Relative AUC gain in percent, the paper's measure: 100 (AUC - baseline) / baseline."""
+    return 100 * (auc - baseline) / baseline
+
+
+def paper_aucs() -> dict[tuple[str, str, str], float]:
+    """(arch, phase, init) -> the paper's test AUC (Table 2)."""
+    out = {}
+    for r in paper.table2().itertuples(index=False):
+        if r.model in ("2D", "3D"):
+            out[(r.model.lower(), STAGE_PHASE[r.stage], PAPER_WEIGHTS[r.weights])] = r.auc
+    return out
+
+
+def gains(aucs: dict[tuple[str, str, str], float]) -> pd.DataFrame:
+    """Gain of each initialisation over each other one, per architecture and phase, from a table of
+    AUCs keyed (arch, phase, init); phase 4 is compared with phase 3's baselines (training from
+    scratch, as the paper does)."""
+    rows = []
+    for (arch, phase, init), a in aucs.items():
+        ref_phase = "tss45" if phase == "attention" else phase
+        for (a2, p2, base), b in aucs.items():
+            if (a2, p2) == (arch, ref_phase) and (base, p2) != (init, phase) and not np.isnan(a) and not np.isnan(b):
+                rows.append({"arch": arch, "phase": phase, "init": init, "over": base, "auc": a, "baseline_auc": b,
+                             "gain_pct": gain_pct(a, b)})
+    return pd.DataFrame(rows, columns=["arch", "phase", "init", "over", "auc", "baseline_auc", "gain_pct"])
+
+
+def paper_gain_claims(tolerance_pct: float = 0.3) -> pd.DataFrame:
+    """Each gain the paper's text states, beside the gains its own Table 2 gives for that
+    architecture and phase, and which comparison (if any) reproduces the stated number."""
+    g = gains(paper_aucs())
+    rows = []
+    for c in PAPER_GAIN_CLAIMS:
+        init = c.get("of", "transfer")
+        cand = g[(g["arch"] == c["arch"]) & (g["phase"] == c["phase"]) & (g["init"] == init)]
+        match = cand[(cand["gain_pct"] - c["claim_pct"]).abs() <= tolerance_pct]
+        rows.append({"where": c["where"], "arch": c["arch"].upper(), "phase": c["phase"], "claim": f"{init} +{c['claim_pct']}%",
+                     "table 2 gives": ", ".join(f"over {b}: {v:+.1f}%" for b, v in zip(cand["over"], cand["gain_pct"])),
+                     "consistent": "yes: over " + ", ".join(match["over"]) if len(match) else "no"})
+    return pd.DataFrame(rows)
+
+
+def delong_vs(runs_root, experiment: str, baseline: str) -> dict:
+    """DeLong's test of two experiments' test AUCs on their shared test cases (first seed of each)."""
+    s1, s2 = seeds(runs_root, experiment), seeds(runs_root, baseline)
+    if not s1 or not s2:
+        return {"p": np.nan}
+    key = ["patient_id", "hemisphere"] if experiment.split("-")[1] == "stroke" else ["patient_id"]
+    a = predictions(runs_root, experiment, s1[0]).query("split == 'test'")
+    b = predictions(runs_root, baseline, s2[0]).query("split == 'test'")
+    both = a.merge(b, on=key, suffixes=("", "_b"))
+    try:
+        return stats.delong(both["target"], both["prob"], both["prob_b"])
+    except ValueError as e:
+        return {"p": np.nan, "why": str(e)}
+
+
+# ------------------------------------------------------------------------------------------------
+# figures
+
+
+def plot_auc_by_init(raw: pd.DataFrame, phase: str, ax=None):
+    """Figures 6 and 7: test AUC per initialisation and architecture, ours with 95% CIs beside the
+    paper's, and ours' gain over random printed on each bar of the transfer."""
+    import matplotlib.pyplot as plt
+
+    stage = {v: k for k, v in STAGE_PHASE.items()}[phase]
+    d = raw[(raw["stage"] == stage) & raw["model"].isin(["2D", "3D"])]
+    pap = paper.table2()
+    pap = pap[(pap["stage"] == stage) & pap["model"].isin(["2D", "3D"])]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 3.6))
+    inits = ["Random", "ImageNet", "Medical", next(w for w in pap["weights"] if w.startswith("Phase"))]
+    width = 0.2
+    for j, model in enumerate(("2D", "3D")):
+        for i, w in enumerate(inits):
+            x = j * (len(inits) + 1) + i
+            pr = pap[(pap["model"] == model) & (pap["weights"] == w)]
+            ours = d[(d["model"] == model) & (d["weights"] == w)]
+            if len(pr):
+                ax.bar(x - width, pr["auc"].iloc[0], 2 * width * 0.9, color="0.75", label="paper" if (i, j) == (0, 0) else None)
+            if len(ours) and ours["status"].iloc[0] == "ok":
+                o = ours.iloc[0]
+                ax.bar(x + width, o["auc"], 2 * width * 0.9, color="C0", label="ours (95% CI)" if (i, j) == (0, 0) else None)
+                ax.errorbar(x + width, o["auc"], [[o["auc"] - o["auc_lo"]], [o["auc_hi"] - o["auc"]]], color="k", capsize=3, lw=1)
+            elif len(pr):
+                ax.text(x + width, 0.52, "not run", rotation=90, fontsize=7, ha="center", va="bottom")
+    ticks = [j * (len(inits) + 1) + i for j in range(2) for i in range(len(inits))]
+    ax.set_xticks(ticks, [f"{m}\n{w.replace('Phase 1', 'ours').replace('Phase 2', 'ours')}" for m in ("2D", "3D") for w in inits], fontsize=8)
+    ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
+    ax.set_ylim(0.3, 1.0)
+    ax.set_ylabel("test ROC AUC")
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+def roc_points(y, p) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(np.asarray(y).astype(int), p)
+    return fpr, tpr
+
+
+# ------------------------------------------------------------------------------------------------
+# claims (the Reproduction page)
+
+
+def verdict(diff: float, p: float, alpha: float = 0.05) -> str:
+    """A claim "A beats B" on our data: ``diff`` = ours A - B, ``p`` its test's p-value."""
+    if diff is None or np.isnan(diff):
+        return "not run"
+    if diff > 0:
+        return "reproduced" if p < alpha else "same direction, not significant"
+    if diff == 0:
+        return "not reproduced (no difference)"
+    return "opposite, significant" if p < alpha else "not reproduced (opposite direction, not significant)"
+
+
+def compare_claim(runs_root, better: str, worse: str) -> dict:
+    """Our evidence for "``better`` has a higher test AUC than ``worse``" (DeLong, first seeds)."""
+    r = delong_vs(runs_root, better, worse)
+    if "auc1" not in r:
+        return {"ours": r.get("why", "not run"), "verdict": "not run"}
+    return {"ours": f"{r['auc1']:.2f} vs {r['auc2']:.2f} (DeLong p = {r['p']:.2g})",
+            "verdict": verdict(r["diff"], r["p"])}
+
+
+def compare_with_lee(runs_root, experiment: str, lee_dir) -> dict:
+    """Our model against the Lee et al. baseline on the test patients the baseline could measure
+    (DeLong on the shared patients)."""
+    f = Path(lee_dir) / "predictions.csv"
+    s = seeds(runs_root, experiment)
+    if not f.exists() or not s:
+        return {"ours": "not run", "verdict": "not run"}
+    lee = pd.read_csv(f).query("split == 'test' and usable")
+    ours = predictions(runs_root, experiment, s[0]).query("split == 'test'")
+    both = ours.merge(lee[["patient_id", "prob"]], on="patient_id", suffixes=("", "_lee"))
+    try:
+        r = stats.delong(both["target"], both["prob"], both["prob_lee"])
+    except ValueError as e:
+        return {"ours": f"{len(both)} shared test patients: {e}", "verdict": "not run"}
+    return {"ours": f"{r['auc1']:.2f} vs {r['auc2']:.2f} on {len(both)} patients (DeLong p = {r['p']:.2g})",
+            "verdict": verdict(r["diff"], r["p"])}
