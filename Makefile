@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # profile is decided lazily (needs torch from the venv)
 PROFILE_CMD = $${PROFILE:-$$($(PY) -m tss default-profile)}
 
-NOTEBOOKS := 01_cohort 02_preprocessing 03_models
+NOTEBOOKS := 01_cohort 02_preprocessing 03_models 04_training_pretrain 05_training_tss 06_training_attention 07_baseline_lee 08_results 09_gradcam 10_reproduction
 GENERATED := book/generated
 
 .PHONY: setup test book cohort notebooks html bench clean help

@@ -46,11 +46,11 @@ from the paper (Table 1, Table 2); every other number is computed here.
     code("""
 # Parameters (papermill injects new values below this cell)
 profile = "quick"    # quick: small cohort (CPU); full: the paper's 422 patients
-n = None             # number of patients; None = the profile's size
+n = None             # number of patients; None: the profile's size
 seed = 0
-jobs = -1            # worker processes for generation (-1 = all cores)
-cohort_dir = None    # None = ../data/synthetic-<profile>; or a real cohort folder with manifest.csv
-results_dir = None   # None = ../results/<profile>/cohort
+jobs = -1            # worker processes for generation (-1: all cores)
+cohort_dir = None    # None: ../data/synthetic-<profile>; or a real cohort folder with manifest.csv
+results_dir = None   # None: ../results/<profile>/cohort
 n_boot = 2000        # bootstrap replicates for confidence intervals
 """, tags=["parameters"]),
     code("""
@@ -335,11 +335,11 @@ b0, FLAIR, values in [0, 1]), the right one flipped onto the left.
 profile = "quick"
 seed = 0
 jobs = -1
-cohort_dir = None    # None = ../data/synthetic-<profile> (written by 01_cohort)
-cache_dir = None     # None = ../results/<profile>/cache/preprocess
-results_dir = None   # None = ../results/<profile>/preprocess
+cohort_dir = None    # None: ../data/synthetic-<profile> (written by 01_cohort)
+cache_dir = None     # None: ../results/<profile>/cache/preprocess
+results_dir = None   # None: ../results/<profile>/preprocess
 isles_manifest = "../data_manifest/isles22-sample.csv"
-n_qc = 24            # synthetic patients measured against their known truth (None = all)
+n_qc = 24            # synthetic patients measured against their known truth (None: all)
 """, tags=["parameters"]),
     code(r"""
 import json
@@ -543,9 +543,9 @@ caption.
 # Parameters (papermill injects new values below this cell)
 profile = "quick"
 seed = 0
-jobs = -1            # torch threads (-1 = torch's default)
-cache_dir = None     # None = ../results/<profile>/cache/preprocess (written by 02_preprocessing)
-results_dir = None   # None = ../results/<profile>/models
+jobs = -1            # torch threads (-1: torch's default)
+cache_dir = None     # None: ../results/<profile>/cache/preprocess (written by 02_preprocessing)
+results_dir = None   # None: ../results/<profile>/models
 bench_dir = "../results/bench"   # written by `make bench` (benchmarks/bench_models.py)
 """, tags=["parameters"]),
     code("""
@@ -575,10 +575,10 @@ results_dir.mkdir(parents=True, exist_ok=True)
 if jobs > 0:
     torch.set_num_threads(jobs)
 torch.manual_seed(seed)
-FULL = profiles.MODEL["full"].input_shape
-QUICK = profiles.MODEL["quick"].input_shape
-print(f"input per hemisphere: full {FULL}, quick {QUICK} (slices, rows, columns); "
-      f"this book's profile: {profile} -> {profiles.MODEL[profile].input_shape}")
+FULL = profiles.MODEL["full"].input_shape("2d")
+print("input per hemisphere (slices, rows, columns): " + "; ".join(
+    f"{p} {a.upper()} {profiles.MODEL[p].input_shape(a)}" for p in ("full", "quick") for a in ("2d", "3d")))
+print(f"this book's profile: {profile}")
 """, tags=["hide-input"]),
     md("""
 ## Parameters per part
@@ -614,7 +614,8 @@ params.style.format({"parameters": "{:,}"}).hide(axis="index")
 ## Tensor shapes through the networks
 
 Output shapes of each module for one hemisphere, at the `full` input (the paper's 26 x 224 x 112) and
-at the `quick` input (each slice averaged 4 x 4 in-plane, so that CPU training takes minutes). The 2D
+at the `quick` input (each slice averaged in-plane, 4 x 4 for the 2D model and 8 x 8 for the 3D one,
+so that CPU training takes minutes). The 2D
 model folds the 26 slices into the batch: its shapes are per slice. The U-Net runs on Models Genesis
 sub-volumes (`genesis_cube` of each profile), not whole hemispheres.
 """),
@@ -638,8 +639,8 @@ three_d = ["encoder.down1", "encoder.down2", "encoder.down3", "encoder.down4", "
 u_net = ["encoder.down1", "encoder.down2", "encoder.down3", "encoder.down4", "up3", "up2", "up1", "out"]
 tables = []
 for label, make, modules, size in [
-        ("2D (per slice)", lambda s: SliceAttentionNet(n_slices=s[0]), two_d, lambda p: profiles.MODEL[p].input_shape),
-        ("3D", lambda s: Attention3DNet(), three_d, lambda p: profiles.MODEL[p].input_shape),
+        ("2D (per slice)", lambda s: SliceAttentionNet(n_slices=s[0]), two_d, lambda p: profiles.MODEL[p].input_shape("2d")),
+        ("3D", lambda s: Attention3DNet(), three_d, lambda p: profiles.MODEL[p].input_shape("3d")),
         ("U-Net (Genesis)", lambda s: UNet3D(), u_net, lambda p: profiles.MODEL[p].genesis_cube)]:
     cols = {}
     for p in ("full", "quick"):
@@ -691,7 +692,7 @@ non-commercial). Below, each transform on one real sub-volume of our cohort: a
 FLAIR channels; the yellow line bounds the region the transform was allowed to change. The boxes are
 drawn in 3D, so a draw can miss the displayed slice: each column shows the first draw (numbered) whose
 region crosses it. Quick-profile
-training uses the same transforms on cubes of the 4x-downsampled hemispheres.
+training uses the same transforms on smaller cubes of the downsampled hemispheres.
 """),
     code("""
 if (cache_dir / "cohort" / "hemispheres.npy").exists():
@@ -786,13 +787,172 @@ else:
     print(f"No benchmark results in {bench_dir}: run `make bench`.")
 """, tags=["hide-input"]),
     code("""
-summary = {"profile": profile, "input_full": FULL, "input_quick": QUICK,
+summary = {"profile": profile,
+           "inputs": {p: {a: profiles.MODEL[p].input_shape(a) for a in ("2d", "3d")} for p in ("full", "quick")},
            "parameters": {k: int(v) for k, v in totals.items()},
            "imagenet_weights": imagenet.available()}
 (results_dir / "models_summary.json").write_text(json.dumps(summary, indent=1))
 summary
 """, tags=["hide-input"]),
 ]
+
+
+def phase_notebook(intro, phases, extra=()):
+    """A Training-chapter notebook: runs the experiments of ``phases`` for each architecture and
+    seed (cached: a finished run is read back, a killed one resumes), then plots from the files."""
+    return [
+        md(intro),
+        code(f"""
+# Parameters (papermill injects new values below this cell)
+profile = "quick"
+seed = 0             # first seed; the profile says how many (quick 1, full 5)
+n_seeds = None       # None: the profile's number of seeds
+archs = "2d,3d"      # architectures to run
+inits = "all"        # all, or e.g. "random,transfer"
+jobs = -1            # torch CPU threads (-1: torch's default)
+cache_dir = None     # None: ../results/<profile>/cache/preprocess (written by 02_preprocessing)
+runs_dir = None      # None: ../results/<profile>/runs
+phases = {list(phases)!r}
+""", tags=["parameters"]),
+        code("""
+import json
+import warnings
+from pathlib import Path
+
+from tqdm import TqdmWarning
+
+warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import Markdown, display
+
+from tss import profiles
+from tss.models import imagenet
+from tss.train import Cohort, grid, report, run_grid
+
+profiles.check(profile)
+cache_dir = Path(cache_dir or f"../results/{profile}/cache/preprocess")
+runs_dir = Path(runs_dir or f"../results/{profile}/runs")
+if jobs > 0:
+    torch.set_num_threads(jobs)
+device = "cuda" if torch.cuda.is_available() else "cpu"
+tp = profiles.TRAIN[profile]
+seeds = [seed + i for i in range(n_seeds or len(tp.seeds))]
+arch_list = [a.strip() for a in archs.split(",")]
+exps = [e for e in grid(arch_list, phases, imagenet=True) if inits == "all" or e.init in inits.split(",")]
+print(f"profile {profile}: at most {tp.max_epochs} epochs, patience {tp.patience}, seeds {seeds}, device {device}")
+pd.DataFrame([{"experiment": e.name, "phase": e.spec.title, "init": e.init, "weights from": e.source() or e.init,
+               "frozen": e.frozen(), "lr -> final": f"{e.spec.lr:g} -> {e.spec.final_lr:g}",
+               "batch": e.spec.batch_size, "examples": e.spec.hemispheres} for e in exps])
+""", tags=["hide-input"]),
+        code("""
+results = []
+for arch in arch_list:
+    cohort = Cohort.load(cache_dir, profiles.MODEL[profile].downsample(arch), device)
+    for s in seeds:
+        results += run_grid([e for e in exps if e.arch == arch], cohort, runs_dir / f"seed{s}", profile, s)
+    del cohort
+for r in results:
+    if "skipped" in r:
+        print(f"{r['experiment']} (seed {r['seed']}) skipped: {r['skipped']}")
+""", tags=["remove-stderr"]),
+        md("## Learning curves\\n\\nTop: training loss (solid) and validation loss (dashed); bottom: the score "
+           "early stopping watches (validation AUC for the classifiers; -MSE for Genesis; AUC for the 2D and "
+           "Dice for the 3D tumour task); the star is the epoch whose weights were kept."),
+        code("""
+for arch in arch_list:
+    names = [e.name for e in exps if e.arch == arch]
+    fig = report.plot_curves(runs_dir, names, title=f"{arch.upper()} ({profile} profile)")
+    plt.show()
+""", tags=["hide-input"]),
+        md("## Runs\\n\\nRead back from each run's `summary.json` (mean over seeds; `sd` columns with several "
+           "seeds). AUCs here are a first look on small validation and test splits; the Results chapter gives "
+           "them with confidence intervals beside the paper's Table 2."),
+        code("""
+names = [e.name for e in exps]
+df = report.summaries(runs_dir)
+df = df[df["experiment"].isin(names) & df["seed"].isin(seeds)] if not df.empty else df
+report.table(df)
+""", tags=["hide-input"]),
+        *extra,
+    ]
+
+
+TRAIN_PRETRAIN = phase_notebook("""
+# Training I: pretraining and Phase 1, stroke detection
+
+The paper trains its models through a sequence of tasks (section 2.3). This page runs the first
+ones; every phase is a declared record in `tss.train.PHASES` (task, label, which hemispheres, optimiser
+settings, batch size) and every experiment an `Experiment` (architecture, phase, initialisation), so
+the table below is the configuration, not a description of it.
+
+- **Models Genesis (3D only)**: the full 3D U-Net learns to restore sub-volumes of our training
+  hemispheres distorted by the four Genesis transforms (Models chapter), minimising the MSE.
+- **Medical pretraining**: the paper initialises its "Medical" baseline from external brain-tumour
+  classification (2D) and segmentation (3D) models. Those datasets cannot be shipped, so we use a
+  tumour task from the same synthetic anatomy: tumour-like masses with mass effect, a necrotic core
+  and vasogenic oedema (`tss.train.add_tumour`) inserted into our training hemispheres; the 2D model
+  learns to classify tumour / no tumour, the 3D U-Net to segment it. This is a stand-in, and much
+  closer to our cohort than the paper's external data are to theirs.
+- **Phase 1, stroke detection**: every hemisphere, stroke / no stroke; the 2D model from random
+  weights, the 3D model from the Genesis encoder.
+
+Optimiser (paper section 2.3): AdaBound, binary cross-entropy, lr 5e-4 (final 1e-2), batch 16;
+early stopping on validation AUC with patience 10, at most 100 epochs in the `full` profile. The
+`quick` profile keeps these settings but stops after a few epochs on downsampled hemispheres (Models
+chapter), so the whole grid runs in minutes on a CPU. Every run checkpoints each epoch and resumes
+where it stopped; a finished run is read back instead of retrained.
+""", ["genesis", "medical", "stroke"])
+
+TRAIN_TSS = phase_notebook("""
+# Training II: Phases 2 and 3, time since onset
+
+Phase 2 classifies TSS < 3 h and phase 3 TSS < 4.5 h, on the stroke hemispheres only (a patient's
+TSS probability is the mean over their stroke hemisphere(s)). Each is trained from every
+initialisation of the paper's Table 2:
+
+- **random**: all layers trained;
+- **ImageNet** (2D only): torchvision's ImageNet ResNet-18, when its weights file is present (Models
+  chapter); otherwise the row says why it is missing;
+- **medical**: our synthetic tumour task's weights (Training I);
+- **transfer**, the paper's method: phase 2 from phase 1 (stroke detection), phase 3 from phase 2.
+
+Pretrained initialisations freeze the early layers as the paper does (2D: conv1 with its batch norm
+and layer1; 3D: the first two levels of the down path); a random initialisation trains everything.
+A new output layer is learned in each phase. Optimiser: AdaBound, lr 1e-5 (final 1e-3), batch 8.
+""", ["tss3", "tss45"])
+
+TRAIN_ATTENTION = phase_notebook("""
+# Training III: Phase 4, attention fine-tuning, and the run summary
+
+Phase 4 starts from the phase 3 transfer model (output layer included: the task is the same,
+TSS < 4.5 h) and trains only the attention modules, everything else frozen. The last section sums up
+every run of the grid: wall time per phase and training throughput.
+""", ["attention"], extra=[
+    md("""
+## Wall time and throughput, every run
+
+Wall time is the sum over a run's epochs (training and validation), including any resumed part.
+Throughput is the median over epochs of training examples (hemispheres, Genesis sub-volumes or
+tumour examples) per second. The ceiling for bare training steps at the full input on one H100 is
+369 hemispheres/s (2D) and 245 (3D) with bf16 autocast at batch 8 (`../shared/gpu/README.md`); CPU
+runs of the quick profile are not comparable to it.
+"""),
+    code("""
+every = report.summaries(runs_dir)
+if not every.empty:
+    ran = every[every["skipped"].isna()] if "skipped" in every else every
+    by_phase = ran.groupby(["arch", "phase", "device"], sort=False).agg(
+        runs=("experiment", "size"), wall_minutes=("wall_seconds", lambda s: s.sum() / 60),
+        examples_per_s=("examples_per_s", "median"), epochs=("epochs", "mean"))
+    display(Markdown(f"**{len(ran)} runs, {ran['wall_seconds'].sum() / 60:.1f} min of training in all** "
+                     f"({profile} profile, seeds {sorted(ran['seed'].unique().tolist())})."))
+    display(by_phase)
+""", tags=["hide-input"]),
+])
+
 
 def write(name, cells):
     nb = nbf.v4.new_notebook()
@@ -808,4 +968,13 @@ if __name__ == "__main__":
     write("01_cohort", COHORT)
     write("02_preprocessing", PREPROCESS)
     write("03_models", MODELS)
-    print("wrote notebooks/01_cohort.ipynb, notebooks/02_preprocessing.ipynb, notebooks/03_models.ipynb")
+    write("04_training_pretrain", TRAIN_PRETRAIN)
+    write("05_training_tss", TRAIN_TSS)
+    write("06_training_attention", TRAIN_ATTENTION)
+    from nb_results import GRADCAM, LEE, REPRODUCTION, RESULTS
+
+    write("07_baseline_lee", LEE)
+    write("08_results", RESULTS)
+    write("09_gradcam", GRADCAM)
+    write("10_reproduction", REPRODUCTION)
+    print("wrote notebooks/01_cohort ... 10_reproduction")
