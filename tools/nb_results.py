@@ -249,8 +249,8 @@ if latent.exists() and cohort_manifest is not None:
     y = (lat["onset_to_mri_min"] < 270).astype(int)
     fpr, tpr = results.roc_points(y, lat["oracle_score"])
     ax.plot(fpr, tpr, color="k", lw=1, label=f"oracle (AUC {stats.auc(y, lat['oracle_score']):.2f})")
-if cohort_manifest is not None:
-    rt = results.reader_metrics(cohort_manifest, n_boot=50)
+rt = results.reader_metrics(cohort_manifest, n_boot=n_boot) if cohort_manifest is not None else None
+if rt is not None:
     for (_, r), mk in zip(rt.iterrows(), "os^D"):
         ax.plot(1 - r["specificity"], r["sensitivity"], mk, color="C3", ms=6, label=f"simulated {r['reader'].lower()}")
 pr = paper.table2()
@@ -271,8 +271,7 @@ The simulated readers' DWI-FLAIR mismatch calls on the test split (TSS < 4.5 h),
 majority, with Fleiss' kappa of the three, beside the paper's radiologists.
 """),
     code("""
-if cohort_manifest is not None:
-    rt = results.reader_metrics(cohort_manifest, n_boot=n_boot)
+if rt is not None:
     pr = paper.table2().query("stage == 'DWI-FLAIR mismatch'").reset_index(drop=True)
     show = pd.DataFrame({"reader": rt["reader"], "n": rt["n"]})
     for m in ("sensitivity", "specificity", "accuracy"):

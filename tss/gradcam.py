@@ -40,6 +40,7 @@ from . import preprocess
 from .preprocess import pipeline
 from .models import ARCHS, PartsModel, build, read_state_dict
 from .train.config import PHASES, Experiment
+from .train.data import pool_in_plane
 
 HIGH = 0.5  # the CAM's "high" region, after the whole-hemisphere normalisation
 
@@ -108,9 +109,7 @@ def lesion_hemispheres(cache_dir, pid: str, downsample: int = 1) -> np.ndarray:
     p = preprocess.load_patient(cache_dir, pid)
     lesion = p["lesion"] if "lesion" in p else np.zeros(p["volume"].shape[1:], dtype=bool)
     h = torch.from_numpy(np.ascontiguousarray(preprocess.hemispheres(lesion[None].astype(np.float32))[:, 0]))
-    if downsample > 1:
-        h = F.avg_pool2d(h, downsample)  # (2, 26, Y, X): pools the in-plane axes only
-    return h.numpy()
+    return pool_in_plane(h, downsample).numpy()
 
 
 def external_hemispheres(cache_dir, pid: str, cohort_cache, downsample: int = 1, device="cpu") -> dict:
@@ -121,12 +120,8 @@ def external_hemispheres(cache_dir, pid: str, cohort_cache, downsample: int = 1,
     meta = json.loads((Path(cohort_cache) / "cohort" / "cohort.json").read_text())
     landmarks = {k: np.asarray(v) for k, v in meta["landmarks"].items()}
     p = preprocess.load_patient(cache_dir, pid)
-    x = torch.from_numpy(np.ascontiguousarray(
-        preprocess.hemispheres(pipeline.normalise(p["volume"].astype(np.float32), p["brain"], landmarks))))
-    if downsample > 1:
-        n, c, z, h, w = x.shape
-        x = F.avg_pool3d(x.reshape(n * c, 1, z, h, w), (1, downsample, downsample)).reshape(
-            n, c, z, h // downsample, w // downsample)
+    x = pool_in_plane(torch.from_numpy(np.ascontiguousarray(
+        preprocess.hemispheres(pipeline.normalise(p["volume"].astype(np.float32), p["brain"], landmarks)))), downsample)
     return {"x": x.to(device), "mask": lesion_hemispheres(cache_dir, pid, downsample)}
 
 

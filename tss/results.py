@@ -87,13 +87,11 @@ def experiment_metrics(runs_root, experiment: str, n_boot: int = 1000) -> dict:
         skipped = list(Path(runs_root).glob(f"seed*/{experiment}/skipped.json"))
         why = json.loads(skipped[0].read_text())["skipped"] if skipped else "not run"
         return {"experiment": experiment, "status": why}
+    preds = [predictions(runs_root, experiment, s) for s in run_seeds]
     out = {"experiment": experiment, "status": "ok", "seed": run_seeds[0], "n_seeds": len(run_seeds),
            "level": "hemisphere" if experiment.split("-")[1] == "stroke" else "patient",
-           **evaluate(predictions(runs_root, experiment, run_seeds[0]), n_boot=n_boot)}
-    per_seed = []
-    for s in run_seeds:
-        test = predictions(runs_root, experiment, s).query("split == 'test'")
-        per_seed.append(stats._rank_auc(test["target"], test["prob"]))
+           **evaluate(preds[0], n_boot=n_boot)}
+    per_seed = [stats.auc_or_nan(t["target"], t["prob"]) for t in (p.query("split == 'test'") for p in preds)]
     out["auc_seeds_mean"] = float(np.nanmean(per_seed))
     out["auc_seeds_sd"] = float(np.nanstd(per_seed, ddof=1)) if len(per_seed) > 1 else np.nan
     return out
@@ -122,6 +120,7 @@ def table2(runs_root, lee_dir=None, manifest: pd.DataFrame | None = None, n_boot
     specificity and accuracy at the Youden threshold chosen on validation, and at the test-optimal
     Youden threshold (the paper's apparent choice). ``raw`` holds the numbers behind the strings."""
     rows, raw = [], []
+    readers = reader_metrics(manifest, n_boot=n_boot) if manifest is not None else None
     for r in paper.table2().itertuples(index=False):
         phase = STAGE_PHASE.get(r.stage)
         if r.model in ("2D", "3D"):
@@ -134,7 +133,7 @@ def table2(runs_root, lee_dir=None, manifest: pd.DataFrame | None = None, n_boot
         else:  # a radiologist: the simulated reader of the same number
             exp, ours = r.model, r.model.replace("Radiologist", "Simulated reader").replace(
                 "Aggregate radiologist", "Majority of simulated readers")
-            m = _reader_row(manifest, r.model, n_boot) if manifest is not None else {"status": "no manifest"}
+            m = _reader_row(readers, r.model) if readers is not None else {"status": "no manifest"}
         raw.append({"stage": r.stage, "task": r.task, "model": r.model, "weights": r.weights, "experiment": exp, **m})
         ok = m.get("status") == "ok"
         rows.append({
@@ -158,8 +157,7 @@ def table2(runs_root, lee_dir=None, manifest: pd.DataFrame | None = None, n_boot
     return out
 
 
-def _reader_row(manifest, model: str, n_boot: int) -> dict:
-    t = reader_metrics(manifest, n_boot=n_boot)
+def _reader_row(t: pd.DataFrame, model: str) -> dict:
     name = "Aggregate (majority)" if model.startswith("Aggregate") else model.replace("Radiologist", "Reader")
     row = t.set_index("reader").loc[name]
     out = {"status": "ok", "n": int(row["n"]), "level": "patient"}

@@ -43,6 +43,11 @@ def auc(y_true, score) -> float:
     return float(roc_auc_score(np.asarray(y_true).astype(int), np.asarray(score)))
 
 
+def auc_or_nan(y_true, score) -> float:
+    """:func:`auc`, or NaN when ``y_true`` holds one class (small splits can)."""
+    return auc(y_true, score) if len(np.unique(np.asarray(y_true))) == 2 else float("nan")
+
+
 def bootstrap_ci(stat: Callable[..., float], *arrays, n_boot: int = 2000, seed: int = 0,
                  level: float = 0.95,
                  stratify=None) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
@@ -242,7 +247,7 @@ def metric_summary(y_test, p_test, y_val=None, p_val=None, n_boot: int = 2000,
     nan2 = (np.nan, np.nan)
 
     both = _has_both_classes(y)
-    out["auc"] = auc(y, p) if both else np.nan
+    out["auc"] = auc_or_nan(y, p)
     out["auc_lo"], out["auc_hi"] = bootstrap_ci(_rank_auc, y, p, **ci) if both else nan2
     try:
         out["auc_delong_lo"], out["auc_delong_hi"] = delong_ci(y, p)

@@ -413,11 +413,6 @@ def pipeline(name: str, seed: int = 0):
                      ("model", _estimator(name, seed))])
 
 
-def _auc(y, p) -> float:
-    """ROC AUC; NaN when ``y`` holds one class (a small split of usable patients can)."""
-    return stats.auc(y, p) if len(np.unique(y)) == 2 else float("nan")
-
-
 def fit_and_select(X: pd.DataFrame, y: np.ndarray, split: np.ndarray, seed: int = 0,
                    models: tuple[str, ...] = MODELS, jobs: int = 1) -> tuple[pd.DataFrame, str, object, str]:
     """Fit every model on the ``train`` rows, its k chosen by stratified CV AUC on train, and pick
@@ -448,7 +443,7 @@ def fit_and_select(X: pd.DataFrame, y: np.ndarray, split: np.ndarray, seed: int 
         fitted[name] = model
         p = model.predict_proba(X)[:, 1]
         rows.append({"model": name, "k": k, "cv_auc": cv_auc,
-                     **{f"{s}_auc": _auc(y[split == s], p[split == s]) for s in ("train", "val", "test")},
+                     **{f"{s}_auc": stats.auc_or_nan(y[split == s], p[split == s]) for s in ("train", "val", "test")},
                      **{f"n_{s}": int((split == s).sum()) for s in ("train", "val", "test")}})
     table = pd.DataFrame(rows)
     by = "val_auc" if table["val_auc"].notna().any() else "cv_auc"

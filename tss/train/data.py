@@ -19,6 +19,14 @@ from .. import preprocess
 from .config import TSS_3H_MIN, TSS_45H_MIN
 
 
+def pool_in_plane(x: torch.Tensor, downsample: int) -> torch.Tensor:
+    """Average-pool the last two (in-plane) axes of ``x`` by ``downsample``; other axes untouched."""
+    if downsample <= 1:
+        return x
+    *lead, h, w = x.shape
+    return F.avg_pool2d(x.reshape(-1, 1, h, w), downsample).reshape(*lead, h // downsample, w // downsample)
+
+
 class Cohort:
     """Hemispheres (N, 3, 26, H, W) at one in-plane downsampling, with their index table."""
 
@@ -37,10 +45,7 @@ class Cohort:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         chunks = []
         for i in range(0, len(arr), 32):  # pool in chunks: the float32 copy of 422 patients is 6 GiB
-            x = torch.from_numpy(np.asarray(arr[i:i + 32], dtype=np.float32))
-            if downsample > 1:
-                n, c, z, h, w = x.shape
-                x = F.avg_pool3d(x.view(n * c, 1, z, h, w), (1, downsample, downsample)).view(n, c, z, h // downsample, w // downsample)
+            x = pool_in_plane(torch.from_numpy(np.asarray(arr[i:i + 32], dtype=np.float32)), downsample)
             chunks.append(x.to(device, dtype))
         key = hashlib.sha256(f"{meta['key']}:{downsample}".encode()).hexdigest()[:16]
         return cls(torch.cat(chunks), index, key)

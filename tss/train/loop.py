@@ -22,10 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from .. import profiles
+from .. import profiles, stats
 from ..atomic import atomic_path, write_text
 from ..models import SliceAttentionNet, UNet3D, build, genesis, load_imagenet, load_matching
 from .config import Experiment
@@ -54,10 +53,6 @@ def _quiet_step(opt) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="This overload of add", category=UserWarning)
         opt.step()
-
-
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
 
 
 def _dice(prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -194,7 +189,7 @@ class Run:
         if t == "tumour" and self.exp.arch == "3d":
             return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), y).item(), _dice((out > 0.5).float(), y).mean().item()
         loss = F.binary_cross_entropy_with_logits(out, y).item()
-        auc = _auc(y.cpu().numpy(), torch.sigmoid(out).cpu().numpy())
+        auc = stats.auc_or_nan(y.cpu().numpy(), torch.sigmoid(out).cpu().numpy())
         return loss, (auc if not math.isnan(auc) else -loss)
 
     # -- the run ----------------------------------------------------------------------------
@@ -304,9 +299,9 @@ class Run:
             rows, y = rows.cpu().numpy(), y.cpu().numpy()
             frames.append(self.cohort.index.iloc[rows][["patient_id", "hemisphere", "split", "label", "onset_to_mri_min"]]
                           .assign(target=y, prob=prob))
-            out[f"{split}_auc_hemisphere"] = _auc(y, prob)
+            out[f"{split}_auc_hemisphere"] = stats.auc_or_nan(y, prob)
             pat = patient_predictions(self.cohort.index, rows, prob, y, self.spec.task)
-            out[f"{split}_auc_patient"] = _auc(pat["target"].to_numpy(), pat["prob"].to_numpy())
+            out[f"{split}_auc_patient"] = stats.auc_or_nan(pat["target"].to_numpy(), pat["prob"].to_numpy())
             out[f"{split}_patients"] = len(pat)
             mode = "w" if split == "val" else "a"
             pat.to_csv(self.dir / "patients.csv", index=False, mode=mode, header=split == "val")
