@@ -159,13 +159,41 @@ def test_genesis_transforms_keep_shape_and_range_and_touch_only_their_region(nam
     assert torch.equal(y, y2)
 
 
-def test_local_shuffle_only_permutes_voxels():
+def test_one_shuffle_window_permutes_its_voxels_and_nothing_else():
     x = _cube()
-    y, _ = genesis.local_shuffle(x, torch.Generator().manual_seed(2))
-    assert torch.equal(torch.sort(y.flatten()).values, torch.sort(x.flatten()).values)
-    # voxels move together across channels
-    pairs = lambda t: set(map(tuple, t.reshape(3, -1).T.tolist()))
-    assert pairs(y) == pairs(x)
+    y, changed = genesis.local_shuffle(x, torch.Generator().manual_seed(2), n_windows=1, max_frac=0.5)
+    assert changed.sum() > 1 and torch.equal(y[:, ~changed], x[:, ~changed])
+    # voxels move together across channels, and only within the window
+    pairs = lambda t: sorted(map(tuple, t[:, changed].T.tolist()))
+    assert pairs(y) == pairs(x) and not torch.equal(y, x)
+
+
+def test_local_shuffle_moves_voxels_only_locally():
+    # each voxel's channels encode its own position: the output says where every value came from
+    D, H, W = 16, 32, 32
+    z, r, c = torch.meshgrid(torch.arange(D), torch.arange(H), torch.arange(W), indexing="ij")
+    x = torch.stack([z / (D - 1), r / (H - 1), c / (W - 1)]).float()
+    y, changed = genesis.local_shuffle(x, torch.Generator().manual_seed(5))
+    src = torch.stack([(y[0] * (D - 1)).round(), (y[1] * (H - 1)).round(), (y[2] * (W - 1)).round()])
+    moved = (src - torch.stack([z, r, c])).abs()
+    assert (moved[:, changed].sum(0) > 0).float().mean() > 0.3   # most shuffled voxels did move
+    # no further than a window's side (10% of each axis, at least one voxel)
+    for axis, n in enumerate((D, H, W)):
+        assert moved[axis].max() < max(1, int(0.1 * n)), (axis, moved[axis].max())
+    assert moved[:, ~changed].sum() == 0
+
+
+def test_batched_distortions_differ_per_cube_and_respect_their_probabilities():
+    x = _cube().expand(6, -1, -1, -1, -1).contiguous()
+    g = torch.Generator().manual_seed(7)
+    assert torch.equal(genesis.distort_batch(x, g, p_shuffle=0, p_nonlinear=0, p_paint=0), x)
+    y = genesis.distort_batch(x, g, p_shuffle=0, p_nonlinear=0, p_paint=1, p_outpaint=1)
+    assert all(((y[i] != x[i]).any(0).float().mean() > 0.4) for i in range(6))  # out-painting everywhere
+    y, changed = genesis.inpaint_batch(x, torch.Generator().manual_seed(8))
+    assert len({tuple(changed[i].flatten().nonzero().flatten()[:5].tolist()) for i in range(6)}) > 1
+    a = genesis.distort_batch(x, torch.Generator().manual_seed(9))
+    assert torch.equal(a, genesis.distort_batch(x, torch.Generator().manual_seed(9)))
+    assert genesis.distort_batch(x.bfloat16(), torch.Generator().manual_seed(9)).dtype == torch.bfloat16
 
 
 def test_nonlinear_is_a_function_of_intensity_and_monotone_keeps_order():
@@ -193,6 +221,10 @@ def test_random_cubes_and_batch():
     assert distorted.shape == target.shape and torch.equal(target, cubes)
     with pytest.raises(ValueError, match="larger"):
         genesis.random_cubes(vols, 1, (32, 32, 16), g)
+    # cubes of the chosen volumes only (the other volumes are zero here)
+    vols[1] = 0
+    picked = genesis.random_cubes(vols, 20, (16, 32, 16), g, rows=[0, 2])
+    assert (picked.flatten(1).amax(1) > 0).all()
 
 
 def test_genesis_encoder_initialises_the_3d_classifier():

@@ -199,3 +199,73 @@ def test_precise_bn_makes_evaluation_match_training_statistics_and_spares_frozen
     assert torch.allclose(eval_mode, train_mode, atol=0.05 * train_mode.abs().max().item() + 1e-3)
     for k, v in frozen_bn.items():
         assert torch.equal(model.state_dict()[k], v), f"frozen {k} recomputed"
+
+
+def test_the_gpu_precision_path_bf16_cohort_and_autocast_runs_the_grid_on_the_cpu(tmp_path, monkeypatch):
+    # on a GPU the cohort is resident in bf16 and every forward runs under bf16 autocast; the same
+    # code path runs here on the CPU, so a dtype mismatch shows up in CI, not on the GPU machine
+    c = _cohort()
+    c = Cohort(c.x.bfloat16(), c.index, key="tiny-bf16")
+    seen = set()
+    build_model = Run._model
+
+    def model_with_probe(self):
+        m, rep = build_model(self)
+        first = next(mod for mod in m.modules() if isinstance(mod, (torch.nn.Conv2d, torch.nn.Conv3d)))
+        first.register_forward_hook(lambda mod, inp, out: seen.add((self.exp.arch, out.dtype)))
+        return m, rep
+    monkeypatch.setattr(Run, "_model", model_with_probe)
+    exps = grid(("2d", "3d"), imagenet=False)
+    results = run_grid(exps, c, tmp_path, "quick", 0, progress=False, max_epochs=1, train_profile=TINY)
+    assert [r["experiment"] for r in results] == [e.name for e in exps]
+    assert seen == {("2d", torch.bfloat16), ("3d", torch.bfloat16)}
+    for e in exps:
+        s = json.loads((tmp_path / e.name / "summary.json").read_text())
+        assert all(np.isfinite(v) for k, v in s.items() if k.endswith(("_auc", "_score", "_loss", "neg_mse")))
+        if e.phase in ("stroke", "tss45"):
+            assert pd.read_csv(tmp_path / e.name / "predictions.csv")["prob"].between(0, 1).all()
+
+
+def test_genesis_is_validated_on_restoring_fixed_distorted_cubes(cohort, tmp_path):
+    run = Run(Experiment("3d", "genesis", "random"), cohort, tmp_path, "quick", 0, progress=False, train_profile=TINY)
+    x, y = run._eval_set("val", 123)
+    assert x.shape == y.shape == (TINY.synthetic_eval, 3, *profiles.MODEL["quick"].genesis_cube)
+    assert not torch.equal(x, y)  # the input is distorted, the target is the original
+    x2, y2 = run._eval_set("val", 123)
+    assert torch.equal(x, x2) and torch.equal(y, y2)  # the same set every epoch
+    # the originals come from validation hemispheres only
+    val = cohort.x[cohort.rows("val")]
+    assert all(any(_contains(v, cube) for v in val) for cube in y)
+
+
+def _contains(volume, cube) -> bool:
+    D, H, W = cube.shape[1:]
+    for z in range(volume.shape[1] - D + 1):
+        for r in range(volume.shape[2] - H + 1):
+            for c in range(volume.shape[3] - W + 1):
+                if torch.equal(volume[:, z:z + D, r:r + H, c:c + W], cube):
+                    return True
+    return False
+
+
+def test_throughput_compares_only_full_size_gpu_hemisphere_runs_with_the_ceiling():
+    from tss import paper
+    from tss.train import report
+
+    rows = []
+    for seed in range(5):
+        rows += [{"experiment": "2d-stroke-random", "arch": "2d", "phase": "stroke", "task": "stroke", "seed": seed,
+                  "device": "cuda:0", "profile": "full", "wall_seconds": 30.0, "epochs": 20, "examples_per_s": 300.0},
+                 {"experiment": "3d-genesis-random", "arch": "3d", "phase": "genesis", "task": "restore", "seed": seed,
+                  "device": "cuda:0", "profile": "full", "wall_seconds": 60.0, "epochs": 40, "examples_per_s": 2000.0}]
+    df = pd.DataFrame(rows)
+    t = report.throughput(df).set_index("phase")
+    assert t.loc["stroke", "of_ceiling"] == pytest.approx(300 / paper.H100_CEILING_BF16_BATCH8["2d"]["hemis_per_s"])
+    assert np.isnan(t.loc["genesis", "of_ceiling"])  # sub-volumes: another input, no ceiling
+    assert t.loc["stroke", "wall_minutes"] == pytest.approx(2.5) and t.loc["stroke", "seeds"] == 5
+    assert "within" in report.grid_verdict(df) and "meets" in report.grid_verdict(df)  # 7.5 min, 81%
+    slow = df.assign(examples_per_s=200.0, wall_seconds=df["wall_seconds"] * 3)
+    assert "outside" in report.grid_verdict(slow) and "misses" in report.grid_verdict(slow)
+    cpu = df.assign(device="cpu", profile="quick")
+    assert report.throughput(cpu)["of_ceiling"].isna().all()
+    assert "not been run" in report.grid_verdict(cpu)

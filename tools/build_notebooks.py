@@ -683,9 +683,11 @@ att.style.format({"min": "{:.3f}", "max": "{:.3f}"}).hide(axis="index")
 
 Models Genesis (Zhou et al. 2019) pretrains the full 3D U-Net to restore sub-volumes that were
 distorted by four transforms: a **non-linear** intensity mapping through a random Bezier curve,
-**local pixel shuffling** inside small windows (texture destroyed, anatomy kept), **in-painting**
+**local pixel shuffling** inside small windows (each window refilled with its own voxels in a random
+order, the later window winning where two overlap: texture destroyed, anatomy kept), **in-painting**
 (inner boxes replaced by noise) and **out-painting** (everything outside large boxes replaced by
-noise). Training composes them with the Models Genesis probabilities (`genesis.distort`). We wrote
+noise). Training composes them with the Models Genesis probabilities, decided per cube
+(`genesis.distort_batch`: vectorised over a training batch on the training device). We wrote
 them from the paper's description (`tss.models.genesis`; the official code's licence is
 non-commercial). Below, each transform on one real sub-volume of our cohort: a
 `full`-profile cube (16 x 64 x 64 voxels) cut from a hemisphere with a lesion, middle slice, DWI and
@@ -934,22 +936,22 @@ every run of the grid: wall time per phase and training throughput.
     md("""
 ## Wall time and throughput, every run
 
-Wall time is the sum over a run's epochs (training and validation), including any resumed part.
-Throughput is the median over epochs of training examples (hemispheres, Genesis sub-volumes or
-tumour examples) per second. The ceiling for bare training steps at the full input on one H100 is
-369 hemispheres/s (2D) and 245 (3D) with bf16 autocast at batch 8 (`../shared/gpu/README.md`); CPU
-runs of the quick profile are not comparable to it.
+Wall time is the sum over a run's epochs (training, batch-norm recalibration and validation),
+including any resumed part. Throughput is the median over epochs of training examples (hemispheres,
+Genesis sub-volumes or tumour examples) per second of training steps. The ceiling for bare training
+steps at the full input on one H100 is 369 hemispheres/s (2D) and 245 (3D) with bf16 autocast at
+batch 8 (`../shared/gpu/README.md`); `of_ceiling` compares a phase with it only for GPU runs of the
+`full` profile on hemispheres (Genesis cubes and tumour examples are other inputs, and CPU runs of
+the quick profile are not comparable). The goals for the full profile: the whole grid, 5 seeds, in
+at most 15 minutes on one H100, with training steps at 70% or more of the ceiling.
 """),
     code("""
 every = report.summaries(runs_dir)
 if not every.empty:
-    ran = every[every["skipped"].isna()] if "skipped" in every else every
-    by_phase = ran.groupby(["arch", "phase", "device"], sort=False).agg(
-        runs=("experiment", "size"), wall_minutes=("wall_seconds", lambda s: s.sum() / 60),
-        examples_per_s=("examples_per_s", "median"), epochs=("epochs", "mean"))
-    display(Markdown(f"**{len(ran)} runs, {ran['wall_seconds'].sum() / 60:.1f} min of training in all** "
-                     f"({profile} profile, seeds {sorted(ran['seed'].unique().tolist())})."))
-    display(by_phase)
+    display(Markdown(f"**{report.grid_verdict(every)}**"))
+    display(report.throughput(every).style.format({"wall_minutes": "{:.2f}", "seconds_per_run": "{:.0f}",
+                                                   "epochs": "{:.1f}", "examples_per_s": "{:.1f}",
+                                                   "of_ceiling": "{:.0%}"}, na_rep="-").hide(axis="index"))
 """, tags=["hide-input"]),
 ])
 

@@ -36,18 +36,20 @@ class Cohort:
         self.x, self.index, self.key, self.device = x, index.reset_index(drop=True), key, x.device
 
     @classmethod
-    def load(cls, cache_dir, downsample: int = 1, device: str | torch.device = "cpu") -> "Cohort":
+    def load(cls, cache_dir, downsample: int = 1, device: str | torch.device = "cpu",
+             dtype: torch.dtype | None = None) -> "Cohort":
         """The preprocessed cohort of ``cache_dir`` (``python -m tss preprocess``), pooled in-plane by
-        ``downsample``, as float32 on the CPU or bfloat16 resident on a GPU."""
+        ``downsample``, as float32 on the CPU or bfloat16 resident on a GPU (``dtype`` overrides;
+        training runs bf16 autocast exactly when the cohort is bf16)."""
         arr, index = preprocess.load_hemispheres(cache_dir)
         meta = json.loads((Path(cache_dir) / "cohort" / "cohort.json").read_text())
         device = torch.device(device)
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         chunks = []
         for i in range(0, len(arr), 32):  # pool in chunks: the float32 copy of 422 patients is 6 GiB
             x = pool_in_plane(torch.from_numpy(np.asarray(arr[i:i + 32], dtype=np.float32)), downsample)
             chunks.append(x.to(device, dtype))
-        key = hashlib.sha256(f"{meta['key']}:{downsample}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{meta['key']}:{downsample}:{dtype}".encode()).hexdigest()[:16]
         return cls(torch.cat(chunks), index, key)
 
     def rows(self, split: str, hemispheres: str = "all") -> np.ndarray:
@@ -76,15 +78,17 @@ def add_tumour(h: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, tor
     fades with distance), its necrotic core has free water (dark on DWI, bright on b0 and FLAIR) and
     its rim and vasogenic oedema have a long T2 (bright on b0 and FLAIR, mildly on DWI)."""
     C, Z, Y, X = h.shape
+    dev = h.device  # computed where h lives (on a GPU: no host copies); random numbers from gen on the host
     brain = h[1] > 0.02
     pts = torch.nonzero(brain)
     if len(pts) == 0:
         raise ValueError("hemisphere without brain voxels")
     centre = pts[int(torch.randint(len(pts), (1,), generator=gen))].float()
-    size = torch.tensor([Z, Y, X], dtype=torch.float32)
+    size = torch.tensor([Z, Y, X], dtype=torch.float32, device=dev)
     # radii as fractions of the hemisphere's extent; slices are 6.5 mm against ~0.9 mm in-plane
-    radii = size * torch.tensor([0.12, 0.08, 0.12]) * (0.6 + 0.8 * torch.rand(3, generator=gen))
-    grid = torch.stack(torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in (Z, Y, X)), indexing="ij"), -1)
+    radii = size * torch.tensor([0.12, 0.08, 0.12], device=dev) * (0.6 + 0.8 * torch.rand(3, generator=gen)).to(dev)
+    grid = torch.stack(torch.meshgrid(*(torch.arange(n, dtype=torch.float32, device=dev) for n in (Z, Y, X)),
+                                      indexing="ij"), -1)
     d = (grid - centre) / radii
     r = d.norm(dim=-1)
     # mass effect: sample each voxel from nearer the centre (tissue pushed out), strongest at the mass
@@ -108,14 +112,14 @@ def tumour_examples(x: torch.Tensor, rows: np.ndarray, n: int, gen: torch.Genera
     a tumour, label 1/0. Segmentation: every example has one, cut to ``cube`` around it, with its mask."""
     xs, ys = [], []
     for _ in range(n):
-        h = x[int(rows[int(torch.randint(len(rows), (1,), generator=gen))])].float().cpu()
+        h = x[int(rows[int(torch.randint(len(rows), (1,), generator=gen))])].float()
         has = segmentation or bool(torch.rand((), generator=gen) < 0.5)
         if has:
             h, mask = add_tumour(h, gen)
         else:
-            mask = torch.zeros(h.shape[1:], dtype=torch.bool)
+            mask = torch.zeros(h.shape[1:], dtype=torch.bool, device=h.device)
         if segmentation:
-            c = torch.nonzero(mask).float().mean(0) if mask.any() else torch.tensor(h.shape[1:]) / 2
+            c = torch.nonzero(mask).float().mean(0).cpu() if mask.any() else torch.tensor(h.shape[1:]) / 2
             jitter = (torch.rand(3, generator=gen) - 0.5) * torch.tensor(cube, dtype=torch.float32) / 2
             lo = [int(np.clip(int(ci + ji) - s // 2, 0, n_ - s)) for ci, ji, s, n_ in zip(c, jitter, cube, h.shape[1:])]
             sl = tuple(slice(a, a + s) for a, s in zip(lo, cube))

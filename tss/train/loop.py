@@ -30,7 +30,8 @@ from ..models import SliceAttentionNet, UNet3D, build, genesis, load_imagenet, l
 from .config import Experiment
 from .data import Cohort, patient_predictions, tumour_examples
 
-TRAIN_VERSION = "2"  # 2: batch-norm statistics recomputed before each evaluation
+TRAIN_VERSION = "3"  # 2: batch-norm statistics recomputed before each evaluation; 3: vectorised Genesis
+# distortions, Genesis validated on restoring fixed distorted cubes (it scored clean ones)
 
 
 class SourceMissing(RuntimeError):
@@ -73,6 +74,8 @@ class Run:
         self.root = Path(out_root)
         self.dir = self.root / exp.name
         self.device = cohort.device
+        # mixed precision follows the cohort: bf16 autocast when it is held in bf16 (on a GPU)
+        self.bf16 = cohort.x.dtype == torch.bfloat16
         self.progress = progress
         src = exp.source()
         self.source_dir = self.root / src if src else None
@@ -121,23 +124,33 @@ class Run:
         c, t = self.cohort, self.spec.task
         rows = c.rows(split, self.spec.hemispheres)
         if t == "restore":
-            return genesis.random_cubes(c.x[rows], n, self.mp.genesis_cube, gen).to(c.x.dtype), None
+            return genesis.random_cubes(c.x, n, self.mp.genesis_cube, gen, rows=rows), None
         if t == "tumour":
             return tumour_examples(c.x, rows, n, gen, segmentation=self.exp.arch == "3d", cube=self.mp.genesis_cube)
         y = torch.as_tensor(c.labels(t)[rows], dtype=torch.float32, device=self.device)
         return torch.as_tensor(rows, device=self.device), y
+
+    def _eval_set(self, split: str, seed: int):
+        """A fixed evaluation set: the split's examples, or for the synthetic tasks ``n`` drawn from
+        ``seed``; for Genesis (distorted cubes, originals), so that it scores restoration."""
+        gen = torch.Generator().manual_seed(seed)
+        x, y = self._examples(split, self.tp.synthetic_eval, gen)
+        if self.spec.task == "restore":
+            return genesis.genesis_batch(x, gen)
+        return x, y
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _batch_x(self, x):
         # classification examples are row numbers into the resident cohort tensor
         return self.cohort.x[x] if x.dtype == torch.long else x
 
     def _loss(self, model, xb, yb, gen=None):
-        cuda = self.device.type == "cuda"
         t = self.spec.task
         if t == "restore":
-            target = xb
-            xb = genesis.genesis_batch(xb, gen)[0]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            xb, target = genesis.genesis_batch(xb, gen)
+        with self._autocast():
             out = model(xb)
         out = out.float()
         if t == "restore":
@@ -149,10 +162,9 @@ class Run:
     @torch.no_grad()
     def _predict(self, model, x, chunk: int = 32) -> torch.Tensor:
         model.eval()
-        cuda = self.device.type == "cuda"
         outs = []
         for i in range(0, len(x), chunk):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            with self._autocast():
                 outs.append(model(self._batch_x(x[i:i + chunk])).float())
         return torch.cat(outs)
 
@@ -171,9 +183,8 @@ class Run:
         for m in bns:
             m.reset_running_stats()
             m.momentum = None  # a cumulative average over the batches below
-        cuda = self.device.type == "cuda"
         for i in range(0, len(x), self.spec.batch_size):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            with self._autocast():
                 model(self._batch_x(x[i:i + self.spec.batch_size]))
         for m, mom in zip(bns, momenta):
             m.momentum = mom
@@ -183,8 +194,8 @@ class Run:
         x, y = data
         out = self._predict(model, x)
         t = self.spec.task
-        if t == "restore":
-            mse = F.mse_loss(out, x.float()).item()
+        if t == "restore":  # y: the original cubes of the distorted x
+            mse = F.mse_loss(out, y.float()).item()
             return mse, -mse
         if t == "tumour" and self.exp.arch == "3d":
             return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), y).item(), _dice((out > 0.5).float(), y).mean().item()
@@ -209,9 +220,8 @@ class Run:
         opt = _adabound(trainable, self.spec.lr, self.spec.final_lr)
         gen = torch.Generator().manual_seed(self.seed)
         # fixed synthetic evaluation sets, and a fixed tumour training set, from their own seeds
-        n_syn = self.tp.synthetic_eval
         synthetic = self.spec.task in ("restore", "tumour")
-        val = self._examples("val", n_syn, torch.Generator().manual_seed(10_000 + self.seed))
+        val = self._eval_set("val", 10_000 + self.seed)
         train_fixed = (self._examples("train", self.tp.medical_per_epoch, torch.Generator().manual_seed(20_000 + self.seed))
                        if self.spec.task == "tumour" else None)
         state = {"epoch": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "log": [], "seconds": 0.0}
@@ -272,12 +282,12 @@ class Run:
                 bar.close()
                 raise KeyboardInterrupt(f"stopped after epoch {state['epoch']} (stop_after)")
         bar.close()
-        summary = self._finish(model, state, report, synthetic, n_syn, trainable)
+        summary = self._finish(model, state, report, synthetic, trainable)
         write_text(self.dir / "summary.json", json.dumps(summary, indent=1, default=str))
         (self.dir / "skipped.json").unlink(missing_ok=True)
         return summary
 
-    def _finish(self, model, state, report, synthetic, n_syn, trainable) -> dict:
+    def _finish(self, model, state, report, synthetic, trainable) -> dict:
         best = torch.load(self.dir / "best.pt", map_location=self.device, weights_only=True)
         model.load_state_dict(best["model"])
         out = {"key": self.key, "experiment": self.exp.name, "arch": self.exp.arch, "phase": self.exp.phase,
@@ -288,7 +298,7 @@ class Run:
                "device": str(self.device), "transfer": str(report) if report else None,
                "frozen": list(model.frozen), "trainable_parameters": sum(p.numel() for p in trainable)}
         if synthetic:
-            test = self._examples("test", n_syn, torch.Generator().manual_seed(30_000 + self.seed))
+            test = self._eval_set("test", 30_000 + self.seed)
             loss, score = self._score(model, test)
             out.update(test_loss=loss, test_score=score)
             return out

@@ -8,7 +8,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from .. import paper
 from .config import PHASES
+
+# the grid's goals on one H100 (issue 6): every run of 5 seeds in 15 minutes, and training steps on
+# full-size hemispheres at 70% or more of the bare-model ceiling
+GRID_MINUTES_TARGET = 15
+CEILING_FRACTION_TARGET = 0.70
+HEMISPHERE_TASKS = ("stroke", "tss_lt_3h", "tss_lt_4_5h")
 
 
 def summaries(runs_root) -> pd.DataFrame:
@@ -72,3 +79,43 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
         out = out.join(g.std().add_suffix(" sd"))
     out.insert(0, "seeds", g.size())
     return out
+
+
+def throughput(df: pd.DataFrame) -> pd.DataFrame:
+    """Wall time and training throughput per phase (summed and medianed over seeds), and for GPU
+    runs on full-size hemispheres the fraction of the H100 bare-model ceiling (bf16, batch 8) the
+    training steps reached. Genesis cubes and tumour examples are other inputs: no ceiling."""
+    if df.empty:
+        return df
+    ran = df[df["skipped"].isna()] if "skipped" in df else df
+    out = ran.groupby(["arch", "phase", "device"], sort=False).agg(
+        runs=("experiment", "size"), seeds=("seed", "nunique"), wall_minutes=("wall_seconds", lambda s: s.sum() / 60),
+        seconds_per_run=("wall_seconds", "mean"), epochs=("epochs", "mean"),
+        examples_per_s=("examples_per_s", "median"), task=("task", "first"), profile=("profile", "first")).reset_index()
+    comparable = (out["profile"] == "full") & out["device"].str.startswith("cuda") & out["task"].isin(HEMISPHERE_TASKS)
+    ceiling = out["arch"].map(lambda a: paper.H100_CEILING_BF16_BATCH8[a]["hemis_per_s"])
+    out["of_ceiling"] = (out["examples_per_s"] / ceiling).where(comparable)
+    return out.drop(columns=["task", "profile"])
+
+
+def grid_verdict(df: pd.DataFrame) -> str:
+    """One sentence on the grid's goals: GPU wall time of all runs and the lowest ceiling fraction."""
+    if df.empty:
+        return "No runs yet."
+    ran = df[df["skipped"].isna()] if "skipped" in df else df
+    minutes = ran["wall_seconds"].sum() / 60
+    seeds = ran["seed"].nunique()
+    if not ((ran["profile"] == "full") & ran["device"].str.startswith("cuda")).all():
+        return (f"These are {len(ran)} runs of the {', '.join(sorted(ran['profile'].unique()))} profile on "
+                f"{', '.join(sorted(ran['device'].unique()))} ({minutes:.1f} min, {seeds} seed(s)): the goals "
+                f"(the whole grid, 5 seeds, in <= {GRID_MINUTES_TARGET} min on one H100, training steps at >= "
+                f"{CEILING_FRACTION_TARGET:.0%} of the ceiling) apply to the full profile on a GPU, which has "
+                "not been run yet.")
+    frac = throughput(ran)["of_ceiling"].dropna()
+    worst = f"{frac.min():.0%}" if len(frac) else "n/a"
+    ok_time = minutes <= GRID_MINUTES_TARGET and seeds >= 5
+    ok_speed = len(frac) and frac.min() >= CEILING_FRACTION_TARGET
+    return (f"{len(ran)} runs, {seeds} seeds, {minutes:.1f} min of training on {ran['device'].iloc[0]}: "
+            f"{'within' if ok_time else 'outside'} the goal of 5 seeds in <= {GRID_MINUTES_TARGET} min; "
+            f"slowest phase at {worst} of the ceiling ({'meets' if ok_speed else 'misses'} the "
+            f"{CEILING_FRACTION_TARGET:.0%} goal).")
