@@ -891,7 +891,9 @@ settings, batch size) and every experiment an `Experiment` (architecture, phase,
 the table below is the configuration, not a description of it.
 
 - **Models Genesis (3D only)**: the full 3D U-Net learns to restore sub-volumes of our training
-  hemispheres distorted by the four Genesis transforms (Models chapter), minimising the MSE.
+  hemispheres distorted by the four Genesis transforms (Models chapter), minimising the MSE; a fresh
+  draw of cubes and distortions every epoch, and early stopping on the restoration MSE of a fixed set
+  of distorted cubes from the validation hemispheres.
 - **Medical pretraining**: the paper initialises its "Medical" baseline from external brain-tumour
   classification (2D) and segmentation (3D) models. Those datasets cannot be shipped, so we use a
   tumour task from the same synthetic anatomy: tumour-like masses with mass effect, a necrotic core
