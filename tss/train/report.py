@@ -66,13 +66,18 @@ def plot_curves(runs_root, experiments, title: str = ""):
     return fig
 
 
+def _ran(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs that trained (without the rows of runs skipped for a missing weight source)."""
+    return df[df["skipped"].isna()] if "skipped" in df else df
+
+
 def table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean (and, with several seeds, standard deviation) of each run's key numbers per experiment."""
     if df.empty:
         return df
     cols = [c for c in ("epochs", "best_epoch", "val_auc", "val_score", "val_neg_mse", "val_auc_patient",
                         "test_auc_patient", "test_score", "wall_seconds", "examples_per_s") if c in df]
-    runs = df[df["skipped"].isna()] if "skipped" in df else df
+    runs = _ran(df)
     g = runs.groupby("experiment", sort=False)[cols]
     out = g.mean()
     if runs["seed"].nunique() > 1:
@@ -87,7 +92,7 @@ def throughput(df: pd.DataFrame) -> pd.DataFrame:
     training steps reached. Genesis cubes and tumour examples are other inputs: no ceiling."""
     if df.empty:
         return df
-    ran = df[df["skipped"].isna()] if "skipped" in df else df
+    ran = _ran(df)
     out = ran.groupby(["arch", "phase", "device"], sort=False).agg(
         runs=("experiment", "size"), seeds=("seed", "nunique"), wall_minutes=("wall_seconds", lambda s: s.sum() / 60),
         seconds_per_run=("wall_seconds", "mean"), epochs=("epochs", "mean"),
@@ -102,7 +107,7 @@ def grid_verdict(df: pd.DataFrame) -> str:
     """One sentence on the grid's goals: GPU wall time of all runs and the lowest ceiling fraction."""
     if df.empty:
         return "No runs yet."
-    ran = df[df["skipped"].isna()] if "skipped" in df else df
+    ran = _ran(df)
     minutes = ran["wall_seconds"].sum() / 60
     seeds = ran["seed"].nunique()
     if not ((ran["profile"] == "full") & ran["device"].str.startswith("cuda")).all():
