@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tss import profiles
-from tss.train import Cohort, Experiment, Run, SourceMissing, add_tumour, grid, run_grid
+from tss.train import Cohort, Experiment, NonFinite, Run, SourceMissing, add_tumour, grid, run_grid
 from tss.train.config import PREVIOUS
 
 
@@ -130,6 +130,40 @@ def test_a_killed_run_resumes_to_the_same_numbers(cohort, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / exp.name / "predictions.csv"),
                                   pd.read_csv(tmp_path / "b" / exp.name / "predictions.csv"))
     assert whole["val_auc"] == resumed["val_auc"]
+
+
+@pytest.mark.parametrize("where", ["training step", "validation"])
+def test_a_nan_stops_the_run_naming_experiment_epoch_and_step_and_keeps_nothing_of_that_epoch(cohort, tmp_path,
+                                                                                               monkeypatch, where):
+    exp = Experiment("2d", "stroke", "random")
+    # 16 training hemispheres, batch 16: each epoch runs the model in training mode twice (one
+    # step, one precise-BN batch), then in evaluation mode on validation
+    assert len(cohort.rows("train")) == exp.spec.batch_size
+    calls = {"train": 0}
+    build_model = Run._model
+
+    def poisoned(self):
+        m, rep = build_model(self)
+
+        def hook(mod, inp, out):
+            calls["train"] += mod.training
+            epoch2 = calls["train"] >= 3
+            if epoch2 and (mod.training if where == "training step" else not mod.training):
+                return out * float("nan")
+            return out
+        m.register_forward_hook(hook)
+        return m, rep
+    monkeypatch.setattr(Run, "_model", poisoned)
+    run = Run(exp, cohort, tmp_path, "quick", 0, max_epochs=4, progress=False, train_profile=TINY)
+    with pytest.raises(NonFinite) as e:
+        run.fit()
+    msg = str(e.value)
+    assert exp.name in msg and "epoch 2" in msg
+    assert ("step 1 of 1" in msg) if where == "training step" else ("validation chunk 1 of 1" in msg)
+    d = tmp_path / exp.name
+    assert not (d / "summary.json").exists()
+    assert len(pd.read_csv(d / "epochs.csv")) == 1  # epoch 2 left no row ...
+    assert torch.load(d / "last.pt", weights_only=False)["state"]["epoch"] == 1  # ... and no checkpoint
 
 
 def test_a_finished_run_is_read_back_not_retrained(cohort, tmp_path, monkeypatch):

@@ -12,8 +12,25 @@ from .attention import GridAttention
 from .base import PartsModel
 
 
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that computes in float32 on the CPU when a bfloat16 input has fewer slices than
+    the kernel. oneDNN's bf16 weight-gradient kernel (``jit_bf16:avx512_core_bf16``, oneDNN 3.12 in
+    torch 2.13 and 2.14) returns garbage, up to 1e36 and different on every call, for a depth-2
+    input and a depth-3 kernel; the forward pass and the input gradient are right. Our deepest
+    U-Net level sees 2 slices of a 16-slice cube, so without this bf16 training on a CPU diverged
+    to NaN in some runs and not others (``tests/test_models.py`` checks the gradient against
+    float32). Those levels are a few voxels: float32 there costs nothing measurable."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")
+        if x.device.type == "cpu" and low and x.shape[2] < self.kernel_size[0]:
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float()).to(torch.bfloat16)
+        return super().forward(x)
+
+
 def _conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout),
+    return nn.Sequential(Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout),
                          nn.ReLU(inplace=True))
 
 

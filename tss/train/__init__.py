@@ -2,7 +2,7 @@
 
 from .config import INITS, PHASES, Experiment, Phase, grid
 from .data import Cohort, add_tumour, patient_predictions
-from .loop import Run, SourceMissing, run_grid
+from .loop import NonFinite, Run, SourceMissing, run_grid
 
-__all__ = ["INITS", "PHASES", "Cohort", "Experiment", "Phase", "Run", "SourceMissing", "add_tumour", "grid",
+__all__ = ["INITS", "PHASES", "Cohort", "Experiment", "NonFinite", "Phase", "Run", "SourceMissing", "add_tumour", "grid",
            "patient_predictions", "run_grid"]

@@ -38,6 +38,10 @@ class SourceMissing(RuntimeError):
     pass
 
 
+class NonFinite(FloatingPointError):
+    """A NaN or infinite loss or model output: the run stops before anything of that epoch is kept."""
+
+
 def _key(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -146,26 +150,39 @@ class Run:
         # classification examples are row numbers into the resident cohort tensor
         return self.cohort.x[x] if x.dtype == torch.long else x
 
-    def _loss(self, model, xb, yb, gen=None):
+    def _loss(self, model, xb, yb, gen=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, whether every output is finite); both stay on the device (no sync per step)."""
         t = self.spec.task
         if t == "restore":
             xb, target = genesis.genesis_batch(xb, gen)
         with self._autocast():
             out = model(xb)
         out = out.float()
+        finite = torch.isfinite(out).all()
         if t == "restore":
-            return F.mse_loss(out, target.float())
+            return F.mse_loss(out, target.float()), finite
         if t == "tumour" and self.exp.arch == "3d":
-            return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), yb) + (1 - _dice(out, yb)).mean()
-        return F.binary_cross_entropy_with_logits(out, yb)
+            return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), yb) + (1 - _dice(out, yb)).mean(), finite
+        return F.binary_cross_entropy_with_logits(out, yb), finite
+
+    def _check_finite(self, ok: torch.Tensor, epoch: int, where: str) -> None:
+        """Raise :class:`NonFinite` naming the experiment, epoch and step when ``ok`` (one flag per
+        step or chunk) is not all true; one host sync per call."""
+        if bool(ok.all()):
+            return
+        first = int(torch.nonzero(~ok)[0]) + 1
+        raise NonFinite(f"{self.exp.name} (seed {self.seed}): non-finite loss or output at epoch {epoch}, "
+                        f"{where} {first} of {len(ok)}; the run stops and writes no summary.json "
+                        f"(it resumes from epoch {epoch - 1}'s checkpoint when rerun)")
 
     @torch.no_grad()
-    def _predict(self, model, x, chunk: int = 32) -> torch.Tensor:
+    def _predict(self, model, x, chunk: int = 32, epoch: int = 0, split: str = "evaluation") -> torch.Tensor:
         model.eval()
         outs = []
         for i in range(0, len(x), chunk):
             with self._autocast():
                 outs.append(model(self._batch_x(x[i:i + chunk])).float())
+        self._check_finite(torch.stack([torch.isfinite(o).all() for o in outs]), epoch, f"{split} chunk")
         return torch.cat(outs)
 
     @torch.no_grad()
@@ -189,10 +206,10 @@ class Run:
         for m, mom in zip(bns, momenta):
             m.momentum = mom
 
-    def _score(self, model, data) -> tuple[float, float]:
+    def _score(self, model, data, epoch: int = 0, split: str = "validation") -> tuple[float, float]:
         """(loss, score) on a fixed evaluation set; early stopping maximises the score."""
         x, y = data
-        out = self._predict(model, x)
+        out = self._predict(model, x, epoch=epoch, split=split)
         t = self.spec.task
         if t == "restore":  # y: the original cubes of the distorted x
             mse = F.mse_loss(out, y.float()).item()
@@ -243,24 +260,25 @@ class Run:
                 x, y = train_fixed if train_fixed is not None else self._examples("train")
             model.train()
             perm = torch.randperm(len(x), generator=gen).to(self.device)
-            total, n = torch.zeros((), device=self.device), 0
+            total, n, ok = torch.zeros((), device=self.device), 0, []
+            epoch = state["epoch"] + 1
             for i in range(0, len(x), self.spec.batch_size):
                 b = perm[i:i + self.spec.batch_size]
                 if len(b) < 2 and i > 0:
                     continue  # batch norm needs two examples; the last one waits for the next epoch
-                loss = self._loss(model, self._batch_x(x[b]), None if y is None else y[b], gen)
+                loss, finite = self._loss(model, self._batch_x(x[b]), None if y is None else y[b], gen)
+                ok.append(finite & torch.isfinite(loss))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 _quiet_step(opt)
                 total += loss.detach() * len(b)
                 n += len(b)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
+            self._check_finite(torch.stack(ok), epoch, "step")  # also the GPU's synchronisation point
             train_s = time.perf_counter() - t0
             if self.spec.task != "restore":  # Genesis: a fresh draw each epoch, validation MSE = training MSE
                 self._precise_bn(model, x)
-            val_loss, score = self._score(model, val)
-            state["epoch"] += 1
+            val_loss, score = self._score(model, val, epoch)
+            state["epoch"] = epoch
             improved = score > state["best"] + 1e-9
             if improved:
                 state.update(best=score, best_epoch=state["epoch"], bad=0)
@@ -299,13 +317,13 @@ class Run:
                "frozen": list(model.frozen), "trainable_parameters": sum(p.numel() for p in trainable)}
         if synthetic:
             test = self._eval_set("test", 30_000 + self.seed)
-            loss, score = self._score(model, test)
+            loss, score = self._score(model, test, state["best_epoch"], "test")
             out.update(test_loss=loss, test_score=score)
             return out
         frames = []
         for split in ("val", "test"):
             rows, y = self._examples(split)
-            prob = torch.sigmoid(self._predict(model, rows)).cpu().numpy()
+            prob = torch.sigmoid(self._predict(model, rows, epoch=state["best_epoch"], split=split)).cpu().numpy()
             rows, y = rows.cpu().numpy(), y.cpu().numpy()
             frames.append(self.cohort.index.iloc[rows][["patient_id", "hemisphere", "split", "label", "onset_to_mri_min"]]
                           .assign(target=y, prob=prob))
