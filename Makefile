@@ -1,4 +1,4 @@
-# TSS companion. Quick start: `make book` and `make test` (Python >= 3.10 and make are all you need).
+# TSS companion. Quick start: `make book` and `make test` (Python >= 3.11 and make are all you need).
 #   PROFILE=quick|full   default: full when a CUDA GPU is visible, else quick
 #   JOBS=N               worker processes for cohort generation (default: all cores)
 SHELL := /bin/bash
@@ -7,6 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 JOBS ?= -1
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 
 # profile is decided lazily (needs torch from the venv)
 PROFILE_CMD = $${PROFILE:-$$($(PY) -m tss default-profile)}
@@ -14,23 +15,32 @@ PROFILE_CMD = $${PROFILE:-$$($(PY) -m tss default-profile)}
 NOTEBOOKS := 01_cohort 02_preprocessing 03_models 04_training_pretrain 05_training_tss 06_training_attention 07_baseline_lee 08_results 09_gradcam 10_reproduction
 GENERATED := book/generated
 
-.PHONY: setup test book cohort notebooks html bench clean help
+.PHONY: setup lock test book cohort notebooks html bench clean help
 
 help:
 	@echo "make book    regenerate every result and build the book into book/_build/html"
 	@echo "make test    run the test suite"
-	@echo "make setup   create/refresh $(VENV) only"
+	@echo "make setup   create/refresh $(VENV) from $(LOCK) (the exact versions of every package)"
+	@echo "make lock    re-resolve $(LOCK) from pyproject.toml's ranges and lock-constraints.txt"
 	@echo "make bench   benchmarks (preprocessing s/patient; model training steps: hemispheres/s, memory)"
 	@echo "options: PROFILE=quick|full JOBS=N"
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# exactly the lock's versions (pip-sync semantics would also remove strays; a fresh venv has none)
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
+
+# one command refreshes the lock: every package, direct and transitive, for Python 3.11+ on every
+# platform (universal), from today's registry; commit the result with the change that needed it
+lock:
+	@test -x $(VENV)/bin/uv || { test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PY) -m pip install --quiet uv; }
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+	  --constraints lock-constraints.txt --custom-compile-command "make lock" --quiet -o $(LOCK)
 
 test: $(STAMP)
 	$(PY) -m pytest
