@@ -12,7 +12,7 @@ LOCK := requirements.lock
 # profile is decided lazily (needs torch from the venv)
 PROFILE_CMD = $${PROFILE:-$$($(PY) -m tss default-profile)}
 
-NOTEBOOKS := 01_cohort 02_preprocessing 03_models 04_training_pretrain 05_training_tss 06_training_attention 07_baseline_lee 08_results 09_gradcam 10_reproduction
+NOTEBOOKS := 01_cohort 02_preprocessing 03_models 04_training_pretrain 05_training_tss 06_training_attention 07_baseline_lee 08_results 09_gradcam 10_reproduction 11_provenance
 GENERATED := book/generated
 
 .PHONY: setup lock test book cohort notebooks html bench clean help
@@ -50,8 +50,10 @@ notebooks: $(STAMP)
 	@set -euo pipefail; profile=$(PROFILE_CMD); mkdir -p $(GENERATED); \
 	echo "profile: $$profile"; \
 	for nb in $(NOTEBOOKS); do \
+	  start=$$(date +%s.%N); \
 	  $(PY) -m papermill --kernel python3 --cwd notebooks notebooks/$$nb.ipynb $(GENERATED)/$$nb.ipynb \
 	    -p profile $$profile -p jobs $(JOBS); \
+	  $(PY) -m tss.provenance results/$$profile --stage $$nb --since $$start; \
 	done
 
 html: $(STAMP)

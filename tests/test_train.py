@@ -196,6 +196,7 @@ def test_a_tiny_grid_runs_end_to_end_on_the_cpu(tmp_path):
         d = tmp_path / e.name
         s = json.loads((d / "summary.json").read_text())
         assert s["epochs"] == 1 and s["key"]
+        assert s["provenance"]["torch"] == torch.__version__  # the machine that trained it
         if e.phase in ("stroke", "tss3", "tss45", "attention"):
             pred = pd.read_csv(d / "predictions.csv")
             assert set(pred["split"]) == {"val", "test"} and pred["prob"].between(0, 1).all()

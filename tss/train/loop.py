@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .. import profiles, stats
+from .. import profiles, provenance, stats
 from ..atomic import atomic_path, write_text
 from ..models import SliceAttentionNet, UNet3D, build, genesis, load_imagenet, load_matching
 from .config import Experiment
@@ -314,7 +314,8 @@ class Run:
                "wall_seconds": state["seconds"],
                "examples_per_s": float(np.median([r["examples_per_s"] for r in state["log"]])),
                "device": str(self.device), "transfer": str(report) if report else None,
-               "frozen": list(model.frozen), "trainable_parameters": sum(p.numel() for p in trainable)}
+               "frozen": list(model.frozen), "trainable_parameters": sum(p.numel() for p in trainable),
+               "provenance": provenance.brief()}
         if synthetic:
             test = self._eval_set("test", 30_000 + self.seed)
             loss, score = self._score(model, test, state["best_epoch"], "test")

@@ -1,0 +1,59 @@
+"""results/<profile>/provenance.json and the runs' own records say how the numbers were made."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import torch
+
+from tss import provenance
+
+
+def test_a_stage_records_the_environment_and_keeps_the_other_stages(tmp_path):
+    provenance.record_stage(tmp_path, "01_cohort", 12.3)
+    provenance.record_stage(tmp_path, "02_preprocessing", 45.6)
+    provenance.record_stage(tmp_path, "01_cohort", 1.0)  # a rerun replaces its own stage only
+    data = json.loads((tmp_path / "provenance.json").read_text())
+    assert set(data["stages"]) == {"01_cohort", "02_preprocessing"}
+    assert data["stages"]["01_cohort"]["seconds"] == 1.0 and data["stages"]["02_preprocessing"]["seconds"] == 45.6
+    env = data["stages"]["02_preprocessing"]["environment"]
+    assert env["torch"] == torch.__version__ and env["torch_threads"] == torch.get_num_threads()
+    assert env["python"] == "%d.%d.%d" % sys.version_info[:3]
+    assert env["packages"]["numpy"] == __import__("numpy").__version__
+    lock = provenance.ROOT / "requirements.lock"
+    assert env["lock_sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
+    head = subprocess.run(["git", "-C", str(provenance.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert env["commit"] == head.stdout.strip()
+
+
+def test_tables_show_each_stage_and_each_distinct_environment(tmp_path):
+    provenance.record_stage(tmp_path, "a", 60)
+    provenance.record_stage(tmp_path, "b", 30)
+    stages = provenance.stages_table(tmp_path)
+    assert list(stages["stage"]) == ["a", "b"] and stages["seconds"].sum() == 90
+    env = provenance.environment_table(tmp_path)
+    assert list(env.columns) == ["a, b"]  # one environment for both
+    assert env.loc["torch", "a, b"] == torch.__version__
+    # another machine for stage b: two columns
+    data = json.loads((tmp_path / "provenance.json").read_text())
+    data["stages"]["b"]["environment"]["cpu"] = "another CPU"
+    (tmp_path / "provenance.json").write_text(json.dumps(data))
+    assert sorted(provenance.environment_table(tmp_path).columns) == ["a", "b"]
+
+
+def test_runs_are_grouped_by_the_machine_that_trained_them(tmp_path):
+    for seed, exp, secs, prov in [(0, "2d-stroke-random", 3600, provenance.brief()),
+                                  (0, "2d-tss3-transfer", 1800, provenance.brief()),
+                                  (1, "2d-stroke-random", 900, None)]:
+        d = tmp_path / f"seed{seed}" / exp
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"wall_seconds": secs, "provenance": prov}))
+    t = provenance.runs_table(tmp_path).set_index("device")
+    assert t["runs"].sum() == 3
+    recorded = t.drop("not recorded")
+    assert len(recorded) == 1 and recorded["runs"].iloc[0] == 2 and recorded["hours"].iloc[0] == 1.5
+    assert t.loc["not recorded", "hours"] == 0.25
