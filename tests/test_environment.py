@@ -83,3 +83,13 @@ def test_python_meets_the_floor():
 def test_jupyter_book_is_pinned_below_2():
     jb = [r for r in WANTED if r.name == "jupyter-book"]
     assert jb and not jb[0].specifier.contains("2.0")
+
+
+def test_license_and_citation_agree_with_pyproject_and_the_book():
+    assert PROJECT["license"]["text"] == "MIT" and (ROOT / "LICENSE").read_text().startswith("MIT License")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["license"] == "MIT" and cff["version"] == PROJECT["version"]
+    bib = (ROOT / "book" / "references.bib").read_text()
+    paper = cff["preferred-citation"]
+    assert f"title   = {{{paper['title']}}}" in bib and f"year = {{{paper['year']}}}" in bib
+    assert all(a["family-names"] in bib for a in paper["authors"])
