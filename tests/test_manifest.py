@@ -337,3 +337,144 @@ def test_b0_may_be_empty_only_when_adc_is_given(cohort):
     df.at[0, "adc"] = df.at[0, "b1000"]  # any readable NIfTI stands in for the ADC map here
     manifest.write_manifest(df, cohort / manifest.MANIFEST_NAME)
     assert not [f for f in manifest.validate(cohort) if f.fatal]
+
+
+# --- malformed exports: each gets one clear finding before any work ---------------------------
+
+
+def _only_manifest_finding(cohort: Path) -> str:
+    findings = manifest.validate(cohort)
+    assert [(f.patient_id, f.field, f.fatal) for f in findings] == [("-", "manifest", True)], \
+        manifest.format_findings(findings)
+    with pytest.raises(ValueError):
+        manifest.read_manifest(cohort / manifest.MANIFEST_NAME)
+    return findings[0].problem
+
+
+@pytest.mark.parametrize("sep, word", [(";", "looks ;-separated"), ("\t", "looks tab-separated"),
+                                       ("|", "looks |-separated")])
+def test_other_delimiters_are_named(cohort, sep, word):
+    m = cohort / manifest.MANIFEST_NAME
+    df = manifest.read_manifest(m)
+    m.write_text(df.to_csv(index=False, sep=sep), encoding="utf-8")
+    problem = _only_manifest_finding(cohort)
+    assert word in problem and "comma-separated" in problem
+
+
+def test_latin1_file_is_named_not_decoded(cohort):
+    m = cohort / manifest.MANIFEST_NAME
+    df = manifest.read_manifest(m)
+    df.loc[3, "site"] = "Zürich"
+    m.write_bytes(df.to_csv(index=False).encode("latin-1"))
+    problem = _only_manifest_finding(cohort)
+    assert "not UTF-8" in problem and "Windows-1252/Latin-1" in problem and "line 5" in problem
+    assert "re-save it as UTF-8" in problem
+
+
+def test_utf16_file_is_named(cohort):
+    m = cohort / manifest.MANIFEST_NAME
+    m.write_bytes(m.read_text(encoding="utf-8").encode("utf-16"))  # with its byte-order mark
+    assert "UTF-16" in _only_manifest_finding(cohort)
+
+
+def test_utf8_byte_order_mark_is_accepted(cohort):
+    m = cohort / manifest.MANIFEST_NAME
+    m.write_bytes(m.read_text(encoding="utf-8").encode("utf-8-sig"))
+    assert manifest.validate(cohort) == []
+
+
+def test_empty_file_and_repeated_column_are_named(cohort):
+    m = cohort / manifest.MANIFEST_NAME
+    text = m.read_text(encoding="utf-8")
+    m.write_text("", encoding="utf-8")
+    assert "empty" in _only_manifest_finding(cohort)
+    m.write_text(text.replace("nihss,", "age,", 1), encoding="utf-8")  # pandas would rename it age.1
+    assert "'age' appear more than once" in _only_manifest_finding(cohort)
+
+
+def test_repeated_header_row_is_named(cohort):
+    m = cohort / manifest.MANIFEST_NAME
+    lines = m.read_text(encoding="utf-8").splitlines()
+    m.write_text("\n".join(lines[:4] + lines[:1] + lines[4:]) + "\n", encoding="utf-8")  # two exports pasted
+    f = assert_only(manifest.validate(cohort), "row 4", "patient_id", "repeats the header")
+    assert [x for x in manifest.validate(cohort) if x.fatal] == [f]  # and nothing else about that row
+    assert manifest.safety_findings(cohort) == [f]
+
+
+def test_folder_as_image_path(cohort):
+    edit(cohort, "P002", flair="P002/anat")
+    assert_only(manifest.validate(cohort), "P002", "flair", "is a folder, not an image file")
+
+
+@pytest.mark.parametrize("value, words", [("1,234", "comma in a number"), ("90,5", "comma in a number"),
+                                          ("#N/A", "spreadsheet error value")])
+def test_spreadsheet_mangled_numbers_are_explained(cohort, value, words):
+    edit(cohort, "P002", onset_to_mri_min=value)
+    assert_only(manifest.validate(cohort), "P002", "onset_to_mri_min", words)
+
+
+def test_scientific_notation_is_a_number(cohort):
+    edit(cohort, "P002", onset_to_mri_min="3.0E+2")
+    assert manifest.validate(cohort) == []
+    assert manifest.load_cohort(cohort).table.at[1, "onset_to_mri_min"] == 300.0
+
+
+def test_id_turned_into_a_number_is_explained(cohort):
+    edit(cohort, "P002", patient_id="1.23E+05")
+    f = assert_only(manifest.validate(cohort), "row 2", "patient_id", "unsafe patient_id '1.23E+05'")
+    assert "turned it into a number" in f.problem
+
+
+def _nifti_with(path: Path, pixdim=None, srow_z=None, sform=1) -> None:
+    """An uncompressed NIfTI-1 whose header fields are patched in its bytes after saving (nibabel
+    repairs a zero pixdim and rewrites the sform from the affine when it writes a file)."""
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 4), np.int16), np.diag([2.0, 2.0, 6.0, 1.0])), str(path))
+    raw = bytearray(path.read_bytes())
+    fields = nib.Nifti1Header.template_dtype.fields
+
+    def put(name, values, start=0):
+        dtype, offset = fields[name][:2]
+        arr = np.asarray(values, dtype.base)
+        offset += start * dtype.base.itemsize
+        raw[offset:offset + arr.nbytes] = arr.tobytes()
+
+    put("sform_code", sform)
+    if pixdim is not None:
+        put("pixdim", pixdim, start=1)
+    if srow_z is not None:
+        put("srow_z", srow_z)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("kwargs, fatal, words", [
+    ({"pixdim": [2, 2, 0], "sform": 0}, True, "voxel sizes (pixdim) [2.0, 2.0, 0.0] in the header and no sform"),
+    ({"pixdim": [2, np.nan, 6], "sform": 0}, True, "NaN or infinite"),
+    ({"srow_z": [0, 0, 0, 0]}, True, "not invertible"),
+    ({"pixdim": [2, 2, 0]}, False, "the sform is used"),  # nibabel places the voxels by the sform
+])
+def test_unusable_geometry(cohort, kwargs, fatal, words):
+    _nifti_with(cohort / "P003" / "odd.nii", **kwargs)
+    edit(cohort, "P003", flair="P003/odd.nii")
+    findings = manifest.validate(cohort)
+    assert [(f.patient_id, f.field, f.fatal) for f in findings] == [("P003", "flair", fatal)], \
+        manifest.format_findings(findings)
+    assert words in findings[0].problem
+    assert ("unusable geometry" in findings[0].problem) == fatal
+
+
+def test_4d_images_need_bvals_or_one_volume(cohort):
+    rel = _rel("P001")["b1000"]
+    data = np.random.default_rng(0).integers(1, 1000, (8, 8, 4, 3)).astype(np.int16)
+    nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 6.0, 1.0])), str(cohort / "P001/dwi/dwi4d.nii.gz"))
+    edit(cohort, "P001", b1000="P001/dwi/dwi4d.nii.gz", b0="P001/dwi/dwi4d.nii.gz")
+    bad = {(f.patient_id, f.field) for f in manifest.validate(cohort) if f.fatal}
+    assert bad == {("P001", "b1000"), ("P001", "b0")}
+    assert "no .bval file" in assert_only(manifest.validate(cohort), "P001", "b1000").problem
+    (cohort / "P001/dwi/dwi4d.bval").write_text("0 1000\n")
+    assert "a .bval with 2 values" in assert_only(manifest.validate(cohort), "P001", "b0").problem
+    (cohort / "P001/dwi/dwi4d.bval").write_text("0 1000 1000\n")
+    assert not [f for f in manifest.validate(cohort) if f.fatal]  # the pipeline can pick b0 and b1000
+    (cohort / "P001/dwi/dwi4d.bval").write_text("0 0 0\n")
+    assert "without a b1000 volume" in assert_only(manifest.validate(cohort), "P001", "b1000").problem
+    edit(cohort, "P001", b1000=rel, b0=_rel("P001")["b0"], flair="P001/dwi/dwi4d.nii.gz")
+    assert "expected one" in assert_only(manifest.validate(cohort), "P001", "flair").problem

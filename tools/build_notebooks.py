@@ -441,7 +441,8 @@ isles_ok = isles_csv.exists() and all(p is None or Path(p).exists() for p in
                                       manifest.load_cohort(isles_csv, check=False).table[["b1000", "flair"]].iloc[0])
 if isles_ok:
     isles_cache = cache_dir.parent / "preprocess-isles"
-    isles_run = preprocess.preprocess_cohort(isles_csv, isles_cache, jobs=1, progress=False)
+    isles_run = preprocess.preprocess_cohort(isles_csv, isles_cache, jobs=1, progress=False,
+                                             data_roots=[isles_csv.parent / "../../shared/data/isles22-sample"])
     print(isles_run.summary())
     isles = preprocess.load_patient(isles_cache, "sub-strokecase0009")
     print({k: isles["meta"][k] for k in ("b0_source", "label_left", "label_right", "label_source", "template_correlation")})

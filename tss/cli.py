@@ -10,7 +10,7 @@ from pathlib import Path
 def _cmd_validate(args: argparse.Namespace) -> int:
     from tss import manifest
 
-    findings = manifest.validate(args.cohort, check_data=not args.headers_only)
+    findings = manifest.validate(args.cohort, check_data=not args.headers_only, data_roots=args.data_roots)
     print(manifest.format_findings(findings))
     return 1 if any(f.fatal for f in findings) else 0
 
@@ -27,7 +27,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_preprocess(args: argparse.Namespace) -> int:
     from tss import preprocess
 
-    run = preprocess.preprocess_cohort(args.cohort, args.out, jobs=args.jobs)
+    run = preprocess.preprocess_cohort(args.cohort, args.out, jobs=args.jobs, data_roots=args.data_roots)
     print(run.summary())
     if args.assemble and len(run.failures) < len(run.outcomes):
         path = preprocess.assemble(args.out, args.cohort, reference=args.reference)
@@ -45,6 +45,12 @@ def _cmd_default_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", dest="data_roots", action="append", type=Path, default=[], metavar="DIR",
+                   help="a folder the manifest's image paths may point into besides the manifest's own "
+                        "folder (repeatable); a path anywhere else is refused")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tss", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -53,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("cohort", type=Path, help="cohort folder holding manifest.csv, or a manifest CSV")
     v.add_argument("--headers-only", action="store_true",
                    help="read NIfTI headers only (faster; does not detect truncated data)")
+    _add_data_root(v)
     v.set_defaults(func=_cmd_validate)
 
     s = sub.add_parser("synth", help="generate the synthetic cohort")
@@ -70,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--reference", help="patient id of the histogram reference (default: first training patient)")
     pp.add_argument("--no-assemble", dest="assemble", action="store_false",
                     help="only process patients; do not write the hemisphere array")
+    _add_data_root(pp)
     pp.set_defaults(func=_cmd_preprocess)
 
     d = sub.add_parser("default-profile", help="print 'full' when a CUDA GPU is visible, else 'quick'")
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as e:  # a missing or unparsable manifest, a bad option
+    except (FileNotFoundError, ValueError) as e:  # a missing, unparsable or unsafe manifest, a bad option
         print(f"error: {e}", file=sys.stderr)
         return 2
 

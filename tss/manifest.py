@@ -10,12 +10,21 @@ Synthetic and real cohorts go through the same code::
     findings = validate("data/my-cohort")        # list of Finding, never raises for bad content
     print(format_findings(findings))
     cohort = load_cohort("data/my-cohort")       # typed table; raises ManifestError when fatal
+
+A manifest is untrusted input: patient ids become file names and path cells name files we read.
+:func:`safety_findings` holds the cheap checks that keep both inside the folders the user named
+(safe, unique ids; path cells inside the data roots: the manifest's folder plus ``data_roots``);
+:func:`require_safe` is what the pipeline calls before any work starts.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
 import math
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tss import paths
 from tss.atomic import atomic_path
 
 __all__ = ["MANIFEST_NAME", "COLUMNS", "Field", "Finding", "ManifestError", "Cohort", "SPLITS",
            "STROKE_SIDES", "SEXES", "resolve_manifest_path", "read_manifest", "write_manifest",
-           "validate", "format_findings", "load_cohort", "schema_markdown"]
+           "validate", "safety_findings", "require_safe", "format_findings", "load_cohort", "schema_markdown"]
 
 MANIFEST_NAME = "manifest.csv"
 SPLITS = ("train", "val", "test")
@@ -99,11 +109,12 @@ class Finding:
 class ManifestError(ValueError):
     """A manifest with fatal findings; ``.findings`` holds all of them (fatal and warnings)."""
 
-    def __init__(self, findings: list[Finding], source: str | Path | None = None):
+    def __init__(self, findings: list[Finding], source: str | Path | None = None, action: str | None = None):
         self.findings = list(findings)
         fatal = [f for f in self.findings if f.fatal]
         where = f" {source}" if source is not None else ""
-        super().__init__(f"manifest{where} has {len(fatal)} fatal finding(s):\n"
+        head = f"refusing to start {action}: " if action else ""
+        super().__init__(f"{head}manifest{where} has {len(fatal)} fatal finding(s):\n"
                          + "\n".join(str(f) for f in fatal))
 
 
@@ -120,9 +131,58 @@ def resolve_manifest_path(cohort: str | Path) -> Path:
     raise FileNotFoundError(f"{p} is neither a cohort folder holding {MANIFEST_NAME} nor an existing .csv file")
 
 
+def _decode(data: bytes) -> str:
+    """The manifest's bytes as text: UTF-8 (a byte-order mark allowed), else ValueError saying what
+    the file looks like and how to re-save it. Nothing is decoded by guessing."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ValueError("the file is UTF-16 (a spreadsheet's 'Unicode text' export?): "
+                         "save it as CSV UTF-8, comma-separated")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        try:
+            data.decode("cp1252")
+            guess = "looks like Windows-1252/Latin-1"
+        except UnicodeDecodeError:
+            guess = "not Windows-1252 either"
+        raise ValueError(f"not UTF-8 (byte 0x{data[e.start]:02x} on line {line}; {guess}): re-save it as UTF-8 "
+                         "(spreadsheets: 'CSV UTF-8')") from None
+    if "\x00" in text:
+        raise ValueError("the file holds NUL bytes (UTF-16 without a byte-order mark?): re-save it as UTF-8 CSV")
+    return text
+
+
+def _delimiter_problem(header: str) -> str | None:
+    """A header that csv.Sniffer reads as ``;``-, tab- or ``|``-separated (spreadsheets in locales
+    with a decimal comma export ``;``): what to do about it. A comma anywhere in it: None."""
+    if "," in header:
+        return None
+    try:
+        d = csv.Sniffer().sniff(header, delimiters=";\t|").delimiter
+    except csv.Error:  # one column: the missing-column findings say the rest
+        return None
+    name = "tab" if d == "\t" else d
+    return (f"the header looks {name}-separated, not comma-separated: export the table as "
+            "comma-separated CSV (spreadsheets: 'CSV UTF-8 (comma delimited)')")
+
+
 def read_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a manifest CSV as strings (empty cell = ""), whitespace stripped, column names too."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    """Read a manifest CSV as strings (empty cell = ""), whitespace stripped, column names too.
+
+    Raises ValueError with what to do when the file is not UTF-8, not comma-separated, empty,
+    or names one column twice (pandas would silently rename the second ``age.1``).
+    """
+    text = _decode(Path(path).read_bytes())
+    if not text.strip():
+        raise ValueError("the file is empty")
+    header = next(line for line in text.splitlines() if line.strip())  # pandas skips blank lines too
+    if (problem := _delimiter_problem(header)) is not None:
+        raise ValueError(problem)
+    names = [c.strip() for c in next(csv.reader([header]))]
+    if twice := sorted({c for c in names if c and names.count(c) > 1}):
+        raise ValueError(f"column(s) {', '.join(map(repr, twice))} appear more than once in the header")
+    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     df.columns = [str(c).strip() for c in df.columns]
     return df.apply(lambda s: s.astype(str).str.strip()).reset_index(drop=True)
 
@@ -161,14 +221,25 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
 # --- validation -------------------------------------------------------------------------------
 
 
+def _number_hint(raw: str) -> str:
+    """What a spreadsheet probably did to a value that is not a number ("" when nothing obvious)."""
+    if raw.startswith("#"):
+        return " (a spreadsheet error value: fix the formula or leave the cell empty)"
+    if re.fullmatch(r"[-+]?[\d,]*\d,\d+(\.\d*)?", raw):
+        return " (a comma in a number: write plain digits with '.' for decimals, e.g. 1234 or 90.5)"
+    return ""
+
+
 def _number(raw: str) -> float | str:
-    """``raw`` as a finite float, or a description of why it is not one."""
+    """``raw`` as a finite float, or a description of why it is not one. Scientific notation
+    (``3.0E+2``, as spreadsheets write it) is a number; thousands separators and decimal commas
+    are not."""
     if raw == "":
         return "missing value"
     try:
         x = float(raw)
     except ValueError:
-        return f"not a number: {raw!r}"
+        return f"not a number: {raw!r}{_number_hint(raw)}"
     return x if math.isfinite(x) else f"not a finite number: {raw!r}"
 
 
@@ -202,45 +273,264 @@ def _check_cell(name: str, raw: str) -> str | None:
     return None
 
 
+def _expand(raw: str) -> Path:
+    """``raw`` with ``~`` expanded; left as written when it cannot be (``~nosuchuser``)."""
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:
+        return Path(raw)
+
+
 def _abs_path(root: Path, raw: str) -> Path:
-    return Path(os.path.normpath(root.absolute() / Path(raw).expanduser()))
+    """A path cell as the absolute path that is opened (relative to the manifest's folder)."""
+    return Path(os.path.normpath(root.absolute() / _expand(raw)))
 
 
-def _probe(path: Path, check_data: bool) -> tuple[str | None, tuple[int, ...] | None, list[str]]:
-    """Open one image: (fatal problem or None, spatial shape, warnings)."""
+def _is_header(pid: str) -> bool:
+    return pid.casefold() == "patient_id"
+
+
+def _usable_id(pid: str) -> bool:
+    """An id that can name its row in findings and files: present, safe, not a repeated header."""
+    return pid != "" and not _is_header(pid) and paths.id_problem(pid) is None
+
+
+def _labels(df: pd.DataFrame) -> list[str]:
+    """How findings name each row: its id when that is usable, else ``row N`` (N = data row)."""
+    ids = df["patient_id"] if "patient_id" in df.columns else [""] * len(df)
+    return [pid if _usable_id(pid) else f"row {i + 1}" for i, pid in enumerate(ids)]
+
+
+def _id_hint(pid: str) -> str:
+    if re.fullmatch(r"[-+]?\d+(\.\d+)?[eE][-+]?\d+", pid):
+        return " (a spreadsheet turned it into a number: format the column as text and re-export)"
+    return ""
+
+
+def _id_findings(df: pd.DataFrame, labels: list[str]) -> list[Finding]:
+    """Patient ids: present, not a repeated header, safe as a file name (:func:`tss.paths.id_problem`),
+    unique within a split and across splits, and unique ignoring case (ids that differ only in
+    case name the same file on macOS and Windows)."""
+    if "patient_id" not in df.columns:
+        return [Finding("-", "patient_id", "missing required column")]
+    out = []
+    for i, pid in enumerate(df["patient_id"]):
+        if pid == "":
+            out.append(Finding(labels[i], "patient_id", f"empty patient_id (data row {i + 1})"))
+        elif _is_header(pid):
+            out.append(Finding(labels[i], "patient_id", f"data row {i + 1} repeats the header "
+                                                        "(two exports pasted together?): delete it"))
+        elif (problem := paths.id_problem(pid)) is not None:
+            out.append(Finding(labels[i], "patient_id", f"unsafe patient_id {pid!r}: {problem}{_id_hint(pid)}; "
+                                                        f"ids become file names, so each must be {paths.ID_RULE}"))
+    safe = df["patient_id"].map(_usable_id).astype(bool)
+    ids = df["patient_id"][safe]
+    splits = df["split"].str.lower() if "split" in df.columns else pd.Series([""] * len(df), index=df.index)
+    for pid, rows in df[safe].groupby(ids, sort=False).groups.items():
+        if len(rows) < 2:
+            continue
+        s = splits.loc[rows]
+        for split, n in s.value_counts().items():
+            if n > 1:
+                where = f"split {split!r}" if split else "no split"
+                out.append(Finding(pid, "patient_id", f"duplicate id: {n} rows in {where}"))
+        if s[s.ne("")].nunique() > 1:
+            both = ", ".join(sorted(s[s.ne("")].unique()))
+            out.append(Finding(pid, "split", f"patient in more than one split: {both}"))
+    for _, group in ids.groupby(ids.str.casefold(), sort=False):
+        spellings = list(dict.fromkeys(group))
+        for pid in spellings if len(spellings) > 1 else []:
+            others = ", ".join(repr(o) for o in spellings if o != pid)
+            out.append(Finding(pid, "patient_id", f"id differs from {others} only in case: their files would "
+                                                  "collide on case-insensitive file systems (macOS, Windows)"))
+    return out
+
+
+def _roots(mpath: Path, data_roots) -> tuple[list[Path], list[Finding]]:
+    """The data roots, resolved: the manifest's folder, then ``data_roots``."""
+    roots, out = [mpath.parent.resolve()], []
+    for r in data_roots or ():
+        try:
+            roots.append(Path(r).expanduser().resolve())
+        except (OSError, RuntimeError, ValueError) as e:
+            out.append(Finding("-", "data_root", f"cannot resolve data root {str(r)!r}: {e}"))
+    return roots, out
+
+
+def _locate(df: pd.DataFrame, labels: list[str], mpath: Path,
+            roots: list[Path]) -> tuple[list[tuple[int, str, Path]], list[Finding]]:
+    """Every non-empty path cell as (row, field, absolute path), kept only when the path, resolved
+    (symlinks followed), lies inside a data root; the others are fatal findings."""
+    where = ", ".join(str(r) for r in roots)
+    located, out = [], []
+    for name in _PATHS:
+        for i, raw in (df[name].items() if name in df.columns else ()):
+            if raw == "":
+                continue
+            if raw.startswith("~") and _expand(raw) == Path(raw):
+                out.append(Finding(labels[i], name, f"cannot expand '~' in path {raw!r} (no such user?)"))
+                continue
+            p = _abs_path(mpath.parent, raw)
+            try:
+                real = p.resolve()
+            except (OSError, RuntimeError, ValueError) as e:  # NUL byte, symlink loop
+                out.append(Finding(labels[i], name, f"cannot resolve path {raw!r}: {e}"))
+                continue
+            if not paths.is_within(real, roots):
+                out.append(Finding(labels[i], name, f"path {raw!r} leads outside the data roots ({where}) to {real}: "
+                                                    "move the file under one, or name its folder as a data root "
+                                                    "(--data-root DIR, data_roots=[...])"))
+            else:
+                located.append((i, name, p))
+    return located, out
+
+
+def _read(cohort: str | Path) -> tuple[Path, pd.DataFrame]:
+    mpath = resolve_manifest_path(cohort)
+    return mpath, read_manifest(mpath)
+
+
+_READ_ERRORS = (OSError, ValueError, UnicodeError, csv.Error)  # pandas' ParserError is a ValueError
+
+
+def safety_findings(cohort: str | Path, data_roots=(), check_roots: bool = True) -> list[Finding]:
+    """The cheap checks that keep every file we write or read inside the folders the user named:
+    the manifest reads; patient ids are safe file names and unique (also ignoring case); with
+    ``check_roots`` every path cell resolves (symlinks followed) inside the data roots, i.e. the
+    manifest's folder or one of ``data_roots``. No image is opened; never raises."""
+    try:
+        mpath, df = _read(cohort)
+    except _READ_ERRORS as e:
+        return [Finding("-", "manifest", f"cannot read manifest: {e}")]
+    labels = _labels(df)
+    out = _id_findings(df, labels)
+    if check_roots:
+        roots, bad_roots = _roots(mpath, data_roots)
+        out += bad_roots + _locate(df, labels, mpath, roots)[1]
+    return _sorted(out)
+
+
+def require_safe(cohort: str | Path, data_roots=(), check_roots: bool = True, action: str = "work") -> Path:
+    """Raise :class:`ManifestError` (a ValueError) listing the fatal :func:`safety_findings`, so
+    that ``action`` does not start; else return the manifest's path. A missing manifest raises
+    FileNotFoundError."""
+    mpath = resolve_manifest_path(cohort)
+    findings = safety_findings(mpath, data_roots, check_roots)
+    if any(f.fatal for f in findings):
+        raise ManifestError(findings, mpath, action=action)
+    return mpath
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What validation learns from opening one image."""
+
+    problem: str | None = None
+    shape: tuple[int, ...] | None = None  # spatial (first three axes)
+    warnings: tuple[str, ...] = ()
+    volumes: int = 1                      # 4th axis (1 for 3D)
+    bvals: tuple[float, ...] | None = None  # from a .bval file beside it, if any
+
+
+def _raw_header(path: Path, img):
+    """The header as stored: nibabel's loader silently sets a zero pixdim to 1 (mm)."""
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(str(path)) as f:
+        return type(img.header).from_fileobj(f, check=False)
+
+
+def _geometry_problem(path: Path, img) -> tuple[str | None, list[str]]:
+    """An affine that cannot place the voxels in space (non-finite, a zero scale, singular) or voxel
+    sizes that nibabel would silently replace by 1 mm (a zero or NaN pixdim with no sform)."""
+    name = path.name
+    aff = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(aff).all():
+        return f"unusable geometry: the affine holds NaN or infinite values: {name}", []
+    scales = np.linalg.norm(aff[:3, :3], axis=0)
+    if scales.min() <= 1e-6 or abs(np.linalg.det(aff[:3, :3])) <= 1e-9 * scales.prod():
+        sizes = np.round(scales, 4).tolist()
+        return f"unusable geometry: the affine is not invertible (voxel sizes {sizes} mm): {name}", []
+    raw = _raw_header(path, img)
+    pix = np.asarray(raw["pixdim"][1:4], dtype=np.float64)
+    if np.isfinite(pix).all() and (pix > 0).all():
+        return None, []
+    said = f"voxel sizes (pixdim) {pix.tolist()}"
+    if int(raw["sform_code"]) == 0:
+        return f"unusable geometry: {said} in the header and no sform: {name}", []
+    return None, [f"{said} in the header; the sform is used: {name}"]
+
+
+def _read_bvals(path: Path) -> tuple[float, ...] | None:
+    stem = path.name[:-7] if path.name.endswith(".nii.gz") else path.stem
+    f = path.with_name(stem + ".bval")
+    if not f.is_file():
+        return None
+    try:
+        return tuple(float(b) for b in f.read_text().split())
+    except (OSError, ValueError, UnicodeError):
+        return ()
+
+
+def _probe(path: Path, check_data: bool) -> _Probe:
+    """Open one image: fatal problem or spatial shape, warnings, number of volumes, b-values."""
     import nibabel as nib
 
     if not path.exists():
-        return f"file not found: {path}", None, []
+        return _Probe(f"file not found: {path}")
+    if path.is_dir():
+        return _Probe(f"is a folder, not an image file: {path}")
     if not path.is_file():
-        return f"not a file: {path}", None, []
+        return _Probe(f"not a file: {path}")
     try:
         img = nib.load(str(path))
     except Exception as e:  # noqa: BLE001 - any failure means unreadable
-        return f"cannot load {path.name} with nibabel: {type(e).__name__}: {e}", None, []
+        return _Probe(f"cannot load {path.name} with nibabel: {type(e).__name__}: {e}")
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        return f"not a NIfTI image ({type(img).__name__}): {path.name}", None, []
+        return _Probe(f"not a NIfTI image ({type(img).__name__}): {path.name}")
     shape = tuple(int(n) for n in img.shape)
     if len(shape) not in (3, 4):
-        return f"image is {len(shape)}D {shape}, expected 3D or 4D: {path.name}", None, []
+        return _Probe(f"image is {len(shape)}D {shape}, expected 3D or 4D: {path.name}")
     if min(shape) == 0:
-        return f"empty image {shape}: {path.name}", None, []
-    warnings = []
+        return _Probe(f"empty image {shape}: {path.name}")
+    try:
+        problem, warnings = _geometry_problem(path, img)
+    except Exception as e:  # noqa: BLE001 - a header nibabel loaded but cannot re-read
+        problem, warnings = f"cannot read the header of {path.name}: {type(e).__name__}: {e}", []
+    if problem:
+        return _Probe(problem)
     if check_data:
         try:
             data = np.asanyarray(img.dataobj)
         except Exception as e:  # noqa: BLE001 - truncated gzip, short file, ...
-            return f"cannot read image data of {path.name} (truncated or corrupt?): {type(e).__name__}: {e}", None, []
+            return _Probe(f"cannot read image data of {path.name} (truncated or corrupt?): {type(e).__name__}: {e}")
         if data.dtype.kind in "fc" and not np.isfinite(data).all():
             warnings.append(f"image contains NaN or infinite voxels: {path.name}")
-    return None, shape[:3], warnings
+    volumes = shape[3] if len(shape) == 4 else 1
+    return _Probe(None, shape[:3], tuple(warnings), volumes, _read_bvals(path) if volumes > 1 else None)
 
 
-def _probe_all(paths: list[Path], check_data: bool) -> dict[Path, tuple]:
+def _volume_problem(name: str, p: _Probe, path: Path) -> str | None:
+    """A 4D image the pipeline cannot use: b1000 and b0 need a matching ``.bval`` with a volume of
+    their b-value (b < 50; |b - 1000| < 200); every other field must hold one volume."""
+    if p.volumes == 1:
+        return None
+    if name not in ("b1000", "b0"):
+        return f"4D image with {p.volumes} volumes, expected one: {path.name}"
+    if not p.bvals or len(p.bvals) != p.volumes:
+        have = "no .bval file" if p.bvals is None else f"a .bval with {len(p.bvals)} values"
+        return f"4D image with {p.volumes} volumes and {have} beside it: cannot tell b0 from b1000: {path.name}"
+    b = np.asarray(p.bvals)
+    if not (b < 50 if name == "b0" else np.abs(b - 1000) < 200).any():
+        return f"4D image without a {name} volume among b-values {sorted(set(p.bvals))}: {path.name}"
+    return None
+
+
+def _probe_all(files: list[Path], check_data: bool) -> dict[Path, _Probe]:
     """Probe each distinct file once, in a thread pool (nibabel/zlib release the GIL)."""
     from tqdm import tqdm
 
-    unique = list(dict.fromkeys(paths))
+    unique = list(dict.fromkeys(files))
     if not unique:
         return {}
     bar = tqdm(total=len(unique), desc="checking images", unit="file",
@@ -254,20 +544,25 @@ def _probe_all(paths: list[Path], check_data: bool) -> dict[Path, tuple]:
     return out
 
 
-def validate(cohort: str | Path, check_data: bool = True) -> list[Finding]:
+def _sorted(findings: list[Finding]) -> list[Finding]:
+    return sorted(set(findings), key=lambda f: (f.patient_id != "-", f.patient_id, f.field, not f.fatal, f.problem))
+
+
+def validate(cohort: str | Path, check_data: bool = True, data_roots=()) -> list[Finding]:
     """Check a cohort's manifest and files; return findings sorted by patient then field.
 
     Never raises for bad content (an unreadable or missing manifest is a fatal finding with
-    patient "-", field "manifest"). With ``check_data`` every image is read fully (a truncated
-    ``.nii.gz`` is caught); without it only headers are read.
+    patient "-", field "manifest"). Includes :func:`safety_findings`: a path cell outside the data
+    roots (the manifest's folder, then ``data_roots``) is fatal and its file is not opened. With
+    ``check_data`` every image is read fully (a truncated ``.nii.gz`` is caught); without it only
+    headers are read.
     """
     try:
-        mpath = resolve_manifest_path(cohort)
-        df = read_manifest(mpath)
-    except (OSError, ValueError, UnicodeError, pd.errors.ParserError) as e:
+        mpath, df = _read(cohort)
+    except _READ_ERRORS as e:
         return [Finding("-", "manifest", f"cannot read manifest: {e}")]
-    root = mpath.parent
-    findings: list[Finding] = []
+    labels = _labels(df)
+    findings = _id_findings(df, labels)
     add = lambda pid, field, problem, fatal=True: findings.append(Finding(pid, field, problem, fatal))  # noqa: E731
 
     for f in COLUMNS:
@@ -276,28 +571,11 @@ def validate(cohort: str | Path, check_data: bool = True) -> list[Finding]:
     if df.empty:
         add("-", "manifest", "manifest has no patient rows")
 
-    has_id = "patient_id" in df.columns
-    labels = [(df.at[i, "patient_id"] if has_id else "") or f"row {i + 1}" for i in range(len(df))]
-    if has_id:
-        for i in np.flatnonzero(df["patient_id"].eq("").to_numpy()):
-            add(labels[i], "patient_id", f"empty patient_id (data row {i + 1})")
-        ids = df["patient_id"]
-        splits = df["split"].str.lower() if "split" in df.columns else pd.Series([""] * len(df))
-        for pid, rows in df[ids.ne("")].groupby(ids[ids.ne("")], sort=False).groups.items():
-            if len(rows) < 2:
-                continue
-            s = splits.loc[rows]
-            for split, n in s.value_counts().items():
-                if n > 1:
-                    where = f"split {split!r}" if split else "no split"
-                    add(pid, "patient_id", f"duplicate id: {n} rows in {where}")
-            if s[s.ne("")].nunique() > 1:
-                add(pid, "split", f"patient in more than one split: {', '.join(sorted(s[s.ne('')].unique()))}")
-
+    header_rows = {i for i, pid in enumerate(df.get("patient_id", [])) if _is_header(pid)}
     for name in _NAMES:
         if name in df.columns and _BY_NAME[name].kind not in ("id", "path"):
             for i, raw in enumerate(df[name]):
-                if (problem := _check_cell(name, raw)) is not None:
+                if i not in header_rows and (problem := _check_cell(name, raw)) is not None:
                     add(labels[i], name, problem)
 
     if "split" in df.columns and not df.empty:
@@ -306,27 +584,26 @@ def validate(cohort: str | Path, check_data: bool = True) -> list[Finding]:
             if s not in present:
                 add("-", "split", f"empty split: no patients in {s!r}")
 
-    # files: path values, then each distinct file opened once
-    todo: list[tuple[int, str, Path]] = []
+    # files: path values inside the data roots, then each distinct file opened once
     for name in _PATHS:
-        if name not in df.columns:
-            continue
-        for i, raw in enumerate(df[name]):
-            if raw == "":
+        for i, raw in enumerate(df[name] if name in df.columns else []):
+            if raw == "" and i not in header_rows:
                 derivable = name == "b0" and "adc" in df.columns and df.at[i, "adc"] != ""
                 if _BY_NAME[name].required and not derivable:
                     add(labels[i], name, "missing path" + (" (give b0, or adc to derive it)" if name == "b0" else ""))
-            else:
-                todo.append((i, name, _abs_path(root, raw)))
+    roots, bad_roots = _roots(mpath, data_roots)
+    todo, outside = _locate(df.drop(index=sorted(header_rows)), labels, mpath, roots)
+    findings += bad_roots + outside
     probed = _probe_all([p for _, _, p in todo], check_data)
     shapes: dict[tuple[int, str], tuple] = {}
     for i, name, p in todo:
-        problem, shape, warns = probed[p]
+        got = probed[p]
+        problem = got.problem or _volume_problem(name, got, p)
         if problem:
             add(labels[i], name, problem)
         else:
-            shapes[i, name] = shape
-        for w in warns:
+            shapes[i, name] = got.shape
+        for w in got.warnings:
             add(labels[i], name, w, False)
     for i in range(len(df)):
         ref = shapes.get((i, "b1000"))
@@ -342,7 +619,7 @@ def validate(cohort: str | Path, check_data: bool = True) -> list[Finding]:
             said = ", ".join(f"{pid} {field}" for pid, field in others)
             add(labels[i], name, f"same file as {said}: {p.name}", False)
 
-    return sorted(set(findings), key=lambda f: (f.patient_id != "-", f.patient_id, f.field, not f.fatal, f.problem))
+    return _sorted(findings)
 
 
 def format_findings(findings: list[Finding]) -> str:
@@ -408,15 +685,17 @@ def _typed(df: pd.DataFrame, root: Path) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def load_cohort(cohort: str | Path, check: bool = True, check_data: bool = False) -> Cohort:
+def load_cohort(cohort: str | Path, check: bool = True, check_data: bool = False, data_roots=()) -> Cohort:
     """Load a cohort folder (or manifest CSV) into a typed :class:`Cohort`.
 
-    With ``check`` the manifest is validated first (headers only unless ``check_data``) and
-    :class:`ManifestError` is raised on any fatal finding. Without it, unparsable values become NaN.
+    With ``check`` the manifest is validated first (headers only unless ``check_data``; path cells
+    must lie in the manifest's folder or ``data_roots``) and :class:`ManifestError` is raised on any
+    fatal finding. Without it, unparsable values become NaN and nothing is checked: callers that
+    build paths from the table call :func:`require_safe` first.
     """
     mpath = resolve_manifest_path(cohort)
     if check:
-        findings = validate(mpath, check_data=check_data)
+        findings = validate(mpath, check_data=check_data, data_roots=data_roots)
         if any(f.fatal for f in findings):
             raise ManifestError(findings, mpath)
     return Cohort(root=mpath.parent.absolute(), table=_typed(read_manifest(mpath), mpath.parent))

@@ -326,11 +326,12 @@ def patient_features(volume: np.ndarray, brain: np.ndarray, left: bool, right: b
 def extract_features(cache_dir, pid: str, b_value: float = B_VALUE) -> dict:
     """Features of one preprocessed patient of ``cache_dir`` (see :func:`patient_features`).
 
-    Raises ValueError naming the patient when its data are missing or not finite."""
+    Raises ValueError naming the patient when its data are missing or not finite, or when ``pid``
+    is not a safe file name (:func:`tss.paths.id_path`: nothing outside the cache is read)."""
     from tss.preprocess import load_patient
+    from tss.preprocess.pipeline import patient_file
 
-    pdir = Path(cache_dir) / "patients"
-    if not (pdir / f"{pid}.npz").exists() or not (pdir / f"{pid}.json").exists():
+    if not patient_file(cache_dir, pid, ".npz").exists() or not patient_file(cache_dir, pid, ".json").exists():
         raise ValueError(f"patient {pid}: not preprocessed (no {pid}.npz/.json in the cache)")
     p = load_patient(cache_dir, pid)
     vol, brain, meta = p.get("volume"), p.get("brain"), p["meta"]
@@ -479,10 +480,13 @@ def run(cache_dir, cohort_dir, out_dir, seed: int = 0, jobs: int = -1, progress:
     - ``summary.json``: chosen model, its validation and test AUC, usable counts, runtime, ``key``.
 
     A ``summary.json`` with the same key (cohort cache key, code version and constants, seed, the
-    manifest's splits and onset times) is read back instead of recomputing.
+    manifest's splits and onset times) is read back instead of recomputing. Only these fixed names
+    are written; a manifest whose patient ids are not safe file names is refused (ValueError)
+    before anything is read or written.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    manifest.require_safe(cohort_dir, check_roots=False, action="the Lee baseline")
     table = manifest.load_cohort(cohort_dir, check=False).table
     key = _key(cache_dir, table, seed, b_value)
     files = {n: out_dir / n for n in ("features.csv", "predictions.csv", "models.csv", "summary.json")}

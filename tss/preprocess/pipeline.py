@@ -6,6 +6,10 @@ pipeline version, records failures with patient, step and reason, then assembles
 ``cache_dir/cohort/hemispheres.npy``: a memory-mappable float16 array of shape
 (hemispheres, 3, 26, 224, 112), channels DWI b1000, b0, FLAIR in [0, 1], right hemispheres
 flipped onto the left, with ``index.csv`` giving patient, side and label of each row.
+
+The manifest is untrusted: before any work :func:`preprocess_cohort` refuses a manifest whose ids
+are not safe file names or whose path cells leave the data roots (:func:`tss.manifest.require_safe`),
+and every per-patient file name goes through :func:`patient_file` (:func:`tss.paths.inside`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tss import paths
 from tss.atomic import atomic_path, write_text
 from tss.preprocess import steps
 from tss.preprocess.steps import PatientError
@@ -182,15 +187,23 @@ def _ras_affine(img) -> np.ndarray:
     return sitk_to_nib(img)[1]
 
 
+def patient_file(cache_dir, pid: str, suffix: str) -> Path:
+    """``cache_dir/patients/<pid><suffix>``; ValueError for an unsafe id or a path leaving that folder."""
+    return paths.id_path(Path(cache_dir) / "patients", pid, suffix)
+
+
 def run_patient(row: dict, cache_dir: str) -> Outcome:
-    """Worker: process one patient unless its cache is complete; never raises."""
+    """Worker: process one patient unless its cache is complete; never raises (an unsafe id is a
+    failure at step ``manifest``, and nothing is written)."""
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # one patient per core
     pid = row["patient_id"]
-    pdir = Path(cache_dir) / "patients"
-    pdir.mkdir(parents=True, exist_ok=True)
-    npz, meta_path = pdir / f"{pid}.npz", pdir / f"{pid}.json"
+    try:
+        npz, meta_path = patient_file(cache_dir, pid, ".npz"), patient_file(cache_dir, pid, ".json")
+    except ValueError as e:
+        return Outcome(str(pid), False, step="manifest", reason=str(e))
+    npz.parent.mkdir(parents=True, exist_ok=True)
     key = _cache_key(row)
     if meta_path.exists() and npz.exists():
         meta = json.loads(meta_path.read_text())
@@ -232,14 +245,20 @@ class CohortRun:
 
 
 def preprocess_cohort(cohort_dir, cache_dir, jobs: int = -1, progress: bool = True,
-                      ids: list[str] | None = None) -> CohortRun:
-    """Preprocess every patient of a cohort (or those in ``ids``); failures do not stop the others."""
+                      ids: list[str] | None = None, data_roots=()) -> CohortRun:
+    """Preprocess every patient of a cohort (or those in ``ids``); failures do not stop the others.
+
+    Refuses to start (ValueError listing patient and problem) when a patient id is not a safe file
+    name or a path cell leads outside the data roots: the manifest's folder and ``data_roots``
+    (:func:`tss.manifest.require_safe`). The images themselves are checked per patient as they load.
+    """
     from joblib import Parallel, delayed
     from tqdm import tqdm
 
     from tss import manifest
 
     t0 = time.perf_counter()
+    manifest.require_safe(cohort_dir, data_roots, action="preprocessing")
     cohort = manifest.load_cohort(cohort_dir, check=False)
     rows = cohort.table.to_dict("records")
     if ids is not None:
@@ -259,9 +278,9 @@ def preprocess_cohort(cohort_dir, cache_dir, jobs: int = -1, progress: bool = Tr
 
 def load_patient(cache_dir, pid: str) -> dict:
     """One patient's cached arrays (volume float16 (3, 224, 224, 26) RAS order, brain, lesion)."""
-    with np.load(Path(cache_dir) / "patients" / f"{pid}.npz") as z:
+    with np.load(patient_file(cache_dir, pid, ".npz")) as z:
         out = {k: z[k] for k in z.files}
-    out["meta"] = json.loads((Path(cache_dir) / "patients" / f"{pid}.json").read_text())
+    out["meta"] = json.loads(patient_file(cache_dir, pid, ".json").read_text())
     return out
 
 
@@ -317,18 +336,20 @@ def hemispheres(volume: np.ndarray) -> np.ndarray:
 def assemble(cache_dir, cohort_dir, reference: str | None = None, progress: bool = True) -> Path:
     """Normalise every preprocessed patient to a reference study and write the hemisphere array.
 
-    Cached by the patients' cache keys, the reference and the pipeline version.
+    Cached by the patients' cache keys, the reference and the pipeline version. Refuses a manifest
+    whose ids are not safe file names (ValueError); its image paths are not read here.
     """
     from tqdm import tqdm
 
     from tss import manifest
 
     cache_dir = Path(cache_dir)
+    manifest.require_safe(cohort_dir, check_roots=False, action="assembling")
     table = manifest.load_cohort(cohort_dir, check=False).table
-    done = [pid for pid in table["patient_id"] if (cache_dir / "patients" / f"{pid}.json").exists()]
+    done = [pid for pid in table["patient_id"] if patient_file(cache_dir, pid, ".json").exists()]
     if not done:
         raise RuntimeError("no preprocessed patient to assemble")
-    keys = {pid: json.loads((cache_dir / "patients" / f"{pid}.json").read_text())["cache_key"] for pid in done}
+    keys = {pid: json.loads(patient_file(cache_dir, pid, ".json").read_text())["cache_key"] for pid in done}
     if reference is None:  # the first training patient (sorted ids), else the first patient
         train = sorted(p for p in done if table.set_index("patient_id").at[p, "split"] == "train")
         reference = (train or sorted(done))[0]

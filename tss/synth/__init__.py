@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tss import paths as safe_paths
 from tss.atomic import atomic_path, write_text
 from tss.synth.cohort import (
     TSS_3H,
@@ -54,7 +55,9 @@ class GenerateResult:
 
 
 def patient_paths(pid: str) -> dict[str, str]:
-    """Manifest-relative paths of one synthetic patient's files."""
+    """Manifest-relative paths of one synthetic patient's files (ValueError for an id that is not
+    a safe file name, :func:`tss.paths.check_id`)."""
+    safe_paths.check_id(pid)
     return {
         "b1000": f"{pid}/dwi/{pid}_acq-b1000_dwi.nii.gz",
         "b0": f"{pid}/dwi/{pid}_acq-b0_dwi.nii.gz",
@@ -86,7 +89,7 @@ def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, boo
     """Worker: render and write one patient unless its cached output is complete."""
     root = Path(root)
     pid = plan["patient_id"]
-    paths = {k: root / v for k, v in patient_paths(pid).items()}
+    paths = {k: safe_paths.inside(root, v) for k, v in patient_paths(pid).items()}
     key = _cache_key({k: plan[k] for k in _PLAN_COLUMNS}, seed, index)
     if paths["truth"].exists():
         truth = json.loads(paths["truth"].read_text())
