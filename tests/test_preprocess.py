@@ -47,6 +47,40 @@ def test_registration_recovers_a_known_similarity():
     assert _point_error(M, steps.affine_matrix(true)) < 1.0
 
 
+def _known_moving(tpl):
+    true = sitk.Similarity3DTransform()
+    true.SetRotation((0.3, 0.2, 1.0), np.deg2rad(6))
+    true.SetTranslation((4, -5, 3))
+    ref = sitk.Image([150, 150, 26], sitk.sitkFloat32)
+    ref.SetSpacing([1.5, 1.5, 6.2])
+    ref.SetOrigin([-112, -130, -70])
+    return sitk.Resample(tpl.t2w, ref, true.GetInverse(), sitk.sitkLinear, 0.0), steps.affine_matrix(true)
+
+
+def test_the_registration_metric_prefers_the_true_alignment_to_one_6_mm_off():
+    tpl = steps.load_template()
+    moving, T = _known_moving(tpl)
+    off = T.copy()
+    off[:3, 3] += (0, 6, 0)
+    mask = sitk.BinaryDilate(tpl.mask_2mm, [5, 5, 5])
+    assert steps._metric_at(T, tpl, moving, mask, None, "mi") < steps._metric_at(off, tpl, moving, mask, None, "mi")
+
+
+def test_an_affine_stage_that_ends_worse_than_it_started_is_not_kept(monkeypatch):
+    # seen on one synthetic b0: the similarity stage at 2.7 mm, the affine stage then at 6.1 mm
+    tpl = steps.load_template()
+    moving, T = _known_moving(tpl)
+    start = T.copy()
+    start[:3, 3] += (0.5, 0, 0)
+    metric_at = steps._metric_at
+    monkeypatch.setattr(steps, "_metric_at", lambda M, *a: -np.inf if np.allclose(M, start) else metric_at(M, *a))
+    kept = steps.affine_matrix(steps.register_to_template(moving, tpl, initial=start))
+    assert np.allclose(kept, start)  # the optimised result scored worse than its start: the start is kept
+    monkeypatch.setattr(steps, "_metric_at", metric_at)
+    moved = steps.affine_matrix(steps.register_to_template(moving, tpl, initial=start))
+    assert not np.allclose(moved, start) and _point_error(moved, T) < _point_error(start, T)
+
+
 def test_registration_and_skull_stripping_against_the_synthetic_truth(processed):
     root, cache = processed
     for pid in GOOD:
@@ -154,7 +188,7 @@ def test_bad_inputs_are_reported_and_the_others_finish(processed, tmp_path, caps
     cohort.mkdir()
     expected = _corrupt_cohort(root, cohort, GOOD[0])
     # the good patient's inputs are the same files: it comes from the cache
-    run = preprocess.preprocess_cohort(cohort, cache, jobs=2, progress=False)
+    run = preprocess.preprocess_cohort(cohort, cache, jobs=2, progress=False, data_roots=[root])
     by = {o.patient_id: o for o in run.outcomes}
     assert by[GOOD[0]].ok
     for pid, (step, word) in expected.items():
@@ -162,7 +196,8 @@ def test_bad_inputs_are_reported_and_the_others_finish(processed, tmp_path, caps
         assert not o.ok and o.step.startswith(step), (pid, o)
         assert word.lower() in o.reason.lower(), (pid, o.reason)
     assert set(pd.read_csv(cache / "failures.csv")["patient_id"]) == set(expected)
-    assert cli(["preprocess", str(cohort), "--out", str(cache), "--jobs", "2", "--no-assemble"]) == 1
+    assert cli(["preprocess", str(cohort), "--out", str(cache), "--jobs", "2", "--no-assemble",
+                "--data-root", str(root)]) == 1
     out = capsys.readouterr().out
     assert "bad-nan, step load" in out and f"{len(expected)} failed" in out
 
@@ -170,7 +205,8 @@ def test_bad_inputs_are_reported_and_the_others_finish(processed, tmp_path, caps
 @pytest.mark.skipif(not (SHARED / "data" / "isles22-sample").exists(), reason="shared ISLES'22 sample not present")
 def test_real_isles_case_lesion_lands_in_the_left_hemisphere(tmp_path):
     manifest_csv = Path(__file__).resolve().parents[1] / "data_manifest" / "isles22-sample.csv"
-    run = preprocess.preprocess_cohort(manifest_csv, tmp_path, jobs=1, progress=False)
+    run = preprocess.preprocess_cohort(manifest_csv, tmp_path, jobs=1, progress=False,
+                                       data_roots=[SHARED / "data" / "isles22-sample"])
     assert not run.failures, run.summary()
     p = preprocess.load_patient(tmp_path, "sub-strokecase0009")
     assert p["meta"]["b0_source"].startswith("derived")

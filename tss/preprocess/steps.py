@@ -229,7 +229,8 @@ def matrix_transform(M: np.ndarray) -> sitk.AffineTransform:
     return tx
 
 
-def _method(bins=32, sampling=0.25, seed=0, metric="mi") -> sitk.ImageRegistrationMethod:
+def _method(bins=32, sampling=0.25, seed=2, metric="mi") -> sitk.ImageRegistrationMethod:
+    # seed 0 is sitk.sitkWallClock: the sampled points, and so the result, changed from run to run
     R = sitk.ImageRegistrationMethod()
     if metric == "mi":
         R.SetMetricAsMattesMutualInformation(bins)
@@ -278,7 +279,26 @@ def register_to_template(img: sitk.Image, tpl: Template, moving_mask: sitk.Image
     aff = matrix_transform(initial)
     R.SetInitialTransform(aff, inPlace=True)
     R.Execute(tpl.t2w, moving)
+    # the affine stage can end worse than it started (seen: one synthetic b0 from 2.7 mm to 6.1 mm,
+    # brain Dice 0.91, passing every sanity check): keep its start unless it improved the metric,
+    # judged on points of its own (neither stage's sample) at full resolution
+    M = affine_matrix(aff)
+    if _metric_at(initial, tpl, moving, fixed_mask, moving_mask, metric) < _metric_at(M, tpl, moving, fixed_mask,
+                                                                                       moving_mask, metric):
+        return matrix_transform(initial)
     return aff
+
+
+def _metric_at(M: np.ndarray, tpl: Template, moving: sitk.Image, fixed_mask: sitk.Image,
+               moving_mask: sitk.Image | None, metric: str) -> float:
+    """The registration metric of the template -> image matrix ``M`` (lower is better), on a fixed
+    50% sample of the template's masked voxels at full resolution."""
+    R = _method(sampling=0.5, seed=7, metric=metric)
+    R.SetMetricFixedMask(fixed_mask)
+    if moving_mask is not None:
+        R.SetMetricMovingMask(moving_mask)
+    R.SetInitialTransform(matrix_transform(M), inPlace=False)
+    return R.MetricEvaluate(tpl.t2w, moving)
 
 
 def template_correlation(b0_target: np.ndarray, tpl: Template) -> float:
