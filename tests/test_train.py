@@ -108,7 +108,7 @@ def test_genesis_encoder_starts_the_3d_stroke_phase(tmp_path):
 
 
 def test_early_stopping_fires_on_a_plateau(cohort, tmp_path, monkeypatch):
-    monkeypatch.setattr(Run, "_score", lambda self, model, data: (0.5, 0.7))  # never improves after epoch 1
+    monkeypatch.setattr(Run, "_score", lambda self, model, data, *args: (0.5, 0.7))  # never improves after epoch 1
     run = Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, max_epochs=50, progress=False, train_profile=TINY)
     s = run.fit()
     assert s["epochs"] == run.tp.patience + 1 and s["best_epoch"] == 1

@@ -293,17 +293,23 @@ class Run:
             with atomic_path(last) as tmp:
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                             "state": state, "key": self.key}, tmp)
-            pd.DataFrame(state["log"]).to_csv(self.dir / "epochs.csv", index=False)
+            self._write_log(state)
             bar.update(1)
             bar.set_postfix(loss=f"{state['log'][-1]['train_loss']:.3f}", val=f"{score:.3f}")
             if stop_after is not None and state["epoch"] >= stop_after and state["epoch"] < self.max_epochs:
                 bar.close()
                 raise KeyboardInterrupt(f"stopped after epoch {state['epoch']} (stop_after)")
         bar.close()
+        self._write_log(state)  # again: a kill between the last checkpoint and its log row is repaired here
         summary = self._finish(model, state, report, synthetic, trainable)
         write_text(self.dir / "summary.json", json.dumps(summary, indent=1, default=str))
         (self.dir / "skipped.json").unlink(missing_ok=True)
         return summary
+
+    def _write_log(self, state) -> None:
+        """``epochs.csv`` from the checkpointed log, atomically."""
+        with atomic_path(self.dir / "epochs.csv") as tmp:
+            pd.DataFrame(state["log"]).to_csv(tmp, index=False)
 
     def _finish(self, model, state, report, synthetic, trainable) -> dict:
         best = torch.load(self.dir / "best.pt", map_location=self.device, weights_only=True)
