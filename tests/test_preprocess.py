@@ -101,6 +101,19 @@ def test_a_misregistration_fails_the_sanity_check():
     assert steps.template_correlation(bad, tpl) < steps.MIN_TEMPLATE_CORRELATION
 
 
+def test_qc_summary_names_the_worst_patient_of_each_measure():
+    from tss.preprocess import qc
+
+    rows = [{"patient_id": pid, "dwi_error_mean_mm": e, "flair_error_mean_mm": 1.0, "dwi_error_p95_mm": 2 * e,
+             "affine_floor_mm": 1.5, "brain_dice": d, "shell_voxels_in_mask_fraction": 0.0}
+            for pid, e, d in [("a", 1.8, 0.97), ("b", 6.1, 0.91), ("c", 2.0, 0.98)]]
+    s = qc.summarise(pd.DataFrame(rows))
+    assert s.at["b0/b1000 error (mm)", "worst patient"] == "b (6.10)"
+    assert s.at["brain Dice", "worst patient"] == "b (0.91)"  # the smallest Dice is the worst
+    assert s.at["b0/b1000 error (mm)", "max"] == 6.1 and s.at["brain Dice", "min"] == 0.91
+    assert s.at["b0/b1000 error (mm)", "target"] == "< 2"
+
+
 def test_target_grid_and_midline():
     aff = steps.target_affine()
     x_mid = aff[0, 0] * 111.5 + aff[0, 3]  # between voxels 111 and 112

@@ -115,3 +115,26 @@ def qc_table(cohort_dir, cache_dir, ids) -> pd.DataFrame:
         rows.append(registration_error(cohort_dir, cache_dir, pid) | skull_strip_dice(cohort_dir, cache_dir, pid)
                     | {"affine_floor_mm": affine_floor(cohort_dir, pid)})
     return pd.DataFrame(rows)
+
+
+# column -> (label, target, worse direction): what the QC summary shows
+QC_COLUMNS = {
+    "dwi_error_mean_mm": ("b0/b1000 error (mm)", "< 2", "max"),
+    "flair_error_mean_mm": ("FLAIR error (mm)", "< 2", "max"),
+    "dwi_error_p95_mm": ("b0/b1000 error p95 (mm)", "", "max"),
+    "affine_floor_mm": ("affine floor (mm)", "", "max"),
+    "brain_dice": ("brain Dice", ">= 0.95", "min"),
+    "shell_voxels_in_mask_fraction": ("shell left in mask", "0", "max"),
+}
+
+
+def summarise(qct: pd.DataFrame) -> pd.DataFrame:
+    """One row per QC measure: mean, std, median, min, max, the worst patient (largest error,
+    smallest Dice) with that value, and the target."""
+    rows = {}
+    for col, (label, target, worse) in QC_COLUMNS.items():
+        v = qct[col]
+        at = v.idxmax() if worse == "max" else v.idxmin()
+        rows[label] = {"mean": v.mean(), "std": v.std(), "median": v.median(), "min": v.min(), "max": v.max(),
+                       "worst patient": f"{qct.at[at, 'patient_id']} ({v[at]:.2f})", "target": target}
+    return pd.DataFrame.from_dict(rows, orient="index")
