@@ -172,8 +172,8 @@ class Run:
             return
         first = int(torch.nonzero(~ok)[0]) + 1
         raise NonFinite(f"{self.exp.name} (seed {self.seed}): non-finite loss or output at epoch {epoch}, "
-                        f"{where} {first} of {len(ok)}; the run stops and writes no summary.json "
-                        f"(it resumes from epoch {epoch - 1}'s checkpoint when rerun)")
+                        f"{where} {first} of {len(ok)}; the run stops, keeps nothing of this epoch "
+                        f"and writes no summary.json")
 
     @torch.no_grad()
     def _predict(self, model, x, chunk: int = 32, epoch: int = 0, split: str = "evaluation") -> torch.Tensor:
