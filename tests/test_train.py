@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -234,6 +235,42 @@ def test_precise_bn_makes_evaluation_match_training_statistics_and_spares_frozen
     assert torch.allclose(eval_mode, train_mode, atol=0.05 * train_mode.abs().max().item() + 1e-3)
     for k, v in frozen_bn.items():
         assert torch.equal(model.state_dict()[k], v), f"frozen {k} recomputed"
+
+
+def test_precise_bn_from_a_bounded_number_of_batches_still_undoes_stale_statistics(cohort, tmp_path, monkeypatch):
+    # the bound: before each evaluation precise BN sees at most precise_bn_batches batches of the epoch
+    seen = []
+    monkeypatch.setattr(Run, "_precise_bn", lambda self, model, x: seen.append(len(x)))
+    one = dataclasses.replace(TINY, precise_bn_batches=1)
+    Run(Experiment("2d", "stroke", "random"), _cohort(n_patients=12), tmp_path, "quick", 0, max_epochs=2,
+        progress=False, train_profile=one).fit()
+    assert seen == [16, 16]  # one batch of 16 (of 16 training hemispheres) ...
+    monkeypatch.undo()
+    # ... and one batch of 8 out of 16 still undoes stale statistics for every example: evaluation
+    # mode had collapsed (outputs nearly constant)
+    run = Run(Experiment("2d", "tss3", "random"), cohort, tmp_path / "b", "quick", 0, progress=False, train_profile=one)
+    model, _ = run._model()
+    rows = torch.as_tensor(cohort.rows("train"))
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    def evaluate(stats_rows):
+        with torch.no_grad():
+            if stats_rows is not None:
+                model.train()
+                run._precise_bn(model, stats_rows)
+            else:  # stale running statistics, as after fast-moving training
+                for m in bns:
+                    m.running_var.mul_(400.0)
+            model.eval()
+            return model(cohort.x[rows])
+
+    full = evaluate(rows)
+    stale = evaluate(None)
+    some = evaluate(rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))[:8]])
+    assert stale.std() < 0.2 * full.std()  # collapsed
+    # the spread is back (the ranking of an untrained net on 8 examples' statistics is noisy:
+    # the statistics of the batch it saw are exact, test_precise_bn_makes_evaluation_match_...)
+    assert 0.5 < some.std() / full.std() < 2
 
 
 def test_the_gpu_precision_path_bf16_cohort_and_autocast_runs_the_grid_on_the_cpu(tmp_path, monkeypatch):

@@ -57,6 +57,8 @@ class TrainProfile:
     genesis_cubes: int         # Models Genesis sub-volumes per epoch
     medical_per_epoch: int     # synthetic tumour examples per epoch (a fixed set, drawn once)
     synthetic_eval: int        # fixed validation / test sets of the Genesis and tumour tasks
+    precise_bn_batches: int = 8  # batch-norm statistics before each evaluation: from at most this many
+    #                              training batches (a random subset each epoch), not the whole epoch again
 
 
 TRAIN = {
