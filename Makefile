@@ -69,6 +69,7 @@ book: notebooks html
 bench: $(STAMP)
 	$(PY) benchmarks/bench_preprocess.py
 	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_frozen.py
 	$(PY) benchmarks/bench_grid.py
 
 clean:

@@ -93,6 +93,26 @@ def test_bf16_autocast_gradients_of_the_unet_match_float32_on_the_cpu(cube):
         assert torch.equal(a[n], b[n]), f"{n}: bf16 gradient differs between two identical calls"
 
 
+@pytest.mark.parametrize("arch", ["2d", "3d"])
+@pytest.mark.parametrize("frozen", ["early", "all-but-attention"])
+def test_starting_after_the_frozen_stages_gives_the_same_logits_and_gradients(arch, frozen):
+    m = SliceAttentionNet(n_slices=26) if arch == "2d" else Attention3DNet()
+    m.freeze(m.EARLY) if frozen == "early" else m.train_only(m.ATTENTION)
+    assert m.frozen_stages() == (m.EARLY if frozen == "early" else m.STAGES)
+    m.train()  # the trained parts' batch norms use batch statistics; the frozen ones stay in eval mode
+    x = torch.rand(4, 3, 26, *((56, 28) if arch == "2d" else (28, 14)))
+    y = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    results = []
+    for inp in (lambda: x, lambda: m.encode(x)):
+        m.zero_grad()
+        out = m(inp())
+        F.binary_cross_entropy_with_logits(out, y).backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.requires_grad}))
+    (plain, g_plain), (cached, g_cached) = results
+    assert torch.equal(plain, cached)
+    assert g_plain.keys() == g_cached.keys() and all(torch.equal(g_plain[k], g_cached[k]) for k in g_plain)
+
+
 def _step(model, x, y):
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     model.train()

@@ -108,6 +108,23 @@ def test_genesis_encoder_starts_the_3d_stroke_phase(tmp_path):
     assert model.frozen == ()
 
 
+def test_caching_the_frozen_stages_changes_no_number(cohort, tmp_path):
+    exps = [Experiment("2d", "stroke", "random"), Experiment("2d", "tss3", "transfer"),
+            Experiment("2d", "tss45", "transfer"), Experiment("2d", "attention", "transfer")]
+    for cache in (True, False):
+        for e in exps:
+            run = Run(e, cohort, tmp_path / str(cache), "quick", 0, max_epochs=2, progress=False, train_profile=TINY,
+                      cache_frozen=cache)
+            run.fit()
+            if e.phase != "stroke":
+                assert (run._enc is not None) == cache  # phases 2-4 freeze leading stages
+    for e in exps[1:]:
+        a, b = (tmp_path / str(c) / e.name for c in (True, False))
+        pd.testing.assert_frame_equal(pd.read_csv(a / "predictions.csv"), pd.read_csv(b / "predictions.csv"))
+        cols = ["epoch", "train_loss", "val_loss", "val_auc"]
+        pd.testing.assert_frame_equal(pd.read_csv(a / "epochs.csv")[cols], pd.read_csv(b / "epochs.csv")[cols])
+
+
 def test_early_stopping_fires_on_a_plateau(cohort, tmp_path, monkeypatch):
     monkeypatch.setattr(Run, "_score", lambda self, model, data, *args: (0.5, 0.7))  # never improves after epoch 1
     run = Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, max_epochs=50, progress=False, train_profile=TINY)

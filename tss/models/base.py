@@ -16,6 +16,7 @@ class PartsModel(nn.Module):
     parameters (``requires_grad`` off) and its batch-norm statistics (held in eval mode)."""
 
     HEAD: tuple[str, ...] = ()       # parts that a transfer never loads (task-specific outputs)
+    STAGES: tuple[str, ...] = ()     # the trunk's parts in the order forward() runs them
     EARLY: tuple[str, ...] = ()      # the paper's frozen early layers (phases 2-3)
     ATTENTION: tuple[str, ...] = ()  # what phase 4 fine-tunes
 
@@ -49,6 +50,16 @@ class PartsModel(nn.Module):
             for m in self.parts()[name]:
                 m.eval()  # frozen batch norms keep their running statistics
         return self
+
+    def frozen_stages(self) -> tuple[str, ...]:
+        """The leading :attr:`STAGES` that are frozen: with their batch norms in eval mode they are a
+        fixed function of the input, which :meth:`encode` computes once per example."""
+        out = []
+        for name in self.STAGES:
+            if name not in self.frozen:
+                break
+            out.append(name)
+        return tuple(out)
 
     def count_parameters(self) -> dict[str, int]:
         return {name: sum(p.numel() for m in mods for p in m.parameters())

@@ -42,6 +42,7 @@ class SliceAttentionNet(PartsModel):
     HEAD = ("fc",)
     EARLY = ("stem", "layer1")   # conv1 (+ its batch norm) and conv2_x, He et al. Table 1
     ATTENTION = ("attention",)
+    STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
     def __init__(self, n_slices: int = 26, in_channels: int = 3):
         super().__init__()
@@ -64,14 +65,42 @@ class SliceAttentionNet(PartsModel):
     def cam_target_layers(self):
         return [self.layer4[-1]]
 
-    def forward(self, x: torch.Tensor, details: bool = False):
+    def _stage(self, name: str, f: torch.Tensor) -> torch.Tensor:
+        if name == "stem":
+            return self.maxpool(self.relu(self.bn1(self.conv1(f))))
+        return getattr(self, name)(f)
+
+    def _slices(self, x: torch.Tensor) -> torch.Tensor:
         B, C, S, H, W = x.shape
         if S != self.n_slices:
             raise ValueError(f"expected {self.n_slices} slices, got {S}")
-        f = x.permute(0, 2, 1, 3, 4).reshape(B * S, C, H, W)
-        f = self.maxpool(self.relu(self.bn1(self.conv1(f))))
-        f3 = self.layer3(self.layer2(self.layer1(f)))
-        f4 = self.layer4(f3)
+        return x.permute(0, 2, 1, 3, 4).reshape(B * S, C, H, W)
+
+    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the frozen leading stages (:meth:`frozen_stages`) make of ``x``, per hemisphere
+        (B, S, C, h, w): ``f``, the last one's output, and ``f3`` (layer3's, which the attention
+        gate reads) once layer4 is frozen too. ``forward`` takes this dict in place of ``x``."""
+        B = len(x)
+        f, out = self._slices(x), {}
+        for name in self.frozen_stages():
+            f = self._stage(name, f)
+            if name == "layer3" and "layer4" in self.frozen:
+                out["f3"] = f
+        out["f"] = f
+        return {k: v.reshape(B, self.n_slices, *v.shape[1:]) for k, v in out.items()}
+
+    def forward(self, x: torch.Tensor | dict[str, torch.Tensor], details: bool = False):
+        if isinstance(x, dict):  # encode()'s output: continue after the frozen stages
+            B, S = x["f"].shape[:2]
+            f, f3, done = x["f"].flatten(0, 1), x["f3"].flatten(0, 1) if "f3" in x else None, self.frozen_stages()
+        else:
+            B, S = len(x), self.n_slices
+            f, f3, done = self._slices(x), None, ()
+        for name in self.STAGES[len(done):]:
+            f = self._stage(name, f)
+            if name == "layer3":
+                f3 = f
+        f4 = f
         att_vec, _, alpha = self.attention(f3, f4)
         z = self.fc(torch.cat([f4.mean((2, 3)), att_vec], 1)).view(B, S).float()
         w = self.slice_weights()

@@ -110,6 +110,7 @@ class Attention3DNet(PartsModel):
     HEAD = ("fc",)
     EARLY = ("down1", "down2")   # the first two levels of the down path
     ATTENTION = ("attention",)
+    STAGES = ("down1", "down2", "down3", "down4")
 
     def __init__(self, in_channels: int = 3):
         super().__init__()
@@ -126,8 +127,33 @@ class Attention3DNet(PartsModel):
     def cam_target_layers(self):
         return [self.encoder.down4]
 
-    def forward(self, x: torch.Tensor, details: bool = False):
-        _, f2, f3, f4 = self.encoder(x)
+    def _levels(self, f: torch.Tensor, names) -> dict[str, torch.Tensor]:
+        """Run the encoder levels ``names`` from ``f`` (2x max pooling before each but down1);
+        returns every level's output by name."""
+        out = {}
+        for name in names:
+            f = getattr(self.encoder, name)(f if name == "down1" else F.max_pool3d(f, 2))
+            out[name] = f
+        return out
+
+    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the frozen leading levels (:meth:`frozen_stages`) make of ``x``: the last one's output
+        and those of down2 and down3 (which the attention gates read). ``forward`` takes this dict."""
+        done = self.frozen_stages()
+        if not done:
+            return {"x": x}
+        levels = self._levels(x, done)
+        return {k: levels[k] for k in (done[-1], "down2", "down3") if k in levels}
+
+    def forward(self, x: torch.Tensor | dict[str, torch.Tensor], details: bool = False):
+        if isinstance(x, dict):  # encode()'s output: continue after the frozen levels
+            done = self.frozen_stages()
+            levels = dict(x)
+            f = x[done[-1]] if done else x["x"]
+        else:
+            done, levels, f = (), {}, x
+        levels.update(self._levels(f, self.STAGES[len(done):]))
+        f2, f3, f4 = levels["down2"], levels["down3"], levels["down4"]
         a1, _, alpha1 = self.attention1(f2, f4)
         a2, _, alpha2 = self.attention2(f3, f4)
         logit = self.fc(torch.cat([f4.flatten(2).mean(-1), a1, a2], 1)).squeeze(1).float()

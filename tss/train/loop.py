@@ -71,7 +71,7 @@ class Run:
 
     def __init__(self, exp: Experiment, cohort: Cohort, out_root, profile: str, seed: int,
                  max_epochs: int | None = None, progress: bool = True,
-                 train_profile: profiles.TrainProfile | None = None):
+                 train_profile: profiles.TrainProfile | None = None, cache_frozen: bool = True):
         self.exp, self.cohort, self.profile, self.seed = exp, cohort, profiles.check(profile), seed
         self.spec = exp.spec
         self.tp, self.mp = train_profile or profiles.TRAIN[profile], profiles.MODEL[profile]
@@ -82,6 +82,8 @@ class Run:
         # mixed precision follows the cohort: bf16 autocast when it is held in bf16 (on a GPU)
         self.bf16 = cohort.x.dtype == torch.bfloat16
         self.progress = progress
+        # frozen leading stages run once per hemisphere, not every step (same numbers: tested)
+        self.cache_frozen, self._enc, self._pos = cache_frozen, None, None
         src = exp.source()
         self.source_dir = self.root / src if src else None
         source_key = None
@@ -148,8 +150,32 @@ class Run:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _batch_x(self, x):
-        # classification examples are row numbers into the resident cohort tensor
-        return self.cohort.x[x] if x.dtype == torch.long else x
+        # classification examples are row numbers into the resident cohort tensor, or into the
+        # frozen stages' outputs of those hemispheres
+        if x.dtype != torch.long:
+            return x
+        if self._enc is not None:
+            at = self._pos[x]
+            return {k: v[at] for k, v in self._enc.items()}
+        return self.cohort.x[x]
+
+    @torch.no_grad()
+    def _encode_frozen(self, model, chunk: int = 32) -> None:
+        """Run the model's frozen leading stages once over every hemisphere this phase uses (they
+        are a fixed function of the input: frozen weights, batch norms in eval mode, no
+        augmentation); the training steps and evaluations then start after them."""
+        self._enc = self._pos = None
+        if not self.cache_frozen or self.spec.task in ("restore", "tumour") or not model.frozen_stages():
+            return
+        rows = np.concatenate([self.cohort.rows(s, self.spec.hemispheres) for s in ("train", "val", "test")])
+        rows = torch.as_tensor(rows, device=self.device)
+        parts = []
+        for i in range(0, len(rows), chunk):
+            with self._autocast():
+                parts.append(model.encode(self.cohort.x[rows[i:i + chunk]]))
+        self._enc = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        self._pos = torch.full((len(self.cohort.x),), -1, dtype=torch.long, device=self.device)
+        self._pos[rows] = torch.arange(len(rows), device=self.device)
 
     def _loss(self, model, xb, yb, gen=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, whether every output is finite); both stay on the device (no sync per step)."""
@@ -252,6 +278,7 @@ class Run:
                 opt.load_state_dict(ck["opt"])
                 gen.set_state(ck["gen"])
                 state = ck["state"]
+        self._encode_frozen(model)
         bar = tqdm(total=self.max_epochs, initial=state["epoch"], desc=self.exp.name, unit="epoch",
                    disable=not self.progress, leave=False)
         while state["epoch"] < self.max_epochs and state["bad"] < self.tp.patience:
