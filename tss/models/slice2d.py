@@ -9,6 +9,7 @@ from torch import nn
 
 from .attention import GridAttention
 from .base import PartsModel
+from .lowp import guard_convolutions
 
 
 class SliceWeights(nn.Module):
@@ -56,6 +57,7 @@ class SliceAttentionNet(PartsModel):
         self.fc = nn.Linear(512 + 256, 1)
         self.slice_weights = SliceWeights(n_slices)
         self.n_slices = n_slices
+        guard_convolutions(self)  # bf16 on a CPU: tss.models.lowp
 
     def parts(self):
         return {"stem": [self.conv1, self.bn1], "layer1": [self.layer1], "layer2": [self.layer2],

@@ -10,23 +10,7 @@ from torch import nn
 
 from .attention import GridAttention
 from .base import PartsModel
-
-
-class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` that computes in float32 on the CPU when a bfloat16 input has fewer slices than
-    the kernel. oneDNN's bf16 weight-gradient kernel (``jit_bf16:avx512_core_bf16``, oneDNN 3.12 in
-    torch 2.13 and 2.14) returns garbage, up to 1e36 and different on every call, for a depth-2
-    input and a depth-3 kernel; the forward pass and the input gradient are right. Our deepest
-    U-Net level sees 2 slices of a 16-slice cube, so without this bf16 training on a CPU diverged
-    to NaN in some runs and not others (``tests/test_models.py`` checks the gradient against
-    float32). Those levels are a few voxels: float32 there costs nothing measurable."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        low = x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")
-        if x.device.type == "cpu" and low and x.shape[2] < self.kernel_size[0]:
-            with torch.autocast("cpu", enabled=False):
-                return super().forward(x.float()).to(torch.bfloat16)
-        return super().forward(x)
+from .lowp import Conv3d, guard_convolutions
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -84,6 +68,7 @@ class UNet3D(PartsModel):
         self.up2 = _Up(256, 128, 128)
         self.up1 = _Up(128, 64, 64)
         self.out = nn.Conv3d(64, out_channels or in_channels, 1)
+        guard_convolutions(self)
 
     def parts(self):
         e = self.encoder
@@ -118,6 +103,7 @@ class Attention3DNet(PartsModel):
         self.attention1 = GridAttention(128, 512, 64, dims=3)
         self.attention2 = GridAttention(256, 512, 128, dims=3)
         self.fc = nn.Linear(512 + 128 + 256, 1)
+        guard_convolutions(self)
 
     def parts(self):
         e = self.encoder
