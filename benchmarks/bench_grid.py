@@ -1,7 +1,8 @@
 """Every experiment of the grid for one epoch at the full profile's shapes (224 x 112 hemispheres,
 Genesis and tumour cubes of 16 x 64 x 64), on 10 patients of a processed cohort, on the training
-device: with CUDA the cohort is resident in bf16 and every step runs under bf16 autocast, as in the
-full run; without it, `--bf16` runs that same precision path on the CPU.
+device, in the precision training chooses (tss.precision: bf16 autocast on a GPU or a CPU that has
+bf16, fp16 with a gradient scaler on a GPU without it); with CUDA the cohort is resident in that
+dtype, as in the full run; `--bf16` holds it in bf16 on the CPU too.
 
 Run with `make bench` (or `.venv/bin/python benchmarks/bench_grid.py [--cache DIR] [--bf16]`). It is
 the pre-flight of a full run (a shape or dtype error shows up in minutes, not after an hour) and it
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tss import profiles
+from tss import precision, profiles
 from tss.train import Cohort, grid, run_grid
 from tss.train.config import TSS_45H_MIN
 
@@ -49,15 +50,17 @@ def main() -> None:
     full, quick = (ROOT / "results" / p / "cache" / "preprocess" for p in ("full", "quick"))
     ap.add_argument("--cache", type=Path, default=full if (full / "cohort" / "hemispheres.npy").exists() else quick,
                     help="a processed cohort (python -m tss preprocess); default: the full one when it exists, else the quick one")
-    ap.add_argument("--bf16", action="store_true", help="on the CPU too: bf16 cohort and autocast")
+    ap.add_argument("--bf16", action="store_true", help="hold the cohort in bf16 on the CPU too (the GPU's path)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
     args = ap.parse_args()
     if not (args.cache / "cohort" / "hemispheres.npy").exists():
         raise SystemExit(f"no processed cohort in {args.cache}: run `make book` (or python -m tss preprocess) first")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" or args.bf16 else torch.float32
-    cohort = subset(Cohort.load(args.cache, downsample=1, device=device, dtype=dtype))
-    print(f"{cohort.index['patient_id'].nunique()} patients, {len(cohort.x)} hemispheres, {dtype} on {device}")
+    # the cohort's dtype and the autocast precision as training chooses them (tss.precision)
+    cohort = subset(Cohort.load(args.cache, downsample=1, device=device, dtype=torch.bfloat16 if args.bf16 else None))
+    dtype = cohort.x.dtype
+    print(f"{cohort.index['patient_id'].nunique()} patients, {len(cohort.x)} hemispheres, held in {dtype} on "
+          f"{device}, trained in {precision.for_data(cohort.x).name}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

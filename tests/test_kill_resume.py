@@ -128,8 +128,8 @@ if ARGS["mode"] == "train":
         real_save(obj, f, *a, **k)
         count["saved"] += last
 
-    def step(opt):
-        real_step(opt)
+    def step(opt, *args):
+        real_step(opt, *args)
         if KIND == "step" and done() + 1 == AT:
             pause(f"after an optimizer step of epoch {AT}, before its validation and checkpoint")
 

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .. import preprocess
+from .. import precision, preprocess
 from .config import TSS_3H_MIN, TSS_45H_MIN
 
 
@@ -39,12 +39,14 @@ class Cohort:
     def load(cls, cache_dir, downsample: int = 1, device: str | torch.device = "cpu",
              dtype: torch.dtype | None = None) -> "Cohort":
         """The preprocessed cohort of ``cache_dir`` (``python -m tss preprocess``), pooled in-plane by
-        ``downsample``, as float32 on the CPU or bfloat16 resident on a GPU (``dtype`` overrides;
-        training runs bf16 autocast exactly when the cohort is bf16)."""
+        ``downsample``, as float32 on the CPU or resident on a GPU in its training precision
+        (``dtype`` overrides; :func:`tss.precision.for_data`)."""
         arr, index = preprocess.load_hemispheres(cache_dir)
         meta = json.loads((Path(cache_dir) / "cohort" / "cohort.json").read_text())
         device = torch.device(device)
-        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        # resident on a GPU in its autocast dtype (bf16, or fp16 on a T4); fp32 on a CPU (autocast
+        # casts each batch where the CPU has bf16: tss.precision)
+        dtype = dtype or ((precision.choose(device).dtype or torch.float32) if device.type == "cuda" else torch.float32)
         chunks = []
         for i in range(0, len(arr), 32):  # pool in chunks: the float32 copy of 422 patients is 6 GiB
             x = pool_in_plane(torch.from_numpy(np.asarray(arr[i:i + 32], dtype=np.float32)), downsample)

@@ -24,15 +24,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .. import profiles, provenance, stats
+from .. import precision, profiles, provenance, stats
 from ..atomic import atomic_path, write_text
 from ..models import SliceAttentionNet, UNet3D, build, genesis, load_imagenet, load_matching
 from .config import Experiment
 from .data import Cohort, patient_predictions, tumour_examples
 
 TRAIN_VERSION = "4"  # 2: batch-norm statistics recomputed before each evaluation; 3: vectorised Genesis
-# distortions, Genesis validated on restoring fixed distorted cubes (it scored clean ones); 4: the deepest
-# 3D convolutions in float32 on a CPU under bf16, precise BN from a bounded number of batches
+# distortions, Genesis validated on restoring fixed distorted cubes (it scored clean ones); 4: convolutions
+# over inputs smaller than their kernel in float32 on a CPU under bf16 (tss.models.lowp), precise BN from
+# a bounded number of batches, precision by device capability (tss.precision), frozen stages cached
 
 
 class SourceMissing(RuntimeError):
@@ -53,12 +54,13 @@ def _adabound(params, lr: float, final_lr: float):
     return adabound.AdaBound(params, lr=lr, final_lr=final_lr)
 
 
-def _quiet_step(opt) -> None:
+def _quiet_step(opt, scaler: torch.amp.GradScaler) -> None:
     # adabound calls torch's deprecated add_(scalar, tensor) overloads: silence them here, without
     # editing the installed package and without hiding anyone else's warnings
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="This overload of add", category=UserWarning)
-        opt.step()
+        scaler.step(opt)  # a plain opt.step() unless fp16 (which unscales first, skips on overflow)
+    scaler.update()
 
 
 def _dice(prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -79,8 +81,8 @@ class Run:
         self.root = Path(out_root)
         self.dir = self.root / exp.name
         self.device = cohort.device
-        # mixed precision follows the cohort: bf16 autocast when it is held in bf16 (on a GPU)
-        self.bf16 = cohort.x.dtype == torch.bfloat16
+        # by the device's capability (tss.precision), or the dtype the cohort is held in
+        self.precision = precision.for_data(cohort.x)
         self.progress = progress
         # frozen leading stages run once per hemisphere, not every step (same numbers: tested)
         self.cache_frozen, self._enc, self._pos = cache_frozen, None, None
@@ -95,7 +97,7 @@ class Run:
         self.config = {"experiment": exp.to_dict(), "profile": profile, "seed": seed, "max_epochs": self.max_epochs,
                        "train_profile": asdict(self.tp), "downsample": self.mp.downsample(exp.arch),
                        "genesis_cube": self.mp.genesis_cube, "data_key": cohort.key, "source_key": source_key,
-                       "train_version": TRAIN_VERSION}
+                       "precision": self.precision.name, "train_version": TRAIN_VERSION}
         self.key = _key(self.config)
 
     # -- model ------------------------------------------------------------------------------
@@ -147,7 +149,8 @@ class Run:
         return x, y
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        dtype = self.precision.dtype
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
     def _batch_x(self, x):
         # classification examples are row numbers into the resident cohort tensor, or into the
@@ -263,6 +266,7 @@ class Run:
         model, report = self._model()
         trainable = [p for p in model.parameters() if p.requires_grad]
         opt = _adabound(trainable, self.spec.lr, self.spec.final_lr)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.scaler)
         gen = torch.Generator().manual_seed(self.seed)
         # fixed synthetic evaluation sets, and a fixed tumour training set, from their own seeds
         synthetic = self.spec.task in ("restore", "tumour")
@@ -276,6 +280,7 @@ class Run:
             if ck.get("key") == self.key:
                 model.load_state_dict(ck["model"])
                 opt.load_state_dict(ck["opt"])
+                scaler.load_state_dict(ck["scaler"])
                 gen.set_state(ck["gen"])
                 state = ck["state"]
         self._encode_frozen(model)
@@ -298,8 +303,8 @@ class Run:
                 loss, finite = self._loss(model, self._batch_x(x[b]), None if y is None else y[b], gen)
                 ok.append(finite & torch.isfinite(loss))
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                _quiet_step(opt)
+                scaler.scale(loss).backward()
+                _quiet_step(opt, scaler)
                 total += loss.detach() * len(b)
                 n += len(b)
             self._check_finite(torch.stack(ok), epoch, "step")  # also the GPU's synchronisation point
@@ -320,8 +325,8 @@ class Run:
                                  "val_loss": val_loss, self.spec.monitor: score, "train_seconds": train_s,
                                  "examples_per_s": n / train_s, "best": improved})
             with atomic_path(last) as tmp:
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                            "state": state, "key": self.key}, tmp)
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "scaler": scaler.state_dict(),
+                            "gen": gen.get_state(), "state": state, "key": self.key}, tmp)
             self._write_log(state)
             bar.update(1)
             bar.set_postfix(loss=f"{state['log'][-1]['train_loss']:.3f}", val=f"{score:.3f}")
@@ -348,7 +353,8 @@ class Run:
                "epochs": state["epoch"], "best_epoch": state["best_epoch"], self.spec.monitor: state["best"],
                "wall_seconds": state["seconds"],
                "examples_per_s": float(np.median([r["examples_per_s"] for r in state["log"]])),
-               "device": str(self.device), "transfer": str(report) if report else None,
+               "device": str(self.device), "precision": self.precision.name,
+               "transfer": str(report) if report else None,
                "frozen": list(model.frozen), "trainable_parameters": sum(p.numel() for p in trainable),
                "provenance": provenance.brief()}
         if synthetic:
