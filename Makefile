@@ -22,7 +22,7 @@ help:
 	@echo "make test    run the test suite"
 	@echo "make setup   create/refresh $(VENV) from $(LOCK) (the exact versions of every package)"
 	@echo "make lock    re-resolve $(LOCK) from pyproject.toml's ranges and lock-constraints.txt"
-	@echo "make bench   benchmarks (preprocessing s/patient; model training steps: hemispheres/s, memory)"
+	@echo "make bench   benchmarks (preprocessing s/patient; training steps: hemispheres/s, memory; frozen-stage cache and whole epochs against bare steps, as ratios)"
 	@echo "options: PROFILE=quick|full JOBS=N"
 
 setup: $(STAMP)
@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_preprocess.py
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_frozen.py
+	$(PY) benchmarks/bench_loop.py
 	$(PY) benchmarks/bench_grid.py
 
 clean:
