@@ -971,10 +971,10 @@ rebuild that reads finished runs back does not change it). `provenance.json` bes
 lists every installed package.
 """),
     code("""
-# Parameters (papermill injects new values below this cell)
-profile = "quick"   # the profile make book ran; the page shows every profile that has results
+# Parameters (papermill injects new values below this cell); the page shows every profile
+profile = "quick"
 seed = 0
-""", tags=["parameters"]),
+""", tags=["parameters", "remove-cell"]),
     code("""
 from pathlib import Path
 
@@ -993,14 +993,16 @@ for p in shown:
         total = stages["seconds"].sum()
         display(Markdown(f"**Stages of `make book`**, last execution of each: {total / 60:.1f} minutes in all "
                          "(a stage that read cached results back is fast)."))
-        display(stages.style.format({"seconds": "{:.0f}"}).hide(axis="index"))
+        display(stages.style.format({"seconds": "{:.0f}"}).hide(axis="index")
+                .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.8em"}]))
         display(Markdown("**Environment** of those stages (one column per distinct environment):"))
         display(provenance.environment_table(root / p))
     runs = provenance.runs_table(root / p / "runs")
     if not runs.empty:
         display(Markdown(f"**Training runs** by the machine that trained them: {int(runs['runs'].sum())} runs, "
                          f"{runs['hours'].sum():.2f} hours of training wall time."))
-        display(runs.style.format({"hours": "{:.2f}"}).hide(axis="index"))
+        display(runs.style.format({"hours": "{:.2f}"}).hide(axis="index")
+                .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.8em"}]))
 if not shown:
     display(Markdown("No profile has results here yet: run `make book`."))
 """, tags=["hide-input"]),

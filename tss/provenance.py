@@ -113,7 +113,8 @@ def stages_table(results_dir) -> pd.DataFrame:
     rows = []
     for stage, s in sorted(read(results_dir)["stages"].items()):
         e = s["environment"]
-        rows.append({"stage": stage, "seconds": s["seconds"], "finished (UTC)": s["finished"],
+        rows.append({"stage": stage, "seconds": s["seconds"],
+                     "finished (UTC)": s["finished"].replace("T", " ")[:16],
                      "commit": (e["commit"] or "-")[:10] + (" (modified)" if e.get("dirty") else ""),
                      "device": e["gpu"] or f"CPU, {e['torch_threads']} threads"})
     return pd.DataFrame(rows, columns=["stage", "seconds", "finished (UTC)", "commit", "device"])
