@@ -1,5 +1,5 @@
 # TSS companion. Quick start: `make book` and `make test` (Python >= 3.11 and make are all you need).
-#   PROFILE=quick|full   default: full when a CUDA GPU is visible, else quick
+#   PROFILE=quick|lowres|full   default: full when a CUDA GPU is visible, else quick
 #   JOBS=N               worker processes for cohort generation (default: all cores)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,7 +12,7 @@ LOCK := requirements.lock
 # profile is decided lazily (needs torch from the venv)
 PROFILE_CMD = $${PROFILE:-$$($(PY) -m tss default-profile)}
 
-NOTEBOOKS := 01_cohort 02_preprocessing 03_models 04_training_pretrain 05_training_tss 06_training_attention 07_baseline_lee 08_results 09_gradcam 10_reproduction 11_provenance
+NOTEBOOKS := 01_cohort 02_preprocessing 03_models 04_training_pretrain 05_training_tss 06_training_attention 06b_data_size 07_baseline_lee 08_results 09_gradcam 10_reproduction 11_provenance
 GENERATED := book/generated
 
 .PHONY: setup lock test book cohort notebooks html bench clean help
@@ -22,8 +22,8 @@ help:
 	@echo "make test    run the test suite"
 	@echo "make setup   create/refresh $(VENV) from $(LOCK) (the exact versions of every package)"
 	@echo "make lock    re-resolve $(LOCK) from pyproject.toml's ranges and lock-constraints.txt"
-	@echo "make bench   benchmarks (preprocessing s/patient; training steps: hemispheres/s, memory; frozen-stage cache and whole epochs against bare steps, as ratios)"
-	@echo "options: PROFILE=quick|full JOBS=N"
+	@echo "make bench   benchmarks (preprocessing s/patient; training steps: hemispheres/s, memory; frozen-stage cache, whole epochs against bare steps, the quick grid before and after the CPU speed-ups, as ratios)"
+	@echo "options: PROFILE=quick|lowres|full JOBS=N"
 
 setup: $(STAMP)
 
@@ -71,6 +71,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_frozen.py
 	$(PY) benchmarks/bench_loop.py
+	$(PY) benchmarks/bench_quickgrid.py
 	$(PY) benchmarks/bench_grid.py
 
 clean:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tss {synth,validate,preprocess,default-profile}``."""
+"""Command line: ``python -m tss {synth,validate,preprocess,study,default-profile}``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,23 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     if run.failures:
         print(f"failures listed in {args.out / 'failures.csv'}")
     return 1 if run.failures else 0
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    import torch
+
+    from tss.train import study
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    exps = study.CHAIN + (study.RANDOM if args.random else ())
+    sizes = [None if s == "all" else int(s) for s in args.sizes] if args.sizes else None
+    root = args.out or Path("results") / args.profile / "study"
+    study.run_study(args.cache or Path("results") / args.profile / "cache" / "preprocess", root,
+                    profile=args.profile, downsamples=args.downsample, sizes=sizes, experiments=exps,
+                    seed=args.seed, device="cuda" if torch.cuda.is_available() else "cpu")
+    print(study.table(root).to_string(index=False))
+    return 0
 
 
 def _cmd_default_profile(args: argparse.Namespace) -> int:
@@ -79,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only process patients; do not write the hemisphere array")
     _add_data_root(pp)
     pp.set_defaults(func=_cmd_preprocess)
+
+    st = sub.add_parser("study", help="the data-size study: the 2D transfer chain's test AUC against "
+                                      "training-set size at two input sizes (cached, resumable)")
+    st.add_argument("--profile", default="lowres", help="optimiser settings, early stopping, epoch cap")
+    st.add_argument("--cache", type=Path, help="processed cohort (default: results/<profile>/cache/preprocess)")
+    st.add_argument("--out", type=Path, help="run folder (default: results/<profile>/study)")
+    st.add_argument("--downsample", type=int, nargs="+", help="in-plane poolings (default: the profile's; lowres: 4 2)")
+    st.add_argument("--sizes", nargs="+", help="training stroke hemispheres per size, or 'all' "
+                                               "(default: the profile's; lowres: 50 100 200 all)")
+    st.add_argument("--no-random", dest="random", action="store_false",
+                    help="skip the random-initialisation TSS < 4.5 h run at each size")
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default)")
+    st.set_defaults(func=_cmd_study)
 
     d = sub.add_parser("default-profile", help="print 'full' when a CUDA GPU is visible, else 'quick'")
     d.set_defaults(func=_cmd_default_profile)

@@ -1,10 +1,14 @@
-"""Run profiles. ``quick``: CPU, CI, laptops; ``full``: the paper's sizes, on a GPU."""
+"""Run profiles. ``quick``: CPU, CI, laptops (80 patients, minutes); ``lowres``: the paper's cohort
+(422 patients) and grid at a reduced in-plane input size, trainable on two CPU cores in hours;
+``full``: the paper's sizes, on a GPU."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "lowres", "full")
+# the order in which the book looks for results: the largest profile that has them
+BY_SIZE = ("full", "lowres", "quick")
 
 
 @dataclass(frozen=True)
@@ -16,6 +20,8 @@ class CohortProfile:
 COHORT = {
     # quick: enough patients for every split to hold both TSS classes (test ~16 patients)
     "quick": CohortProfile(n_patients=80),
+    # lowres: the paper's cohort size (the same 422 patients as full: same seed)
+    "lowres": CohortProfile(n_patients=422),
     # full: the paper's cohort size
     "full": CohortProfile(n_patients=422),
 }
@@ -43,6 +49,8 @@ MODEL = {
     # 4.7 (3D); the 3D model goes to 28 x 14 (19/s) so that the whole grid takes minutes
     "quick": ModelProfile(downsample_2d=4, downsample_3d=8, genesis_cube=(16, 16, 8)),
     # full: the paper's input; Models Genesis' cubes are 64 x 64 x 32, our volumes have 26 slices
+    # lowres: the input size the data-size study of the Training chapter measured (tss.train.study)
+    "lowres": ModelProfile(downsample_2d=4, downsample_3d=8, genesis_cube=(16, 16, 8)),
     "full": ModelProfile(downsample_2d=1, downsample_3d=1, genesis_cube=(16, 64, 64)),
 }
 
@@ -64,8 +72,29 @@ class TrainProfile:
 TRAIN = {
     "quick": TrainProfile(max_epochs=6, patience=3, seeds=(0,), genesis_cubes=64, medical_per_epoch=64,
                           synthetic_eval=32),
+    # lowres: the paper's early stopping (patience 10) under an epoch cap two cores can afford
+    "lowres": TrainProfile(max_epochs=50, patience=10, seeds=(0,), genesis_cubes=256, medical_per_epoch=256,
+                           synthetic_eval=64),
     "full": TrainProfile(max_epochs=100, patience=10, seeds=(0, 1, 2, 3, 4), genesis_cubes=512,
                          medical_per_epoch=512, synthetic_eval=128),
+}
+
+
+@dataclass(frozen=True)
+class StudyProfile:
+    """The data-size study (tss.train.study): training-set sizes in stroke hemispheres (None: the
+    whole training split) and in-plane poolings of the 2D input."""
+
+    sizes: tuple[int | None, ...]
+    downsamples: tuple[int, ...]
+
+
+STUDY = {
+    # quick: ~53 training stroke hemispheres; one input size (the CI book builds it from nothing)
+    "quick": StudyProfile(sizes=(12, 25, None), downsamples=(4,)),
+    # lowres: ~270 training stroke hemispheres, the profile's 56 x 28 and twice that
+    "lowres": StudyProfile(sizes=(50, 100, 200, None), downsamples=(4, 2)),
+    "full": StudyProfile(sizes=(50, 100, 200, None), downsamples=(1, 2)),
 }
 
 

@@ -73,10 +73,11 @@ class Run:
 
     def __init__(self, exp: Experiment, cohort: Cohort, out_root, profile: str, seed: int,
                  max_epochs: int | None = None, progress: bool = True,
-                 train_profile: profiles.TrainProfile | None = None, cache_frozen: bool = True):
+                 train_profile: profiles.TrainProfile | None = None, cache_frozen: bool = True,
+                 model_profile: profiles.ModelProfile | None = None):
         self.exp, self.cohort, self.profile, self.seed = exp, cohort, profiles.check(profile), seed
         self.spec = exp.spec
-        self.tp, self.mp = train_profile or profiles.TRAIN[profile], profiles.MODEL[profile]
+        self.tp, self.mp = train_profile or profiles.TRAIN[profile], model_profile or profiles.MODEL[profile]
         self.max_epochs = max_epochs or self.tp.max_epochs
         self.root = Path(out_root)
         self.dir = self.root / exp.name
@@ -380,7 +381,8 @@ class Run:
 
 
 def run_grid(experiments, cohort: Cohort, out_root, profile: str, seed: int, progress: bool = True,
-             max_epochs: int | None = None, train_profile: profiles.TrainProfile | None = None):
+             max_epochs: int | None = None, train_profile: profiles.TrainProfile | None = None,
+             model_profile: profiles.ModelProfile | None = None):
     """Run experiments in order; an ImageNet run without weights is recorded as skipped with why."""
     from ..models import WeightsUnavailable
 
@@ -388,7 +390,7 @@ def run_grid(experiments, cohort: Cohort, out_root, profile: str, seed: int, pro
     for exp in tqdm(experiments, desc=f"seed {seed}", unit="run", disable=not progress):
         try:
             results.append(Run(exp, cohort, out_root, profile, seed, max_epochs=max_epochs, progress=progress,
-                               train_profile=train_profile).fit())
+                               train_profile=train_profile, model_profile=model_profile).fit())
         except WeightsUnavailable as e:
             skip = {"experiment": exp.name, "arch": exp.arch, "phase": exp.phase, "init": exp.init,
                     "seed": seed, "profile": profile, "skipped": str(e)}

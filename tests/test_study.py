@@ -1,0 +1,99 @@
+"""The data-size study: nested, stratified training subsets with validation and test untouched, and
+the chain trained and tabled per input size and training-set size."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tss.train import Cohort, data, study
+from tss.train.config import TSS_45H_MIN
+from test_train import TINY, _cohort
+
+matplotlib.use("Agg")
+
+
+def _index(n_train=(60, 30, 10), n_eval=12) -> pd.DataFrame:
+    """Two hemispheres per patient; strata: stroke before 4.5 h, stroke after, no stroke."""
+    rows, pid = [], 0
+    for split, counts in (("train", n_train), ("val", (n_eval, n_eval, 0)), ("test", (n_eval, n_eval, 0))):
+        for stratum, n in enumerate(counts):
+            for _ in range(n):
+                minutes = 100 if stratum == 0 else 400
+                for h in ("left", "right"):
+                    stroke = stratum < 2 and h == "left"
+                    rows.append({"patient_id": f"p{pid:03d}", "hemisphere": h, "label": int(stroke),
+                                 "split": split, "onset_to_mri_min": minutes})
+                pid += 1
+    return pd.DataFrame(rows)
+
+
+def _stratum(index: pd.DataFrame) -> pd.Series:
+    pts = index.groupby("patient_id").agg(stroke=("label", "max"), minutes=("onset_to_mri_min", "first"))
+    return pd.Series(np.where(pts["stroke"] == 0, 2, np.where(pts["minutes"] < TSS_45H_MIN, 0, 1)), pts.index)
+
+
+def test_every_prefix_of_the_training_order_keeps_the_strata_proportions():
+    idx = _index()
+    order = study.training_order(idx, seed=0)
+    train = set(idx.loc[idx["split"] == "train", "patient_id"])
+    assert sorted(order) == sorted(train)  # a permutation of the training patients, nothing else
+    strata = _stratum(idx).loc[order].to_numpy()
+    share = np.array([60, 30, 10]) / 100
+    for k in range(1, len(order) + 1):
+        counts = np.bincount(strata[:k], minlength=3)
+        assert np.all(np.abs(counts - k * share) <= 1.0 + 1e-9), (k, counts)
+    assert study.training_order(idx, seed=1) != order  # the seed draws another order
+
+
+def test_training_subsets_are_nested_minimal_and_leave_validation_and_test_alone():
+    idx = _index()
+    x = torch.arange(len(idx), dtype=torch.float32)[:, None]  # each row remembers where it came from
+    c = Cohort(x, idx, key="k")
+    subsets = {n: study.train_subset(c, n) for n in (10, 25, 50)}
+    kept = {}
+    for n, s in subsets.items():
+        tr = s.index[s.index["split"] == "train"]
+        assert study.n_train_stroke(s) == n  # one stroke hemisphere per stroke patient: exactly n
+        kept[n] = set(tr["patient_id"])
+        for split in ("val", "test"):
+            assert s.index[s.index["split"] == split].reset_index(drop=True).equals(
+                idx[idx["split"] == split].reset_index(drop=True))
+        # rows carry their own tensors, not their neighbours'
+        orig = idx.reset_index().merge(s.index.reset_index(), on=["patient_id", "hemisphere"])
+        assert torch.equal(s.x[orig["index_y"].to_numpy().copy(), 0], torch.tensor(orig["index_x"].to_numpy(), dtype=torch.float32))
+        assert len({s.key, c.key}) == 2
+    assert kept[10] < kept[25] < kept[50]
+    assert study.train_subset(c, None) is c
+    with pytest.raises(ValueError, match="fewer than 500"):
+        study.train_subset(c, 500)
+
+
+def test_the_study_trains_the_chain_per_size_and_reads_it_back(tmp_path):
+    c = _cohort()
+
+    def load(cache_dir, d, device):
+        return Cohort(data.pool_in_plane(c.x, d), c.index, key=f"{c.key}:{d}")
+
+    res = study.run_study(None, tmp_path, profile="quick", downsamples=(1,), sizes=(2, None),
+                          experiments=study.CHAIN + study.RANDOM, progress=False,
+                          train_profile=TINY.__class__(**{**TINY.__dict__, "max_epochs": 1}), load=load)
+    assert len(res) == 2 * 5 and not any("skipped" in r for r in res)
+    t = study.table(tmp_path, n_boot=50)
+    assert sorted(t["train_stroke_hemispheres"].unique()) == [2, 8]
+    assert set(t["experiment"]) == {e.name for e in study.CHAIN + study.RANDOM}
+    assert t["test_auc"].between(0, 1).all() or t["test_auc"].isna().any()
+    ok = t.dropna(subset=["test_auc"])
+    assert (ok["test_auc_lo"] <= ok["test_auc"] + 1e-9).all() and (ok["test_auc"] <= ok["test_auc_hi"] + 1e-9).all()
+    # the smaller size trained on fewer hemispheres: its configuration says so through its data key
+    cfg = [json.loads((tmp_path / "1x" / f"n{n}" / "seed0" / "2d-stroke-random" / "config.json").read_text())
+           for n in (2, 8)]
+    assert cfg[0]["data_key"] != cfg[1]["data_key"] and cfg[0]["downsample"] == 1
+    assert study.plot(t, profile="quick").axes[1].get_legend() is not None
+    wide = study.pivot(t)
+    assert list(wide["training stroke hemispheres"]) == [2, 8] and wide.shape[1] == 2 + 4 + 2

@@ -1,0 +1,185 @@
+"""How many patients the method needs: the 2D transfer chain's test AUC for TSS < 4.5 h against the
+number of training stroke hemispheres, at two in-plane input sizes, validation and test held fixed.
+
+Each size trains the paper's chain from scratch on a nested subset of the training patients (the
+patients of a smaller size are among those of every larger one; each subset keeps the training
+split's proportions of TSS < 4.5 h, TSS >= 4.5 h and stroke-free patients), with the profile's
+optimiser settings, early stopping and epoch cap. Runs go to
+``<root>/<D>x/n<N>/seed<S>/<experiment>/`` like any other run (cached, resumable); the table and the
+figure are read back from their files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .. import profiles, results, stats
+from .config import TSS_45H_MIN, Experiment
+from .data import Cohort
+from .loop import run_grid
+
+CHAIN = (Experiment("2d", "stroke", "random"), Experiment("2d", "tss3", "transfer"),
+         Experiment("2d", "tss45", "transfer"), Experiment("2d", "attention", "transfer"))
+RANDOM = (Experiment("2d", "tss45", "random"),)   # the same size without transfer
+
+
+def training_order(index: pd.DataFrame, seed: int = 0) -> list[str]:
+    """The training patients in one seeded random order in which every prefix holds the split's
+    proportions of its three strata (stroke before 4.5 h, stroke after, no stroke)."""
+    train = index[index["split"] == "train"]
+    pts = train.groupby("patient_id").agg(stroke=("label", "max"), minutes=("onset_to_mri_min", "first"))
+    stratum = np.where(pts["stroke"] == 0, 2, np.where(pts["minutes"] < TSS_45H_MIN, 0, 1))
+    rng = np.random.default_rng(seed)
+    # the i-th of a stratum of n is placed at (i + u) / n: merged by that rank, each prefix is stratified
+    rank = np.empty(len(pts))
+    for s in np.unique(stratum):
+        at = np.flatnonzero(stratum == s)
+        rank[at[rng.permutation(len(at))]] = (np.arange(len(at)) + rng.random()) / len(at)
+    return list(pts.index[np.lexsort((stratum, rank))])
+
+
+def train_subset(cohort: Cohort, n_stroke: int | None, seed: int = 0) -> Cohort:
+    """``cohort`` with its training split cut to the first patients of :func:`training_order` that
+    hold ``n_stroke`` stroke hemispheres (None: all); validation and test untouched."""
+    idx = cohort.index
+    if n_stroke is None:
+        return cohort
+    order = training_order(idx, seed)
+    stroke_per_patient = idx[idx["split"] == "train"].groupby("patient_id")["label"].sum()
+    counts = np.cumsum(stroke_per_patient.loc[order].to_numpy())
+    if counts[-1] < n_stroke:
+        raise ValueError(f"the training split has {int(counts[-1])} stroke hemispheres, fewer than {n_stroke}")
+    keep = set(order[: int(np.searchsorted(counts, n_stroke)) + 1])
+    rows = np.flatnonzero(((idx["split"] != "train") | idx["patient_id"].isin(keep)).to_numpy())
+    key = hashlib.sha256(f"{cohort.key}:train{n_stroke}:order{seed}".encode()).hexdigest()[:16]
+    return Cohort(cohort.x[rows], idx.iloc[rows], key=key)
+
+
+def n_train_stroke(cohort: Cohort) -> int:
+    return int(cohort.index.loc[cohort.index["split"] == "train", "label"].sum())
+
+
+def size_dir(root, downsample: int, n_stroke: int) -> Path:
+    return Path(root) / f"{downsample}x" / f"n{n_stroke}"
+
+
+def run_study(cache_dir, root, profile: str = "lowres", downsamples=None, sizes=None,
+              experiments=CHAIN + RANDOM, seed: int = 0, device: str = "cpu", progress: bool = True,
+              train_profile: profiles.TrainProfile | None = None, load=Cohort.load) -> list[dict]:
+    """Train ``experiments`` (sources first) for every input size and training-set size;
+    ``load(cache_dir, downsample, device)`` gives the cohort at one input size. Sizes and input
+    sizes default to the profile's (:data:`tss.profiles.STUDY`)."""
+    sp = profiles.STUDY[profiles.check(profile)]
+    downsamples, sizes = downsamples or sp.downsamples, sizes or sp.sizes
+    out = []
+    for d in downsamples:
+        mp = dataclasses.replace(profiles.MODEL[profile], downsample_2d=d)
+        full = load(cache_dir, d, device)
+        for n in sizes:
+            cohort = train_subset(full, n)
+            where = size_dir(root, d, n_train_stroke(cohort)) / f"seed{seed}"
+            if progress:
+                print(f"{d}x, {n_train_stroke(cohort)} training stroke hemispheres -> {where}", flush=True)
+            out += run_grid(list(experiments), cohort, where, profile, seed, progress=progress,
+                            train_profile=train_profile, model_profile=mp)
+        del full
+    return out
+
+
+def table(root, n_boot: int = 1000) -> pd.DataFrame:
+    """One row per finished run of the study: input size, training-set size, experiment, test AUC
+    with its bootstrap 95% CI, validation AUC, epochs, best epoch and wall time."""
+    rows = []
+    for f in sorted(Path(root).glob("*x/n*/seed*/*/summary.json")):
+        s = pd.read_json(f, typ="series")
+        run_dir = f.parent
+        d, n = int(run_dir.parents[2].name.removesuffix("x")), int(run_dir.parents[1].name.removeprefix("n"))
+        m = _metrics(run_dir, n_boot)
+        rows.append({"downsample": d, "input": f"{224 // d} x {112 // d}", "train_stroke_hemispheres": n,
+                     "experiment": s["experiment"], "seed": int(s["seed"]), **m,
+                     "val_auc": s.get("val_auc_hemisphere" if s["phase"] == "stroke" else "val_auc_patient"),
+                     "epochs": int(s["epochs"]),
+                     "best_epoch": int(s["best_epoch"]), "wall_seconds": float(s["wall_seconds"])})
+    return pd.DataFrame(rows)
+
+
+def _metrics(run_dir: Path, n_boot: int) -> dict:
+    """Test AUC with a stratified bootstrap 95% CI: per patient for TSS, per hemisphere for stroke
+    detection (every synthetic patient has a stroke: only hemispheres have both classes)."""
+    seed = int(run_dir.parent.name.removeprefix("seed"))
+    pred = results.predictions(run_dir.parent.parent, run_dir.name, seed)
+    test = pred[pred["split"] == "test"]
+    y, p = test["target"].to_numpy(), test["prob"].to_numpy()
+    auc = stats.auc_or_nan(y, p)
+    lo, hi = (stats.bootstrap_ci(stats.auc, y, p, n_boot=n_boot, stratify=y) if not np.isnan(auc)
+              else (np.nan, np.nan))
+    return {"test_auc": auc, "test_auc_lo": lo, "test_auc_hi": hi, "test_n": len(test),
+            "level": "hemisphere" if run_dir.name.split("-")[1] == "stroke" else "patient"}
+
+
+LABELS = {"2d-stroke-random": "phase 1: stroke detection (per hemisphere)",
+          "2d-tss45-transfer": "phase 3: TSS < 4.5 h, transfer",
+          "2d-attention-transfer": "phase 4: + attention fine-tuning",
+          "2d-tss45-random": "TSS < 4.5 h, random init."}
+
+
+def plot(t: pd.DataFrame, profile: str = "lowres"):
+    """Test AUC against training stroke hemispheres: stroke detection (left), TSS < 4.5 h (right);
+    one line per input size and model, bars: bootstrap 95% CI; dotted: the paper's 2D (Table 2)."""
+    paper_auc = results.paper_aucs()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharex=True)
+    panels = ((axes[0], ("2d-stroke-random",), ("2d", "stroke", "random"), "stroke detection"),
+              (axes[1], ("2d-tss45-transfer", "2d-attention-transfer", "2d-tss45-random"),
+               ("2d", "attention", "transfer"), "TSS < 4.5 h (per patient)"))
+    markers = dict(zip(LABELS, "osD^"))
+    for ax, names, paper_key, title in panels:
+        for j, (d, g) in enumerate(t.groupby("downsample", sort=True)):
+            for k, name in enumerate(names):
+                r = g[g["experiment"] == name].sort_values("train_stroke_hemispheres")
+                if r.empty:
+                    continue
+                x = r["train_stroke_hemispheres"].to_numpy() * (1 + 0.03 * (k - 1))  # side by side
+                err = np.vstack([r["test_auc"] - r["test_auc_lo"], r["test_auc_hi"] - r["test_auc"]])
+                ax.errorbar(x, r["test_auc"], yerr=err, marker=markers[name], ms=6, capsize=3, lw=1.5,
+                            ls="-" if j == 0 else "--", color=f"C{k}", alpha=1 if j == 0 else 0.75,
+                            label=f"{LABELS[name]}, {r['input'].iloc[0]}")
+        if paper_key in paper_auc:
+            ax.axhline(paper_auc[paper_key], color="k", ls=":", lw=1.2, label=f"paper, 2D ({paper_auc[paper_key]:.2f})")
+        ax.axhline(0.5, color="0.6", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("training stroke hemispheres (log scale)", fontsize=11)
+        ax.set_ylabel("test AUC", fontsize=11)
+        ax.set_title(f"{title}, {profile} profile", fontsize=12)
+        ax.set_ylim(0.3, 1.0)
+        sizes = sorted(t["train_stroke_hemispheres"].unique())
+        ax.set_xticks(sizes, [str(v) for v in sizes])
+        ax.minorticks_off()
+        ax.tick_params(labelsize=10)
+        ax.legend(fontsize=8.5, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def pivot(t: pd.DataFrame) -> pd.DataFrame:
+    """One row per input size and training-set size, one column per experiment: the test AUC with
+    its 95% CI (and, per size, the best epoch of phase 1 and the wall time of all its runs)."""
+    if t.empty:
+        return t
+    t = t.assign(cell=[stats.with_ci(a, (lo, hi)) for a, lo, hi in zip(t["test_auc"], t["test_auc_lo"], t["test_auc_hi"])])
+    keys = ["input", "train_stroke_hemispheres"]
+    wide = t.pivot_table(index=keys, columns="experiment", values="cell", aggfunc="first")
+    order = [n for n in LABELS if n in wide.columns]
+    wide = wide[order].rename(columns={n: LABELS[n] for n in order})
+    stroke = t[t["experiment"] == "2d-stroke-random"].set_index(keys)
+    wide["phase 1 epochs (best)"] = [f"{int(stroke.loc[k, 'epochs'])} ({int(stroke.loc[k, 'best_epoch'])})"
+                                     if k in stroke.index else "-" for k in wide.index]
+    wide["minutes, all runs"] = t.groupby(keys)["wall_seconds"].sum().reindex(wide.index).div(60).round(1)
+    out = wide.reset_index().rename(columns={"train_stroke_hemispheres": "training stroke hemispheres"})
+    order = out["input"].map(lambda s: int(s.split(" x ")[0]))  # the smaller input first
+    return out.assign(_o=order).sort_values(["_o", "training stroke hemispheres"]).drop(columns="_o")
