@@ -289,3 +289,21 @@ def test_an_external_case_is_normalised_with_the_cohort_landmarks(tmp_path):
     assert ext["mask"][1 - side].sum() == 0
     direct = gradcam.lesion_hemispheres(tmp_path / "ext", "p1", 4)
     assert np.array_equal(ext["mask"], direct)
+
+
+def test_figure9_examples_survive_the_round_trip_through_their_committed_file(tmp_path):
+    from tss import gradcam
+
+    rng = np.random.default_rng(0)
+    ex = [{"x": rng.random((3, 26, 14, 7), dtype=np.float32), "cam": rng.random((26, 14, 7), dtype=np.float32),
+           "mask": rng.random((26, 14, 7)) > 0.8, "title": "2d-attention-transfer (lowres)"},
+          {"x": rng.random((3, 26, 7, 4), dtype=np.float32), "cam": rng.random((26, 7, 4), dtype=np.float32),
+           "mask": None, "title": "3d", "slice": 5}]
+    gradcam.save_examples(tmp_path / "f.npz", ex)
+    back = gradcam.load_examples(tmp_path / "f.npz")
+    assert [b["title"] for b in back] == [e["title"] for e in ex]
+    for b, e in zip(back, ex):
+        np.testing.assert_allclose(b["x"], e["x"], atol=1e-3)  # float16: three decimals
+        np.testing.assert_allclose(b["cam"], e["cam"], atol=1e-3)
+    assert np.array_equal(back[0]["mask"], ex[0]["mask"]) and back[1]["mask"] is None
+    assert back[1]["slice"] == 5 and "slice" not in back[0]

@@ -267,3 +267,8 @@ def test_run_writes_outputs_and_reads_back(tmp_path, monkeypatch, few_trees):
     assert lee.run(cache, cohort, out, seed=0, jobs=1, progress=False) == s  # read back, not recomputed
     assert (out / "summary.json").stat().st_mtime_ns == mtime
     assert lee._key(cache, lee.manifest.load_cohort(cohort, check=False).table, 1, 1000) != s["key"]
+    # a clone with the committed files and no processed images reads the same summary back
+    assert lee.stored(out) == s
+    (out / "models.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="models.csv missing"):
+        lee.stored(out)

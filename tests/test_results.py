@@ -102,3 +102,32 @@ def test_verdicts_follow_the_direction_and_the_test():
     assert results.verdict(-0.1, 0.001) == "opposite, significant"
     assert results.verdict(0.0, 1.0) == "not reproduced (no difference)"
     assert results.verdict(np.nan, np.nan) == "not run"
+
+
+def test_a_clone_without_images_reads_the_cohort_tables_committed_with_the_results(tmp_path):
+    from tss import results as res
+
+    cohort = tmp_path / "data" / "synthetic-lowres"
+    cohort.mkdir(parents=True)
+    (cohort / "manifest.csv").write_text("patient_id,split\nsub-0001,test\n")
+    (cohort / "latent.csv").write_text("patient_id,oracle_score\nsub-0001,0.5\n")
+    root = tmp_path / "results"
+    written = res.record_cohort(cohort, root / "lowres" / "cohort")
+    assert [p.name for p in written] == ["manifest.csv", "latent.csv"]
+    assert res.cohort_tables(root, "lowres") == cohort  # the cohort itself while it is here
+    for f in cohort.iterdir():
+        f.unlink()
+    here = res.cohort_tables(root, "lowres")  # a clone: only the committed copies
+    assert here == root / "lowres" / "cohort"
+    assert (here / "manifest.csv").read_text() == "patient_id,split\nsub-0001,test\n"
+
+
+def test_the_book_shows_the_largest_profile_that_has_runs(tmp_path):
+    from tss import results as res
+
+    assert res.profile_of(tmp_path) is None
+    for p in ("quick", "lowres"):
+        (tmp_path / p / "runs" / "seed0" / "2d-stroke-random").mkdir(parents=True)
+        (tmp_path / p / "runs" / "seed0" / "2d-stroke-random" / "summary.json").write_text("{}")
+    assert res.profile_of(tmp_path) == "lowres"
+    assert res.profile_of(tmp_path, ["full", "quick"]) == "quick"

@@ -68,7 +68,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from tss import manifest, paper, profiles, stats, synth, tables, viz
+from tss import manifest, paper, profiles, results, stats, synth, tables, viz
 from tss.synth.cohort import population_oracle_auc
 
 profiles.check(profile)
@@ -92,6 +92,7 @@ if any(f.fatal for f in findings):
     raise manifest.ManifestError(findings)
 cohort = manifest.load_cohort(cohort_dir, check=False)
 latent = synth.load_latent(cohort_dir)
+results.record_cohort(cohort_dir, results_dir)  # its small tables travel with the results (committed)
 df = cohort.table.merge(latent[["patient_id", "territory", "lesion_ml", "dwi_ratio", "b0_ratio", "flair_ratio",
                                 "latent_t2_increase", "oracle_score"]], on="patient_id")
 df["tss_lt_4_5h"] = (df["onset_to_mri_min"] < synth.TSS_45H).astype(int)
@@ -830,7 +831,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from tss import profiles
+from tss import profiles, results
 from tss.models import imagenet
 from tss.train import Cohort, grid, report, run_grid
 
@@ -864,19 +865,31 @@ for r in results:
            "early stopping watches (validation AUC for the classifiers; -MSE for Genesis; AUC for the 2D and "
            "Dice for the 3D tumour task); the star is the epoch whose weights were kept."),
         code("""
-for arch in arch_list:
-    names = [e.name for e in exps if e.arch == arch]
-    fig = report.plot_curves(runs_dir, names, title=f"{arch.upper()} ({profile} profile)")
-    plt.show()
+# every profile with runs here, the largest first (committed lowres / full results, then this build's)
+views = {p: Path(f"../results/{p}/runs") for p in profiles.BY_SIZE
+         if p == profile or results.profile_of("../results", [p]) == p}
+if runs_dir != Path(f"../results/{profile}/runs"):
+    views[profile] = runs_dir
+for p, d in views.items():
+    for arch in arch_list:
+        names = [e.name for e in exps if e.arch == arch]
+        if any(report.epochs(d, n).size for n in names):
+            fig = report.plot_curves(d, names, title=f"{arch.upper()} ({p} profile)")
+            plt.show()
 """, tags=["hide-input"]),
         md("## Runs\\n\\nRead back from each run's `summary.json` (mean over seeds; `sd` columns with several "
            "seeds). AUCs here are a first look on small validation and test splits; the Results chapter gives "
            "them with confidence intervals beside the paper's Table 2."),
         code("""
 names = [e.name for e in exps]
-df = report.summaries(runs_dir)
-df = df[df["experiment"].isin(names) & df["seed"].isin(seeds)] if not df.empty else df
-report.table(df)
+for p, d in views.items():
+    df = report.summaries(d)
+    df = df[df["experiment"].isin(names)] if not df.empty else df
+    if p == profile:
+        df = df[df["seed"].isin(seeds)] if not df.empty else df
+    if not df.empty:
+        display(Markdown(f"**{p} profile** ({profiles.COHORT[p].n_patients} patients):"))
+        display(report.table(df))
 """, tags=["hide-input"]),
         *extra,
     ]

@@ -8,7 +8,7 @@ from build_notebooks import code, md
 
 PARAMS = """
 # Parameters (papermill injects new values below this cell)
-profile = "quick"     # the profile make book ran; full results, when present, are shown first
+profile = "quick"     # the profile make book ran; full, then lowres results, when present, are shown first
 results_root = "../results"
 cohort_dir = None     # None: ../data/synthetic-<profile>
 cache_dir = None      # None: ../results/<profile>/cache/preprocess
@@ -35,10 +35,12 @@ from tss import manifest, paper, profiles, results, stats
 
 profiles.check(profile)
 results_root = Path(results_root)
-shown = results.profile_of(results_root, ("full", profile)) or profile
+# the largest profile that has training runs here (full, lowres, then the one make book ran)
+shown = results.profile_of(results_root, [p for p in profiles.BY_SIZE if p != "quick"] + [profile]) or profile
 runs_dir = results_root / shown / "runs"
-cohort_dir = Path(cohort_dir or f"../data/synthetic-{shown}")
-cache_dir = Path(cache_dir or f"../results/{shown}/cache/preprocess")
+# its manifest and latent truth: the cohort's folder, or the copies committed with its results
+cohort_dir = results.cohort_tables(results_root, shown, cohort_dir if shown == profile else None)
+cache_dir = Path(cache_dir if cache_dir and shown == profile else f"../results/{shown}/cache/preprocess")
 out_dir = results_root / shown / "results"
 out_dir.mkdir(parents=True, exist_ok=True)
 print(f"results of the {shown} profile (make book ran {profile}); runs in {runs_dir}")
@@ -70,8 +72,19 @@ best deep model on the same subset.
 from tss.baselines import lee
 
 lee_dir = results_root / shown / "baselines" / "lee"
-summary = lee.run(cache_dir, cohort_dir, lee_dir, seed=0, jobs=jobs)
-pd.Series({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, name="Lee et al. 2020, ours").to_frame()
+if (cache_dir / "cohort").exists():  # the processed cohort is here: compute, or read back by its key
+    summary = lee.run(cache_dir, cohort_dir, lee_dir, seed=0, jobs=jobs)
+else:
+    try:
+        summary = lee.stored(lee_dir)
+        display(Markdown(f"Read back from the committed files of the **{shown}** profile "
+                         f"(`{lee_dir.relative_to(results_root.parent)}`): its processed images are not on this machine."))
+    except FileNotFoundError as e:
+        summary = None
+        display(Markdown(f"**Not available for the {shown} profile here:** {e}."))
+if summary is not None:
+    display(pd.Series({k: v for k, v in summary.items() if not isinstance(v, (dict, list))},
+                      name="Lee et al. 2020, ours").to_frame())
 """, tags=["hide-input", "remove-stderr"]),
     md("""
 ## Classifiers
@@ -80,7 +93,8 @@ Each classifier's validation and test AUC on the patients with a usable ROI; the
 validation AUC is the baseline's result (the test column is shown for transparency, not used to choose).
 """),
     code("""
-pd.read_csv(lee_dir / "models.csv")
+if summary is not None:
+    display(pd.read_csv(lee_dir / "models.csv"))
 """, tags=["hide-input"]),
     md("""
 ## The usable-ROI subset, and our best model on it
@@ -89,33 +103,34 @@ How many patients per split the ROI rule keeps, beside the paper's 221 of 422 (5
 AUC of the baseline and of our phase 4 models on that subset and on every test patient.
 """),
     code("""
-pred = pd.read_csv(lee_dir / "predictions.csv")
-keep = pred.groupby("split")["usable"].agg(["sum", "size"]).rename(columns={"sum": "usable", "size": "patients"})
-keep["share"] = (keep["usable"] / keep["patients"]).map("{:.0%}".format)
-keep.loc["paper (all)"] = [221, 422, f"{221 / 422:.0%}"]
-display(keep)
+if summary is not None:
+    pred = pd.read_csv(lee_dir / "predictions.csv")
+    keep = pred.groupby("split")["usable"].agg(["sum", "size"]).rename(columns={"sum": "usable", "size": "patients"})
+    keep["share"] = (keep["usable"] / keep["patients"]).map("{:.0%}".format)
+    keep.loc["paper (all)"] = [221, 422, f"{221 / 422:.0%}"]
+    display(keep)
 
-usable = set(pred.loc[pred["usable"].astype(bool), "patient_id"])
-rows = []
-lm = results.lee_metrics(lee_dir, n_boot=n_boot)
-rows.append({"model": "Lee et al. 2020 (ours)", "test patients": "usable ROI", "n": lm.get("n"),
-             "AUC (95% CI)": stats.with_ci(lm.get("auc", np.nan), (lm.get("auc_lo", np.nan), lm.get("auc_hi", np.nan)))})
-for exp in ("2d-attention-transfer", "3d-attention-transfer"):
-    s = results.seeds(runs_dir, exp)
-    if not s:
-        rows.append({"model": exp, "test patients": "not run"})
-        continue
-    p = results.predictions(runs_dir, exp, s[0])
-    for label, sub in (("usable ROI", p[p["patient_id"].isin(usable)]), ("all", p)):
-        m = results.evaluate(sub, n_boot=n_boot)
-        rows.append({"model": exp, "test patients": label, "n": m["n"],
-                     "AUC (95% CI)": stats.with_ci(m["auc"], (m["auc_lo"], m["auc_hi"]))})
-sub_table = pd.DataFrame(rows)
-sub_table["paper"] = sub_table["model"].map({"Lee et al. 2020 (ours)": "0.72 (ML, its subset)"}).fillna("")
-sub_table.loc[(sub_table["model"] == "2d-attention-transfer") & (sub_table["test patients"] == "usable ROI"), "paper"] = "0.76 (2D, subset)"
-sub_table.loc[(sub_table["model"] == "2d-attention-transfer") & (sub_table["test patients"] == "all"), "paper"] = "0.74 (2D, all)"
-sub_table.to_csv(out_dir / "lee_subset.csv", index=False)
-sub_table
+    usable = set(pred.loc[pred["usable"].astype(bool), "patient_id"])
+    rows = []
+    lm = results.lee_metrics(lee_dir, n_boot=n_boot)
+    rows.append({"model": "Lee et al. 2020 (ours)", "test patients": "usable ROI", "n": lm.get("n"),
+                 "AUC (95% CI)": stats.with_ci(lm.get("auc", np.nan), (lm.get("auc_lo", np.nan), lm.get("auc_hi", np.nan)))})
+    for exp in ("2d-attention-transfer", "3d-attention-transfer"):
+        s = results.seeds(runs_dir, exp)
+        if not s:
+            rows.append({"model": exp, "test patients": "not run"})
+            continue
+        p = results.predictions(runs_dir, exp, s[0])
+        for label, sub in (("usable ROI", p[p["patient_id"].isin(usable)]), ("all", p)):
+            m = results.evaluate(sub, n_boot=n_boot)
+            rows.append({"model": exp, "test patients": label, "n": m["n"],
+                         "AUC (95% CI)": stats.with_ci(m["auc"], (m["auc_lo"], m["auc_hi"]))})
+    sub_table = pd.DataFrame(rows)
+    sub_table["paper"] = sub_table["model"].map({"Lee et al. 2020 (ours)": "0.72 (ML, its subset)"}).fillna("")
+    sub_table.loc[(sub_table["model"] == "2d-attention-transfer") & (sub_table["test patients"] == "usable ROI"), "paper"] = "0.76 (2D, subset)"
+    sub_table.loc[(sub_table["model"] == "2d-attention-transfer") & (sub_table["test patients"] == "all"), "paper"] = "0.74 (2D, all)"
+    sub_table.to_csv(out_dir / "lee_subset.csv", index=False)
+    display(sub_table)
 """, tags=["hide-input"]),
 ]
 
@@ -318,23 +333,26 @@ from tss.train import Cohort
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 model_profile = profiles.MODEL[shown]
-cohorts = {a: Cohort.load(cache_dir, model_profile.downsample(a), device) for a in ("2d", "3d")}
 exps = ["2d-tss45-random", "2d-attention-transfer", "3d-tss45-random", "3d-attention-transfer"]
 have = [e for e in exps if (runs_dir / f"seed{results.seeds(runs_dir, e)[0]}" / e / "best.pt").exists()] \\
     if all(results.seeds(runs_dir, e) for e in exps) else []
+# computed where the checkpoints and the processed images are; read back from the committed files elsewhere
+compute = bool(have) and (cache_dir / "cohort").exists()
+cohorts = {a: Cohort.load(cache_dir, model_profile.downsample(a), device) for a in ("2d", "3d")} if compute else None
+seed0 = results.seeds(runs_dir, have[0])[0] if have else None
+files = {k: out_dir / f for k, f in (("overlap", "gradcam_overlap.csv"), ("figure9", "figure9_cams.npz"),
+                                      ("isles", "gradcam_isles.csv"), ("isles_cams", "gradcam_isles_cams.npz"))}
+if not compute:
+    stored = [f.name for f in files.values() if f.exists()]
+    display(Markdown(f"No checkpoints or processed images of the **{shown}** profile here: read back from its "
+                     f"committed files ({', '.join(stored) or 'none'})."))
 """, tags=["hide-input"]),
     code("""
-cam_csv = out_dir / "gradcam_overlap.csv"
-if have:
-    seed0 = results.seeds(runs_dir, have[0])[0]
+if compute:
     study = gradcam.cam_study(runs_dir / f"seed{seed0}", have, cohorts, cache_dir, split="test")
-    study.to_csv(cam_csv, index=False)
-elif cam_csv.exists():
-    study = pd.read_csv(cam_csv)
-    print(f"No checkpoints here (results files only): Grad-CAM overlap read from {cam_csv}.")
+    study.to_csv(files["overlap"], index=False)
 else:
-    study = None
-    print("Neither checkpoints nor a stored overlap table: train the grid first (Training chapter).")
+    study = pd.read_csv(files["overlap"]) if files["overlap"].exists() else None
 if study is not None:
     summary = study.groupby("experiment", sort=False).agg(
         hemispheres=("patient_id", "size"), energy_in_lesion=("energy_in_lesion", "mean"),
@@ -344,6 +362,8 @@ if study is not None:
     summary["paper"] = ["96% (>50% overlap, radiologist; models not separated)"] + [""] * (len(summary) - 1)
     summary.to_csv(out_dir / "gradcam_summary.csv")
     display(summary.style.format({"energy_in_lesion": "{:.2f}", "hit_rate": "{:.0%}", "peak_in_lesion": "{:.0%}"}))
+else:
+    print("Neither checkpoints nor a stored overlap table: train the grid first (Training chapter).")
 """, tags=["hide-input", "remove-stderr"]),
     md("""
 ## Figure 9
@@ -353,7 +373,7 @@ DWI b1000 and FLAIR with the CAM of each model over them, lesion outlined in whi
 relative to each hemisphere's CAM maximum.
 """),
     code("""
-if have:
+if compute:
     c2 = cohorts["2d"]
     rows = c2.rows("test", "stroke")
     sizes = {int(r): gradcam.lesion_hemispheres(cache_dir, c2.index.at[r, "patient_id"], 1)[
@@ -364,6 +384,9 @@ if have:
         c = cohorts[e.split("-")[0]]
         model = gradcam.load_run_model(runs_dir / f"seed{seed0}" / e, c.x.shape[2], device)
         examples.append(gradcam.cam_example(model, c, row, cache_dir, title=f"{e} ({shown})"))
+    gradcam.save_examples(files["figure9"], examples)
+examples = gradcam.load_examples(files["figure9"]) if files["figure9"].exists() else []
+if examples:
     fig = gradcam.figure9(examples)
     fig.savefig(out_dir / "figure9_gradcam.png", dpi=110, bbox_inches="tight")
     plt.show()
@@ -371,32 +394,32 @@ if have:
     md("""
 ## The real ISLES'22 case
 
-The same models on the real acute stroke case (ISLES'22, CC BY-SA 4.0) preprocessed in the
-Preprocessing chapter, normalised with the cohort's histogram landmarks. Its expert lesion mask gives
-the same overlap measures. The models never saw real data: this shows whether what they learnt on the
+The phase 1 stroke detectors and the same TSS models on the real acute stroke case (ISLES'22, CC
+BY-SA 4.0) preprocessed in the Preprocessing chapter, normalised with the cohort's histogram
+landmarks. Its expert lesion lies in one hemisphere: a stroke detector that learnt stroke should
+score that one higher. The expert mask gives the same overlap measures. The models never saw real data: this shows whether what they learnt on the
 synthetic cohort points at a real lesion.
 """),
     code("""
 isles_cache = cache_dir.parent / "preprocess-isles"
-if have and (isles_cache / "patients").exists():
+# the phase 1 (stroke detection) models first: which hemisphere each scores as stroke; then phase 3-4
+isles_exps = [e for e in ("2d-stroke-random", "3d-stroke-genesis") if results.seeds(runs_dir, e)
+              and (runs_dir / f"seed{results.seeds(runs_dir, e)[0]}" / e / "best.pt").exists()] + have
+if (cache_dir / "cohort").exists() and isles_exps and (isles_cache / "patients").exists():
     pid = sorted(p.stem for p in (isles_cache / "patients").glob("*.npz"))[0]
     rows_out, examples = [], []
-    for e in have:
-        arch = e.split("-")[0]
-        ext = gradcam.external_hemispheres(isles_cache, pid, cache_dir, model_profile.downsample(arch), device)
-        model = gradcam.load_run_model(runs_dir / f"seed{seed0}" / e, ext["x"].shape[2], device)
-        side = int(ext["mask"].reshape(2, -1).sum(1).argmax())
-        cams = gradcam.cam(model, ext["x"][side:side + 1])[0]
-        with torch.no_grad():
-            prob = torch.sigmoid(model(ext["x"][side:side + 1].float()).float()).item()
-        rows_out.append({"experiment": e, "hemisphere": ("left", "right")[side], "P(TSS < 4.5 h)": prob,
-                         **gradcam.overlap(cams, ext["mask"][side])})
-        examples.append({"x": ext["x"][side].float().cpu().numpy(), "cam": cams, "mask": ext["mask"][side],
-                         "title": f"ISLES'22 {pid}, {e}"})
-    isles_table = pd.DataFrame(rows_out)
-    isles_table.to_csv(out_dir / "gradcam_isles.csv", index=False)
-    display(isles_table)
-    fig = gradcam.figure9(examples)
+    for e in isles_exps:
+        row, ex = gradcam.external_case(runs_dir / f"seed{results.seeds(runs_dir, e)[0]}" / e, isles_cache, pid,
+                                        cache_dir, model_profile.downsample(e.split("-")[0]), device)
+        rows_out.append(row)
+        examples.append(ex)
+    pd.DataFrame(rows_out).to_csv(files["isles"], index=False)
+    gradcam.save_examples(files["isles_cams"], examples)
+if files["isles"].exists() and files["isles_cams"].exists():
+    display(Markdown(f"**{shown} profile.** *P*: the model's probability (stroke for phase 1, TSS < 4.5 h "
+                     "after); the CAM measures are on the hemisphere with the expert lesion."))
+    display(pd.read_csv(files["isles"]).style.format(precision=2).hide(axis="index"))
+    fig = gradcam.figure9(gradcam.load_examples(files["isles_cams"]))
     plt.show()
 else:
     print("ISLES'22 case not preprocessed here (Preprocessing chapter) or no checkpoints: skipped.")

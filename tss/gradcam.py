@@ -293,3 +293,57 @@ def figure9(examples, alpha: float = 0.4):
         draw(ax_row, e["x"], e["cam"], e.get("mask"), e.get("slice"), e.get("title", ""), alpha)
     fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes, shrink=0.6, label="Grad-CAM (per hemisphere max)")
     return fig
+
+
+def save_examples(path, examples) -> None:
+    """Store :func:`figure9`'s examples (x, cam, mask, title, optional slice) in one compressed
+    ``.npz`` (float16 images: a few hundred kB), so that a clone without checkpoints or images
+    draws the same figure (:func:`load_examples`)."""
+    from .atomic import atomic_path
+
+    arrays = {}
+    for i, e in enumerate(examples):
+        arrays[f"x{i}"] = np.asarray(e["x"], dtype=np.float16)
+        arrays[f"cam{i}"] = np.asarray(e["cam"], dtype=np.float16)
+        if e.get("mask") is not None:
+            arrays[f"mask{i}"] = np.asarray(e["mask"], dtype=bool)
+        arrays[f"title{i}"] = np.array(e.get("title", ""))
+        if e.get("slice") is not None:
+            arrays[f"slice{i}"] = np.array(int(e["slice"]))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, n=np.array(len(examples)), **arrays)
+
+
+def load_examples(path) -> list[dict]:
+    with np.load(path) as z:
+        out = []
+        for i in range(int(z["n"])):
+            e = {"x": z[f"x{i}"].astype(np.float32), "cam": z[f"cam{i}"].astype(np.float32),
+                 "mask": z[f"mask{i}"] if f"mask{i}" in z else None, "title": str(z[f"title{i}"])}
+            if f"slice{i}" in z:
+                e["slice"] = int(z[f"slice{i}"])
+            out.append(e)
+    return out
+
+
+def external_case(run_dir, isles_cache, pid: str, cohort_cache, downsample: int, device="cpu") -> tuple[dict, dict]:
+    """One trained model (a run folder with ``best.pt``) on a patient outside the cohort (the real
+    ISLES'22 case): its probability for each hemisphere, which one it scores higher, and the
+    Grad-CAM of the hemisphere that holds the expert lesion with :func:`overlap`'s measures.
+    Returns (table row, :func:`figure9` example)."""
+    run_dir = Path(run_dir)
+    exp = _experiment(run_dir.name)
+    ext = external_hemispheres(isles_cache, pid, cohort_cache, downsample, device)
+    model = load_run_model(run_dir, ext["x"].shape[2], device)
+    side = int(ext["mask"].reshape(2, -1).sum(1).argmax())  # the hemisphere with the expert lesion
+    with torch.no_grad():
+        prob = torch.sigmoid(model(ext["x"].float()).float()).cpu().numpy()
+    cams = cam(model, ext["x"][side:side + 1])[0]
+    names = ("left", "right")
+    row = {"experiment": exp.name, "task": exp.spec.title, "lesion hemisphere": names[side],
+           "P, lesion hemisphere": float(prob[side]), "P, other hemisphere": float(prob[1 - side]),
+           "scored higher": "lesion" if prob[side] > prob[1 - side] else "other", **overlap(cams, ext["mask"][side])}
+    example = {"x": ext["x"][side].float().cpu().numpy(), "cam": cams, "mask": ext["mask"][side],
+               "title": f"ISLES'22 {pid}, {exp.name}"}
+    return row, example

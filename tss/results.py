@@ -49,12 +49,39 @@ def experiment_name(arch: str, phase: str, init: str) -> str:
     return f"{arch}-{phase}-{init}"
 
 
-def profile_of(results_root, preferred=("full", "quick")) -> str | None:
+def profile_of(results_root, preferred=("full", "lowres", "quick")) -> str | None:
     """The first profile in ``preferred`` whose training runs exist under ``results_root``."""
     for p in preferred:
         if any(Path(results_root, p, "runs").glob("seed*/*/summary.json")):
             return p
     return None
+
+
+COHORT_TABLES = ("manifest.csv", "latent.csv")
+
+
+def record_cohort(cohort_dir, dest) -> list[Path]:
+    """Copy the cohort's small tables (manifest: splits, onset times, reader calls; latent: the
+    generator's truth, for the oracle) to ``dest`` (``results/<profile>/cohort/``, committed), so that
+    a clone without the images renders the Results chapter; returns what it wrote."""
+    from .atomic import write_text
+
+    out = []
+    for name in COHORT_TABLES:
+        src = Path(cohort_dir) / name
+        if src.exists():
+            Path(dest).mkdir(parents=True, exist_ok=True)
+            write_text(Path(dest) / name, src.read_text())
+            out.append(Path(dest) / name)
+    return out
+
+
+def cohort_tables(results_root, profile: str, cohort_dir=None) -> Path:
+    """Where a profile's ``manifest.csv`` and ``latent.csv`` are read: the cohort's folder (default
+    ``data/synthetic-<profile>`` beside ``results_root``) when it holds a manifest, else the copies
+    :func:`record_cohort` left under ``results/<profile>/cohort/``."""
+    d = Path(cohort_dir) if cohort_dir else Path(results_root).parent / "data" / f"synthetic-{profile}"
+    return d if (d / "manifest.csv").exists() else Path(results_root) / profile / "cohort"
 
 
 def seeds(runs_root, experiment: str) -> list[int]:

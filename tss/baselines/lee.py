@@ -469,6 +469,17 @@ def _key(cache_dir, table: pd.DataFrame, seed: int, b_value: float) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def stored(out_dir) -> dict:
+    """The summary of a finished run of :func:`run` in ``out_dir``, read back from its files alone
+    (a clone with the committed results but without the processed images)."""
+    out_dir = Path(out_dir)
+    missing = [n for n in ("predictions.csv", "models.csv", "summary.json") if not (out_dir / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"no stored Lee et al. baseline in {out_dir}: {', '.join(missing)} missing; "
+                                f"run it where the processed cohort is (tss.baselines.lee.run)")
+    return json.loads((out_dir / "summary.json").read_text())
+
+
 def run(cache_dir, cohort_dir, out_dir, seed: int = 0, jobs: int = -1, progress: bool = True,
         b_value: float = B_VALUE) -> dict:
     """Lee et al.'s method on a preprocessed cohort. Writes to ``out_dir``:
