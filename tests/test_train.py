@@ -358,3 +358,20 @@ def test_throughput_compares_only_full_size_gpu_hemisphere_runs_with_the_ceiling
     cpu = df.assign(device="cpu", profile="quick")
     assert report.throughput(cpu)["of_ceiling"].isna().all()
     assert "not been run" in report.grid_verdict(cpu)
+
+
+def test_the_train_command_runs_the_chosen_part_of_the_grid_and_reads_it_back(tmp_path, monkeypatch, capsys):
+    from tss import cli
+
+    c = _cohort()
+    monkeypatch.setattr(Cohort, "load", classmethod(lambda cls, cache, downsample, device: c))
+    monkeypatch.setitem(profiles.TRAIN, "quick", dataclasses.replace(TINY, max_epochs=1))
+    argv = ["train", "--profile", "quick", "--archs", "2d", "--phases", "stroke,tss3", "--inits", "random,transfer",
+            "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    done = sorted(p.parent.name for p in tmp_path.glob("seed0/*/summary.json"))
+    assert done == ["2d-stroke-random", "2d-tss3-random", "2d-tss3-transfer"]
+    assert "2d-tss3-transfer" in capsys.readouterr().out  # the table of what ran
+    stamp = (tmp_path / "seed0" / "2d-tss3-transfer" / "summary.json").stat().st_mtime_ns
+    assert cli.main(argv) == 0  # read back, not retrained
+    assert (tmp_path / "seed0" / "2d-tss3-transfer" / "summary.json").stat().st_mtime_ns == stamp

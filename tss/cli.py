@@ -1,4 +1,4 @@
-"""Command line: ``python -m tss {synth,validate,preprocess,study,default-profile}``."""
+"""Command line: ``python -m tss {synth,validate,preprocess,train,study,default-profile}``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,38 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     if run.failures:
         print(f"failures listed in {args.out / 'failures.csv'}")
     return 1 if run.failures else 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from tss import profiles
+    from tss.train import Cohort, grid, report, run_grid
+
+    profiles.check(args.profile)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    archs = args.archs.split(",")
+    exps = [e for e in grid(archs, args.phases.split(",") if args.phases else None)
+            if args.inits == "all" or e.init in args.inits.split(",")]
+    tp = profiles.TRAIN[args.profile]
+    seeds = args.seeds or list(tp.seeds)
+    runs = args.out or Path("results") / args.profile / "runs"
+    cache = args.cache or Path("results") / args.profile / "cache" / "preprocess"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"{len(exps)} experiments x {len(seeds)} seeds, profile {args.profile} (at most {tp.max_epochs} epochs, "
+          f"patience {tp.patience}), {device} -> {runs}", flush=True)
+    for arch in archs:
+        cohort = Cohort.load(cache, profiles.MODEL[args.profile].downsample(arch), device)
+        for s in seeds:
+            for r in run_grid([e for e in exps if e.arch == arch], cohort, runs / f"seed{s}", args.profile, s):
+                if "skipped" in r:
+                    print(f"{r['experiment']} (seed {s}) skipped: {r['skipped']}", flush=True)
+        del cohort
+    df = report.summaries(runs)
+    if not df.empty:
+        print(report.table(df[df["experiment"].isin([e.name for e in exps])]).to_string())
+    return 0
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
@@ -96,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only process patients; do not write the hemisphere array")
     _add_data_root(pp)
     pp.set_defaults(func=_cmd_preprocess)
+
+    t = sub.add_parser("train", help="train the grid of Table 2 (or part of it) for a profile "
+                                     "(cached, resumable; what the Training chapter runs)")
+    t.add_argument("--profile", default="quick")
+    t.add_argument("--archs", default="2d,3d", help="comma-separated: 2d,3d")
+    t.add_argument("--phases", help="comma-separated phases (default: all): genesis,medical,stroke,tss3,tss45,attention")
+    t.add_argument("--inits", default="all", help="all, or comma-separated: random,imagenet,genesis,medical,transfer")
+    t.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the profile's)")
+    t.add_argument("--cache", type=Path, help="processed cohort (default: results/<profile>/cache/preprocess)")
+    t.add_argument("--out", type=Path, help="run folder (default: results/<profile>/runs)")
+    t.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default)")
+    t.set_defaults(func=_cmd_train)
 
     st = sub.add_parser("study", help="the data-size study: the 2D transfer chain's test AUC against "
                                       "training-set size at two input sizes (cached, resumable)")
