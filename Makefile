@@ -53,6 +53,7 @@ notebooks: $(STAMP)
 	  start=$$(date +%s.%N); \
 	  $(PY) -m papermill --kernel python3 --cwd notebooks notebooks/$$nb.ipynb $(GENERATED)/$$nb.ipynb \
 	    -p profile $$profile -p jobs $(JOBS); \
+	  $(PY) tools/hide_parameters.py $(GENERATED)/$$nb.ipynb; \
 	  $(PY) -m tss.provenance results/$$profile --stage $$nb --since $$start; \
 	done
 

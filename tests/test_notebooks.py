@@ -41,3 +41,21 @@ def test_notebook_is_in_the_book_and_the_makefile(path):
     assert f"generated/{path.stem}" in files
     make = (ROOT / "Makefile").read_text()
     assert re.search(rf"^NOTEBOOKS\s*:=.*\b{path.stem}\b", make, re.M)
+
+
+def test_the_book_hides_both_parameter_cells_and_nothing_else(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from hide_parameters import hide
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'quick'"), nbformat.v4.new_code_cell("profile = 'lowres'"),
+                nbformat.v4.new_code_cell("print(profile)")]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.cells[1].metadata["tags"] = ["injected-parameters"]  # what papermill adds
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    assert hide(str(path)) == 2 and hide(str(path)) == 0  # idempotent
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
+    assert tags == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], []]
