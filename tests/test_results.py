@@ -131,3 +131,23 @@ def test_the_book_shows_the_largest_profile_that_has_runs(tmp_path):
         (tmp_path / p / "runs" / "seed0" / "2d-stroke-random" / "summary.json").write_text("{}")
     assert res.profile_of(tmp_path) == "lowres"
     assert res.profile_of(tmp_path, ["full", "quick"]) == "quick"
+
+
+def test_a_claim_says_how_many_seeds_it_rests_on_and_how_many_agree(tmp_path):
+    from tss import results as res
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 20)
+    for seed, gap in ((0, 2.0), (1, 2.0), (2, -2.0)):  # "better" wins on seeds 0 and 1, loses on 2
+        for exp, signal in (("2d-tss45-transfer", gap), ("2d-tss45-random", 0.0)):
+            d = tmp_path / f"seed{seed}" / exp
+            d.mkdir(parents=True)
+            (d / "summary.json").write_text("{}")
+            prob = 1 / (1 + np.exp(-(signal * (y - 0.5) + rng.normal(size=len(y)))))
+            pd.DataFrame({"patient_id": [f"p{i}" for i in range(len(y))], "split": "test", "target": y,
+                          "prob": prob}).to_csv(d / "patients.csv", index=False)
+    c = res.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-random")
+    assert c["seeds"] == 3 and "higher in 2 of 3 seeds" in c["ours"]
+    assert c["verdict"] == "reproduced"  # seed 0: a large, significant gap
+    one = res.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-imagenet")
+    assert one == {"ours": "not run", "verdict": "not run", "seeds": 0}

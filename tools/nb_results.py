@@ -455,11 +455,11 @@ def add(claim, paper_says, **ours):
 
 def level(exp, paper_auc):
     if exp not in by.index or by.at[exp, "status"] != "ok":
-        return {"ours": "not run", "verdict": "not run"}
+        return {"ours": "not run", "verdict": "not run", "seeds": 0}
     r = by.loc[exp]
     ok = r["auc_lo"] <= paper_auc <= r["auc_hi"] or r["auc"] >= paper_auc
     return {"ours": f"{stats.with_ci(r['auc'], (r['auc_lo'], r['auc_hi']))} ({r['n']:.0f} test {r.get('level', 'patient')}s)",
-            "verdict": "reproduced" if ok else "not reproduced (below the paper's value)"}
+            "verdict": "reproduced" if ok else "not reproduced (below the paper's value)", "seeds": int(r["n_seeds"])}
 
 add("Stroke detection is reliable: 2D AUC 0.89", "Table 2, phase 1", **level("2d-stroke-random", 0.8905))
 add("Stroke detection is reliable: 3D AUC 0.95", "Table 2, phase 1 (ours from Models Genesis)", **level("3d-stroke-genesis", 0.946))
@@ -530,6 +530,8 @@ if cohort_manifest is not None:
         verdict="by construction: the simulated readers are calibrated to it (Data chapter)")
 
 table = pd.DataFrame(claims)
+if "seeds" in table:  # how many training seeds each verdict rests on ("-": not a training result)
+    table["seeds"] = table["seeds"].map(lambda v: "-" if pd.isna(v) else str(int(v)))
 table.to_csv(out_dir / "reproduction.csv", index=False)
 counts = table["verdict"].value_counts()
 display(Markdown(f"**{shown} profile**: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" of {len(table)} claims."))
@@ -542,8 +544,11 @@ with pd.option_context("display.max_colwidth", 120):
 - **Size.** The quick profile has 16 test patients and trains for a few epochs on hemispheres pooled
   4x (2D) and 8x (3D) in-plane, so that the whole book builds on two CPU cores. An AUC on 16 patients
   has a 95% CI about 0.4 wide: differences of the paper's size (0.03-0.13) cannot be significant
-  there, and their sign is noisy. The `full` profile (422 patients, the paper's input size, up to 100
-  epochs, five seeds) is what these claims should be judged on; the README says how to run it on a GPU.
+  there, and their sign is noisy. The `lowres` profile has the paper's 422 patients (85 test
+  patients: a CI about 0.2 wide), its grid and early stopping, at 56 x 28 slices (4x pooling) and
+  with one seed, trained on two CPU cores; the `full` profile (the paper's input size, up to 100
+  epochs, five seeds) needs a GPU (README). The *seeds* column says how many training seeds a
+  verdict rests on.
 - **The cohort is synthetic.** Its FLAIR signal follows time since onset by construction (a sigmoid
   with a per-patient midpoint and amplitude), and its oracle AUC (Data chapter) bounds every model;
   the paper's patients have physiology, scanners and confounders that we do not simulate. A

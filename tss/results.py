@@ -328,12 +328,23 @@ def verdict(diff: float, p: float, alpha: float = 0.05) -> str:
 
 
 def compare_claim(runs_root, better: str, worse: str) -> dict:
-    """Our evidence for "``better`` has a higher test AUC than ``worse``" (DeLong, first seeds)."""
+    """Our evidence for "``better`` has a higher test AUC than ``worse``": DeLong on the first seed
+    both have; ``seeds``: how many seeds both have (with several, how many agree in sign)."""
     r = delong_vs(runs_root, better, worse)
+    both = sorted(set(seeds(runs_root, better)) & set(seeds(runs_root, worse)))
     if "auc1" not in r:
-        return {"ours": r.get("why", "not run"), "verdict": "not run"}
-    return {"ours": f"{r['auc1']:.2f} vs {r['auc2']:.2f} (DeLong p = {r['p']:.2g})",
-            "verdict": verdict(r["diff"], r["p"])}
+        return {"ours": r.get("why", "not run"), "verdict": "not run", "seeds": len(both)}
+    out = {"ours": f"{r['auc1']:.2f} vs {r['auc2']:.2f} (DeLong p = {r['p']:.2g})",
+           "verdict": verdict(r["diff"], r["p"]), "seeds": len(both)}
+    if len(both) > 1:  # the verdict is the first seed's; say how many seeds point the same way
+        diffs = [_test_auc(runs_root, better, s) - _test_auc(runs_root, worse, s) for s in both]
+        out["ours"] += f"; higher in {sum(d > 0 for d in diffs)} of {len(both)} seeds"
+    return out
+
+
+def _test_auc(runs_root, experiment: str, seed: int) -> float:
+    t = predictions(runs_root, experiment, seed).query("split == 'test'")
+    return stats.auc_or_nan(t["target"], t["prob"])
 
 
 def compare_with_lee(runs_root, experiment: str, lee_dir) -> dict:
