@@ -73,6 +73,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_frozen.py
 	$(PY) benchmarks/bench_loop.py
 	$(PY) benchmarks/bench_quickgrid.py
+	$(PY) benchmarks/bench_channels_last.py
 	$(PY) benchmarks/bench_grid.py
 
 clean:

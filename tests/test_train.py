@@ -375,3 +375,32 @@ def test_the_train_command_runs_the_chosen_part_of_the_grid_and_reads_it_back(tm
     stamp = (tmp_path / "seed0" / "2d-tss3-transfer" / "summary.json").stat().st_mtime_ns
     assert cli.main(argv) == 0  # read back, not retrained
     assert (tmp_path / "seed0" / "2d-tss3-transfer" / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_3d_models_train_in_channels_last_3d_on_the_cpu_with_the_same_outputs(cohort, tmp_path):
+    run = Run(Experiment("3d", "stroke", "random"), cohort, tmp_path, "quick", 0, progress=False, train_profile=TINY)
+    model, _ = run._model()
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv3d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    plain = Run(Experiment("3d", "stroke", "random"), cohort, tmp_path, "quick", 0, progress=False,
+                train_profile=TINY)._model()[0].to(memory_format=torch.contiguous_format)
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(cohort.x[:4]), plain(cohort.x[:4]), rtol=1e-4, atol=1e-5)
+    two, _ = Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, progress=False,
+                 train_profile=TINY)._model()
+    assert next(m for m in two.modules() if isinstance(m, torch.nn.Conv2d)).weight.is_contiguous()
+
+
+def test_the_training_chapter_reads_the_cpu_ratios_make_bench_wrote(tmp_path):
+    from tss.train import report
+
+    assert report.cpu_speedups(tmp_path).empty
+    (tmp_path / "loop-cpu.json").write_text(json.dumps({"experiment": "2d-stroke-random", "train_hemispheres": 240,
+                                                        "precision": "bf16", "loop_over_bare": 0.87, "target": 0.8}))
+    (tmp_path / "quickgrid-cpu.json").write_text(json.dumps({"patients": 80, "epochs": 2, "after_precision": "bf16",
+                                                             "total_seconds": {"before": 240, "after": 169},
+                                                             "speedup": 240 / 169, "target": 3.0}))
+    t = report.cpu_speedups(tmp_path)
+    assert t["ratio"].round(2).tolist() == [0.87, 1.42] and t["met"].tolist() == [True, False]
+    assert "240 s -> 169 s" in t["measure"].iloc[1]

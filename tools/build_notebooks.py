@@ -968,6 +968,24 @@ if not every.empty:
                                                    "epochs": "{:.1f}", "examples_per_s": "{:.1f}",
                                                    "of_ceiling": "{:.0%}"}, na_rep="-").hide(axis="index"))
 """, tags=["hide-input"]),
+    md("""
+## Speed on two CPU cores
+
+What `make bench` measured on this project's machine (2 cores, AVX512-BF16), each as a ratio of two
+measurements taken side by side in one run (absolute times on these machines vary from run to run):
+the training loop (batch selection, precise BN, validation, checkpoints) against its bare training
+steps; the quick grid with the CPU speed-ups (bf16 autocast, frozen stages computed once per
+hemisphere, precise BN from 8 batches) against the loop before them; and channels_last against the
+default memory layout (adopted for the 3D models only, where it paid).
+"""),
+    code("""
+speed = report.cpu_speedups("../results/bench")
+if speed.empty:
+    display(Markdown("No CPU benchmark results here: run `make bench`."))
+else:
+    display(speed.style.format({"ratio": "{:.2f}"}).hide(axis="index")
+            .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.8em"}]))
+""", tags=["hide-input"]),
 ])
 
 

@@ -124,3 +124,27 @@ def grid_verdict(df: pd.DataFrame) -> str:
             f"{'within' if ok_time else 'outside'} the goal of 5 seeds in <= {GRID_MINUTES_TARGET} min; "
             f"slowest phase at {worst} of the ceiling ({'meets' if ok_speed else 'misses'} the "
             f"{CEILING_FRACTION_TARGET:.0%} goal).")
+
+
+def cpu_speedups(bench_dir) -> pd.DataFrame:
+    """The CPU speed-up ratios ``make bench`` measured (results/bench/*-cpu.json), each beside its
+    target: the loop against its bare steps, the quick grid before and after, channels_last."""
+    bench_dir, rows = Path(bench_dir), []
+
+    def load(name):
+        f = bench_dir / name
+        return json.loads(f.read_text()) if f.exists() else None
+
+    if (r := load("loop-cpu.json")) is not None:
+        rows.append({"measure": f"training loop / bare steps ({r['experiment']}, {r['train_hemispheres']} training "
+                                f"hemispheres, {r['precision']})", "ratio": r["loop_over_bare"], "target": ">= 0.80",
+                     "met": r["loop_over_bare"] >= r["target"]})
+    if (r := load("quickgrid-cpu.json")) is not None:
+        t = r["total_seconds"]
+        rows.append({"measure": f"quick grid, before / after the speed-ups ({r['patients']} patients, {r['epochs']} epochs "
+                                f"a run: {t['before']:.0f} s -> {t['after']:.0f} s, {r['after_precision']})",
+                     "ratio": r["speedup"], "target": ">= 3", "met": r["speedup"] >= r["target"]})
+    for a in load("channels-last-cpu.json") or []:
+        rows.append({"measure": f"{a['arch'].upper()} training steps, channels_last / default layout ({a['precision']})",
+                     "ratio": a["ratio"], "target": "adopted where > 1.1", "met": a["ratio"] > 1.1})
+    return pd.DataFrame(rows)
