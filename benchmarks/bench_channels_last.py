@@ -9,15 +9,12 @@ Run with `make bench` or `.venv/bin/python benchmarks/bench_channels_last.py [--
 from __future__ import annotations
 
 import argparse
-import json
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from bench_loop import write_result
+from bench_loop import step_rate, write_result
 
 from tss import precision, profiles
 from tss.models import build
@@ -26,34 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def steps_per_s(arch: str, layout: torch.memory_format, steps: int, batch: int = 8) -> float:
-    import adabound
-
     torch.manual_seed(0)
     shape = profiles.MODEL["lowres"].input_shape(arch)
     model = build(arch, n_slices=shape[0]).train()
     # 2D: the ResNet sees (B * slices, 3, H, W); a convolution whose weight is channels_last makes its
     # output channels_last too, so the weights suffice. 3D: (B, 3, Z, H, W) -> channels_last_3d
     fmt = layout if arch == "2d" or layout == torch.contiguous_format else torch.channels_last_3d
-    model = model.to(memory_format=fmt)
-    opt = adabound.AdaBound(model.parameters(), lr=1e-4, final_lr=1e-2)
-    p = precision.choose(torch.device("cpu"))
-    x, y = torch.rand(batch, 3, *shape), (torch.arange(batch) % 2).float()
+    x = torch.rand(batch, 3, *shape)
     if arch == "3d":
         x = x.contiguous(memory_format=fmt)
-
-    def step():
-        with torch.autocast("cpu", dtype=p.dtype or torch.bfloat16, enabled=p.dtype is not None):
-            out = model(x)
-        loss = F.binary_cross_entropy_with_logits(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch / (time.perf_counter() - t0)
+    return step_rate(model.to(memory_format=fmt), x, precision.choose(torch.device("cpu")), steps)
 
 
 def main() -> None:

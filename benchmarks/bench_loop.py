@@ -44,14 +44,20 @@ def cohort(n_patients: int, shape) -> Cohort:
 
 def bare(c: Cohort, exp: Experiment, steps: int) -> float:
     """Hemispheres/s of bare training steps at the run's batch size and precision."""
-    import adabound
-
     torch.manual_seed(0)
     model = build(exp.arch, n_slices=c.x.shape[2]).train()
-    opt = adabound.AdaBound(model.parameters(), lr=exp.spec.lr, final_lr=exp.spec.final_lr)
-    p = precision.for_data(c.x)
     b = exp.spec.batch_size
-    x, y = c.x[:b].clone(), (torch.arange(b) % 2).float()
+    return step_rate(model, c.x[:b].clone(), precision.for_data(c.x), steps, exp.spec.lr, exp.spec.final_lr)
+
+
+def step_rate(model, x: torch.Tensor, p: precision.Precision, steps: int, lr: float = 1e-4,
+              final_lr: float = 1e-2) -> float:
+    """Examples/s of bare training steps (forward, BCE, backward, AdaBound) on the batch ``x``,
+    after one warm-up step."""
+    import adabound
+
+    opt = adabound.AdaBound(model.parameters(), lr=lr, final_lr=final_lr)
+    y = (torch.arange(len(x)) % 2).float()
 
     def step():
         with torch.autocast("cpu", dtype=p.dtype or torch.bfloat16, enabled=p.dtype is not None):
@@ -65,7 +71,7 @@ def bare(c: Cohort, exp: Experiment, steps: int) -> float:
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    return steps * b / (time.perf_counter() - t0)
+    return steps * len(x) / (time.perf_counter() - t0)
 
 
 def loop(c: Cohort, exp: Experiment, epochs: int) -> tuple[float, float]:
