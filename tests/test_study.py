@@ -97,3 +97,25 @@ def test_the_study_trains_the_chain_per_size_and_reads_it_back(tmp_path):
     assert study.plot(t, profile="quick").axes[1].get_legend() is not None
     wide = study.pivot(t)
     assert list(wide["training stroke hemispheres"]) == [2, 8] and wide.shape[1] == 2 + 4 + 2
+
+
+def test_the_whole_split_at_the_profiles_input_is_shared_with_the_grid_and_read_back_there(tmp_path):
+    from tss.train import run_grid
+
+    c = _cohort()
+    res = study.run_study(None, tmp_path / "study", profile="quick", downsamples=(4,), sizes=(None,),
+                          experiments=study.CHAIN[:2], progress=False, grid_root=tmp_path / "runs",
+                          load=lambda cache, d, device: c)
+    shared = sorted(p.parent.name for p in (tmp_path / "runs" / "seed0").glob("*/summary.json"))
+    assert shared == ["2d-stroke-random", "2d-tss3-transfer"]
+    # the grid finds them done: same configuration, same key; nothing is retrained
+    again = run_grid(list(study.CHAIN[:2]), c, tmp_path / "runs" / "seed0", "quick", 0, progress=False)
+    assert [r["key"] for r in again] == [r["key"] for r in res]
+    # and the other way: a study finds the grid's runs and reads them back
+    study_b = tmp_path / "study-b"
+    back = study.run_study(None, study_b, profile="quick", downsamples=(4,), sizes=(None,),
+                           experiments=study.CHAIN[:2], progress=False, grid_root=tmp_path / "runs",
+                           load=lambda cache, d, device: c)
+    assert [r["key"] for r in back] == [r["key"] for r in res]
+    log = study_b / "4x" / f"n{study.n_train_stroke(c)}" / "seed0" / "2d-stroke-random" / "epochs.csv"
+    assert log.read_text() == (tmp_path / "runs" / "seed0" / "2d-stroke-random" / "epochs.csv").read_text()

@@ -1044,7 +1044,8 @@ if jobs > 0:
     torch.set_num_threads(jobs)
 if train:
     study.run_study(Path(cache_dir or root / profile / "cache" / "preprocess"), root / profile / "study", profile,
-                    seed=seed, device="cuda" if torch.cuda.is_available() else "cpu", progress=False)
+                    seed=seed, device="cuda" if torch.cuda.is_available() else "cpu", progress=False,
+                    grid_root=root / profile / "runs")  # the grid's runs on the whole split are reused
 """, tags=["remove-cell"]),
     code("""
 shown = [p for p in profiles.BY_SIZE if any((root / p / "study").glob("*x/n*/seed*/*/summary.json"))]

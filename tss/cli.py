@@ -82,7 +82,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
     root = args.out or Path("results") / args.profile / "study"
     study.run_study(args.cache or Path("results") / args.profile / "cache" / "preprocess", root,
                     profile=args.profile, downsamples=args.downsample, sizes=sizes, experiments=exps,
-                    seed=args.seed, device="cuda" if torch.cuda.is_available() else "cpu")
+                    seed=args.seed, device="cuda" if torch.cuda.is_available() else "cpu",
+                    grid_root=None if args.out else Path("results") / args.profile / "runs")
     print(study.table(root).to_string(index=False))
     return 0
 

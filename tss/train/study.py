@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -71,10 +72,13 @@ def size_dir(root, downsample: int, n_stroke: int) -> Path:
 
 def run_study(cache_dir, root, profile: str = "lowres", downsamples=None, sizes=None,
               experiments=CHAIN + RANDOM, seed: int = 0, device: str = "cpu", progress: bool = True,
-              train_profile: profiles.TrainProfile | None = None, load=Cohort.load) -> list[dict]:
+              train_profile: profiles.TrainProfile | None = None, load=Cohort.load, grid_root=None) -> list[dict]:
     """Train ``experiments`` (sources first) for every input size and training-set size;
     ``load(cache_dir, downsample, device)`` gives the cohort at one input size. Sizes and input
-    sizes default to the profile's (:data:`tss.profiles.STUDY`)."""
+    sizes default to the profile's (:data:`tss.profiles.STUDY`). With ``grid_root`` (the profile's
+    ``runs`` folder), the runs on the whole training split at the profile's own input size are the
+    grid's runs too (same configuration, same key): they are copied from there or to there, not
+    trained twice."""
     sp = profiles.STUDY[profiles.check(profile)]
     downsamples, sizes = downsamples or sp.downsamples, sizes or sp.sizes
     out = []
@@ -86,10 +90,30 @@ def run_study(cache_dir, root, profile: str = "lowres", downsamples=None, sizes=
             where = size_dir(root, d, n_train_stroke(cohort)) / f"seed{seed}"
             if progress:
                 print(f"{d}x, {n_train_stroke(cohort)} training stroke hemispheres -> {where}", flush=True)
+            same = grid_root is not None and n is None and mp == profiles.MODEL[profile] and train_profile is None
+            names = {e.name for e in experiments}
+            if same:  # runs the grid already has are read back here, not retrained
+                share(Path(grid_root) / f"seed{seed}", where, names)
             out += run_grid(list(experiments), cohort, where, profile, seed, progress=progress,
                             train_profile=train_profile, model_profile=mp)
+            if same:
+                share(where, Path(grid_root) / f"seed{seed}", names)
         del full
     return out
+
+
+def share(src: Path, dest_root: Path, names=None) -> list[str]:
+    """Copy each finished run of ``src`` (of ``names``, default all) that ``dest_root`` lacks,
+    checkpoints included so that later phases can start from them; returns the names copied."""
+    copied = []
+    for summary in sorted(Path(src).glob("*/summary.json")):
+        if names is not None and summary.parent.name not in names:
+            continue
+        dest = Path(dest_root) / summary.parent.name
+        if not (dest / "summary.json").exists():
+            shutil.copytree(summary.parent, dest, dirs_exist_ok=True)
+            copied.append(summary.parent.name)
+    return copied
 
 
 def table(root, n_boot: int = 1000) -> pd.DataFrame:
