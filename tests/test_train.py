@@ -404,3 +404,15 @@ def test_the_training_chapter_reads_the_cpu_ratios_make_bench_wrote(tmp_path):
     t = report.cpu_speedups(tmp_path)
     assert t["ratio"].round(2).tolist() == [0.87, 1.42] and t["met"].tolist() == [True, False]
     assert "240 s -> 169 s" in t["measure"].iloc[1]
+
+
+def test_training_pages_show_the_larger_profiles_first_and_this_builds_runs_last(tmp_path):
+    from tss.train import report
+
+    assert list(report.views(tmp_path, "quick")) == ["quick"]
+    d = tmp_path / "lowres" / "runs" / "seed0" / "2d-stroke-random"
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text("{}")
+    v = report.views(tmp_path, "quick", tmp_path / "elsewhere")
+    assert list(v) == ["lowres", "quick"] and v["quick"] == tmp_path / "elsewhere"
+    assert list(report.views(tmp_path, "lowres")) == ["lowres"]

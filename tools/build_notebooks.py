@@ -831,7 +831,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from tss import profiles, results
+from tss import profiles
 from tss.models import imagenet
 from tss.train import Cohort, grid, report, run_grid
 
@@ -865,11 +865,8 @@ for r in results:
            "early stopping watches (validation AUC for the classifiers; -MSE for Genesis; AUC for the 2D and "
            "Dice for the 3D tumour task); the star is the epoch whose weights were kept."),
         code("""
-# every profile with runs here, the largest first (committed lowres / full results, then this build's)
-views = {p: Path(f"../results/{p}/runs") for p in profiles.BY_SIZE
-         if p == profile or results.profile_of("../results", [p]) == p}
-if runs_dir != Path(f"../results/{profile}/runs"):
-    views[profile] = runs_dir
+# every profile with runs here, the largest first (committed lowres / full results), then this build's
+views = report.views("../results", profile, runs_dir)
 for p, d in views.items():
     for arch in arch_list:
         names = [e.name for e in exps if e.arch == arch]

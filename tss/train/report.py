@@ -148,3 +148,16 @@ def cpu_speedups(bench_dir) -> pd.DataFrame:
         rows.append({"measure": f"{a['arch'].upper()} training steps, channels_last / default layout ({a['precision']})",
                      "ratio": a["ratio"], "target": "adopted where > 1.1", "met": a["ratio"] > 1.1})
     return pd.DataFrame(rows)
+
+
+def views(results_root, profile: str, runs_dir=None) -> dict[str, Path]:
+    """The run folders a Training page shows: every profile with finished runs under
+    ``results_root``, the largest first (committed full / lowres results), and the one this build
+    trained (``profile``, whose runs are in ``runs_dir``), last."""
+    from .. import profiles
+
+    root = Path(results_root)
+    out = {p: root / p / "runs" for p in profiles.BY_SIZE
+           if p != profile and any((root / p / "runs").glob("seed*/*/summary.json"))}
+    out[profile] = Path(runs_dir) if runs_dir is not None else root / profile / "runs"
+    return out
