@@ -151,3 +151,18 @@ def test_a_claim_says_how_many_seeds_it_rests_on_and_how_many_agree(tmp_path):
     assert c["verdict"] == "reproduced"  # seed 0: a large, significant gap
     one = res.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-imagenet")
     assert one == {"ours": "not run", "verdict": "not run", "seeds": 0}
+
+
+def test_table2_splits_into_an_auc_table_and_an_operating_point_table_that_keeps_the_readers():
+    from tss import results as res
+
+    t2 = pd.DataFrame({"stage": ["Phase 3", "Phase 3", "DWI-FLAIR mismatch"], "task": "TSS < 4.5 h",
+                       "model": ["2D", "2D", "Radiologist 1"], "paper weights": ["Random", "ImageNet", ""],
+                       "ours": ["Random", "weights not found", "Simulated reader 1"], "n test": "85 patients",
+                       "AUC (95% CI)": ["0.60 (0.48-0.72)", np.nan, np.nan], "AUC over seeds": np.nan,
+                       "sens @val thr": ["0.5 (0.3-0.7)", np.nan, "0.67 (0.5-0.8)"], "spec @test-opt": ["0.6", np.nan, np.nan],
+                       "paper AUC": [0.61, 0.62, np.nan], "paper sens": 0.5, "paper spec": 0.6, "paper acc": 0.55})
+    auc, ops = res.table2_parts(t2)
+    assert len(auc) == 3 and "sens @val thr" not in auc and "paper AUC" in auc
+    assert ops["model"].tolist() == ["2D", "Radiologist 1"]  # the ImageNet row without results is left out
+    assert "AUC (95% CI)" not in ops and "paper sens" in ops

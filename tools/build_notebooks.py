@@ -861,7 +861,7 @@ for r in results:
     if "skipped" in r:
         print(f"{r['experiment']} (seed {r['seed']}) skipped: {r['skipped']}")
 """, tags=["remove-stderr"]),
-        md("## Learning curves\\n\\nTop: training loss (solid) and validation loss (dashed); bottom: the score "
+        md("## Learning curves\n\nTop: training loss (solid) and validation loss (dashed); bottom: the score "
            "early stopping watches (validation AUC for the classifiers; -MSE for Genesis; AUC for the 2D and "
            "Dice for the 3D tumour task); the star is the epoch whose weights were kept."),
         code("""
@@ -874,7 +874,7 @@ for p, d in views.items():
             fig = report.plot_curves(d, names, title=f"{arch.upper()} ({p} profile)")
             plt.show()
 """, tags=["hide-input"]),
-        md("## Runs\\n\\nRead back from each run's `summary.json` (mean over seeds; `sd` columns with several "
+        md("## Runs\n\nRead back from each run's `summary.json` (mean over seeds; `sd` columns with several "
            "seeds). AUCs here are a first look on small validation and test splits; the Results chapter gives "
            "them with confidence intervals beside the paper's Table 2."),
         code("""
@@ -886,7 +886,8 @@ for p, d in views.items():
         df = df[df["seed"].isin(seeds)] if not df.empty else df
     if not df.empty:
         display(Markdown(f"**{p} profile** ({profiles.COHORT[p].n_patients} patients):"))
-        display(report.table(df))
+        display(report.table(df).style.format(precision=3, na_rep="-")
+                .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.4em; font-size: 0.8em"}]))
 """, tags=["hide-input"]),
         *extra,
     ]

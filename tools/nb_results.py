@@ -169,8 +169,14 @@ t2.to_csv(out_dir / "table2.csv", index=False)
 display(Markdown(f"## Table 2\\n\\nOurs: **{shown}** profile, test split of the synthetic cohort "
                  f"({int((cohort_manifest['split'] == 'test').sum()) if cohort_manifest is not None else '?'} patients); "
                  f"paper: 82 test patients of the UCLA cohort."))
+auc_part, op_part = results.table2_parts(t2)
 with pd.option_context("display.max_colwidth", 60):
-    display(t2.style.hide(axis="index").set_properties(**{"font-size": "8pt"}))
+    display(auc_part.style.hide(axis="index").format(na_rep="")
+            .set_properties(**{"font-size": "8pt"}).set_properties(subset=["ours"], **{"max-width": "16em"}))
+display(Markdown("**Operating points** at Youden's J (the runs above that have results): sensitivity, "
+                 "specificity and accuracy with the threshold chosen on validation (@val thr) and on the "
+                 "test split itself (@test-opt), beside the paper's."))
+display(op_part.style.hide(axis="index").format(na_rep="").set_properties(**{"font-size": "8pt"}))
 """, tags=["hide-input"]),
     md("""
 Notes on the rows. *Phase 1, 3D*: the paper's row says "Random"; the paper's method (and the issue

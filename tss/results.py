@@ -193,6 +193,16 @@ def _reader_row(t: pd.DataFrame, model: str) -> dict:
     return out
 
 
+def table2_parts(t2: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 2 as two tables that fit a page: the AUCs (ours beside the paper's), and the operating
+    points (sensitivity, specificity, accuracy at both thresholds beside the paper's)."""
+    rows = ["stage", "task", "model", "paper weights"]
+    auc = t2[rows + ["ours", "n test", "AUC (95% CI)", "AUC over seeds", "paper AUC"]]
+    ops = t2[rows + [c for c in t2.columns if "@" in c] + ["paper sens", "paper spec", "paper acc"]]
+    measured = ops[[c for c in ops.columns if "@" in c]].replace("n/a", np.nan).notna().any(axis=1)
+    return auc, ops[measured]
+
+
 def lee_metrics(lee_dir, subset: str = "usable", n_boot: int = 1000) -> dict:
     """The Lee et al. baseline's test metrics on the patients its ROI method could measure."""
     f = Path(lee_dir) / "predictions.csv"

@@ -157,7 +157,7 @@ def plot(t: pd.DataFrame, profile: str = "lowres"):
     """Test AUC against training stroke hemispheres: stroke detection (left), TSS < 4.5 h (right);
     one line per input size and model, bars: bootstrap 95% CI; dotted: the paper's 2D (Table 2)."""
     paper_auc = results.paper_aucs()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.2), sharex=True)
     panels = ((axes[0], ("2d-stroke-random",), ("2d", "stroke", "random"), "stroke detection"),
               (axes[1], ("2d-tss45-transfer", "2d-attention-transfer", "2d-tss45-random"),
                ("2d", "attention", "transfer"), "TSS < 4.5 h (per patient)"))
@@ -185,7 +185,7 @@ def plot(t: pd.DataFrame, profile: str = "lowres"):
         ax.set_xticks(sizes, [str(v) for v in sizes])
         ax.minorticks_off()
         ax.tick_params(labelsize=10)
-        ax.legend(fontsize=8.5, loc="lower right")
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -203,7 +203,7 @@ def pivot(t: pd.DataFrame) -> pd.DataFrame:
     stroke = t[t["experiment"] == "2d-stroke-random"].set_index(keys)
     wide["phase 1 epochs (best)"] = [f"{int(stroke.loc[k, 'epochs'])} ({int(stroke.loc[k, 'best_epoch'])})"
                                      if k in stroke.index else "-" for k in wide.index]
-    wide["minutes, all runs"] = t.groupby(keys)["wall_seconds"].sum().reindex(wide.index).div(60).round(1)
+    wide["minutes, all runs"] = [f"{m:.1f}" for m in t.groupby(keys)["wall_seconds"].sum().reindex(wide.index) / 60]
     out = wide.reset_index().rename(columns={"train_stroke_hemispheres": "training stroke hemispheres"})
     order = out["input"].map(lambda s: int(s.split(" x ")[0]))  # the smaller input first
     return out.assign(_o=order).sort_values(["_o", "training stroke hemispheres"]).drop(columns="_o")
