@@ -40,7 +40,7 @@ shown = results.profile_of(results_root, [p for p in profiles.BY_SIZE if p != "q
 runs_dir = results_root / shown / "runs"
 # its manifest and latent truth: the cohort's folder, or the copies committed with its results
 cohort_dir = results.cohort_tables(results_root, shown, cohort_dir if shown == profile else None)
-cache_dir = Path(cache_dir if cache_dir and shown == profile else f"../results/{shown}/cache/preprocess")
+cache_dir = Path(cache_dir) if cache_dir and shown == profile else results_root / shown / "cache" / "preprocess"
 out_dir = results_root / shown / "results"
 out_dir.mkdir(parents=True, exist_ok=True)
 print(f"results of the {shown} profile (make book ran {profile}); runs in {runs_dir}")
