@@ -180,7 +180,7 @@ def plot(t: pd.DataFrame, profile: str = "lowres"):
         ax.set_xlabel("training stroke hemispheres (log scale)", fontsize=11)
         ax.set_ylabel("test AUC", fontsize=11)
         ax.set_title(f"{title}, {profile} profile", fontsize=12)
-        ax.set_ylim(0.3, 1.0)
+        ax.set_ylim(0.2, 1.0)
         sizes = sorted(t["train_stroke_hemispheres"].unique())
         ax.set_xticks(sizes, [str(v) for v in sizes])
         ax.minorticks_off()
