@@ -307,3 +307,36 @@ def test_figure9_examples_survive_the_round_trip_through_their_committed_file(tm
         np.testing.assert_allclose(b["cam"], e["cam"], atol=1e-3)
     assert np.array_equal(back[0]["mask"], ex[0]["mask"]) and back[1]["mask"] is None
     assert back[1]["slice"] == 5 and "slice" not in back[0]
+
+
+def test_results_measured_in_another_session_are_kept_and_remeasured_ones_replaced(tmp_path):
+    """A paper-scale grid is trained over several sessions and only its small files survive: the
+    overlap table and the stored CAMs of experiments whose checkpoints are gone must stay, those
+    measured again must be replaced (not duplicated), in the page's order of experiments."""
+    order = ["2d-tss45-random", "2d-attention-transfer", "3d-tss45-random", "3d-attention-transfer"]
+    table = tmp_path / "overlap.csv"
+    first = pd.DataFrame({"experiment": ["3d-attention-transfer", "3d-tss45-random", "3d-tss45-random"],
+                          "patient_id": ["a", "a", "b"], "hit": [1.0, 0.0, 1.0]})
+    assert gradcam.merge_table(first, table, order)["experiment"].tolist() == [
+        "3d-tss45-random", "3d-tss45-random", "3d-attention-transfer"]  # nothing stored yet
+    first.to_csv(table, index=False)
+    now = pd.DataFrame({"experiment": ["2d-attention-transfer", "3d-tss45-random"], "patient_id": ["a", "a"],
+                        "hit": [0.0, 0.5]})
+    got = gradcam.merge_table(now, table, order)
+    assert got["experiment"].tolist() == ["2d-attention-transfer", "3d-tss45-random", "3d-attention-transfer"]
+    assert got.loc[got["experiment"] == "3d-tss45-random", "hit"].tolist() == [0.5]  # replaced, not added
+    assert got.loc[got["experiment"] == "3d-attention-transfer", "hit"].tolist() == [1.0]  # kept
+
+    rng = np.random.default_rng(0)
+
+    def ex(e, v):
+        return {"x": np.full((3, 2, 4, 2), v, np.float32), "cam": rng.random((2, 4, 2), dtype=np.float32),
+                "mask": None, "title": e, "experiment": e}
+
+    cams = tmp_path / "cams.npz"
+    gradcam.save_examples(cams, [ex("3d-attention-transfer", 0.25), ex("2d-tss45-random", 0.5)])
+    merged = gradcam.merge_examples([ex("2d-tss45-random", 0.75), ex("3d-tss45-random", 1.0)], cams, order)
+    assert [e["experiment"] for e in merged] == ["2d-tss45-random", "3d-tss45-random", "3d-attention-transfer"]
+    assert [float(e["x"].flat[0]) for e in merged] == [0.75, 1.0, 0.25]
+    gradcam.save_examples(cams, merged)
+    assert [e["experiment"] for e in gradcam.load_examples(cams)] == [e["experiment"] for e in merged]

@@ -340,11 +340,19 @@ from tss.train import Cohort
 device = "cuda" if torch.cuda.is_available() else "cpu"
 model_profile = profiles.MODEL[shown]
 exps = ["2d-tss45-random", "2d-attention-transfer", "3d-tss45-random", "3d-attention-transfer"]
-have = [e for e in exps if (runs_dir / f"seed{results.seeds(runs_dir, e)[0]}" / e / "best.pt").exists()] \\
-    if all(results.seeds(runs_dir, e) for e in exps) else []
-# computed where the checkpoints and the processed images are; read back from the committed files elsewhere
+
+
+def checkpoint(e):  # the best weights of an experiment's first seed, when they are here
+    s = results.seeds(runs_dir, e)
+    return runs_dir / f"seed{s[0]}" / e / "best.pt" if s else None
+
+
+# computed for the experiments whose checkpoints and processed images are here; the stored results of
+# the others (trained in an earlier session, or a clone without checkpoints) are read back and kept
+have = [e for e in exps if checkpoint(e) is not None and checkpoint(e).exists()]
 compute = bool(have) and (cache_dir / "cohort").exists()
-cohorts = {a: Cohort.load(cache_dir, model_profile.downsample(a), device) for a in ("2d", "3d")} if compute else None
+archs_here = sorted({e.split("-")[0] for e in have})
+cohorts = {a: Cohort.load(cache_dir, model_profile.downsample(a), device) for a in archs_here} if compute else None
 seed0 = results.seeds(runs_dir, have[0])[0] if have else None
 files = {k: out_dir / f for k, f in (("overlap", "gradcam_overlap.csv"), ("figure9", "figure9_cams.npz"),
                                       ("isles", "gradcam_isles.csv"), ("isles_cams", "gradcam_isles_cams.npz"))}
@@ -355,7 +363,8 @@ if not compute:
 """, tags=["hide-input"]),
     code("""
 if compute:
-    study = gradcam.cam_study(runs_dir / f"seed{seed0}", have, cohorts, cache_dir, split="test")
+    study = gradcam.merge_table(gradcam.cam_study(runs_dir / f"seed{seed0}", have, cohorts, cache_dir, split="test"),
+                                files["overlap"], exps)
     study.to_csv(files["overlap"], index=False)
 else:
     study = pd.read_csv(files["overlap"]) if files["overlap"].exists() else None
@@ -380,17 +389,17 @@ relative to each hemisphere's CAM maximum.
 """),
     code("""
 if compute:
-    c2 = cohorts["2d"]
-    rows = c2.rows("test", "stroke")
-    sizes = {int(r): gradcam.lesion_hemispheres(cache_dir, c2.index.at[r, "patient_id"], 1)[
-        ("left", "right").index(c2.index.at[r, "hemisphere"])].sum() for r in rows}
+    c1 = next(iter(cohorts.values()))  # every arch's cohort has the same rows (hemispheres)
+    rows = c1.rows("test", "stroke")
+    sizes = {int(r): gradcam.lesion_hemispheres(cache_dir, c1.index.at[r, "patient_id"], 1)[
+        ("left", "right").index(c1.index.at[r, "hemisphere"])].sum() for r in rows}
     row = max(sizes, key=sizes.get)
     examples = []
     for e in have:
         c = cohorts[e.split("-")[0]]
         model = gradcam.load_run_model(runs_dir / f"seed{seed0}" / e, c.x.shape[2], device)
-        examples.append(gradcam.cam_example(model, c, row, cache_dir, title=f"{e} ({shown})"))
-    gradcam.save_examples(files["figure9"], examples)
+        examples.append(gradcam.cam_example(model, c, row, cache_dir, title=f"{e} ({shown})", experiment=e))
+    gradcam.save_examples(files["figure9"], gradcam.merge_examples(examples, files["figure9"], exps))
 examples = gradcam.load_examples(files["figure9"]) if files["figure9"].exists() else []
 if examples:
     fig = gradcam.figure9(examples)
@@ -419,8 +428,9 @@ if (cache_dir / "cohort").exists() and isles_exps and (isles_cache / "patients")
                                         cache_dir, model_profile.downsample(e.split("-")[0]), device)
         rows_out.append(row)
         examples.append(ex)
-    pd.DataFrame(rows_out).to_csv(files["isles"], index=False)
-    gradcam.save_examples(files["isles_cams"], examples)
+    order = ["2d-stroke-random", "3d-stroke-genesis", *exps]
+    gradcam.merge_table(pd.DataFrame(rows_out), files["isles"], order).to_csv(files["isles"], index=False)
+    gradcam.save_examples(files["isles_cams"], gradcam.merge_examples(examples, files["isles_cams"], order))
 if files["isles"].exists() and files["isles_cams"].exists():
     display(Markdown(f"**{shown} profile.** *P*: the model's probability (stroke for phase 1, TSS < 4.5 h "
                      "after); the CAM measures are on the hemisphere with the expert lesion."))

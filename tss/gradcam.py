@@ -243,13 +243,15 @@ def cam_study(runs_dir, experiments, cohort, cache_dir, split: str = "test", max
                                       "hit", "peak_in_lesion", "prob"])
 
 
-def cam_example(model: torch.nn.Module, cohort, row: int, cache_dir, title: str = "") -> dict:
-    """One hemisphere of the cohort (its row number) ready for :func:`figure9`: x, cam, mask, title."""
+def cam_example(model: torch.nn.Module, cohort, row: int, cache_dir, title: str = "",
+                experiment: str | None = None) -> dict:
+    """One hemisphere of the cohort (its row number) ready for :func:`figure9`: x, cam, mask, title
+    (and the ``experiment`` it shows, which :func:`merge_examples` keys on)."""
     x = cohort.x[row:row + 1]
     pid, side = cohort.index.at[row, "patient_id"], cohort.index.at[row, "hemisphere"]
     mask = lesion_hemispheres(cache_dir, pid, _downsample(x))[("left", "right").index(side)]
     return {"x": x[0].float().cpu().numpy(), "cam": cam(model, x)[0], "mask": mask,
-            "title": title or f"{pid} {side}"}
+            "title": title or f"{pid} {side}", "experiment": experiment}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -310,6 +312,8 @@ def save_examples(path, examples) -> None:
         arrays[f"title{i}"] = np.array(e.get("title", ""))
         if e.get("slice") is not None:
             arrays[f"slice{i}"] = np.array(int(e["slice"]))
+        if e.get("experiment") is not None:
+            arrays[f"experiment{i}"] = np.array(e["experiment"])
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, n=np.array(len(examples)), **arrays)
@@ -323,8 +327,43 @@ def load_examples(path) -> list[dict]:
                  "mask": z[f"mask{i}"] if f"mask{i}" in z else None, "title": str(z[f"title{i}"])}
             if f"slice{i}" in z:
                 e["slice"] = int(z[f"slice{i}"])
+            if f"experiment{i}" in z:
+                e["experiment"] = str(z[f"experiment{i}"])
             out.append(e)
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# stored results that grow run by run
+
+
+def _rank(order, experiment) -> int:
+    order = list(order)
+    return order.index(experiment) if experiment in order else len(order)
+
+
+def merge_table(fresh: pd.DataFrame, path, order=()) -> pd.DataFrame:
+    """``fresh`` rows (one or more per experiment, column ``experiment``) with the rows stored in
+    ``path`` for every experiment ``fresh`` lacks: a profile's checkpoints need not all be on one
+    machine at once (a paper-scale grid is trained over several sessions, and only its small files
+    are kept), so what was measured earlier is kept and what is measured now replaces it. Rows come
+    in ``order`` of experiments (others last, in their order)."""
+    path = Path(path)
+    old = pd.read_csv(path) if path.exists() else fresh.iloc[:0]
+    kept = old[~old["experiment"].isin(set(fresh["experiment"]))]
+    both = pd.concat([kept, fresh], ignore_index=True) if len(kept) else fresh.reset_index(drop=True)
+    rank = both["experiment"].map(lambda e: _rank(order, e))
+    return both.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def merge_examples(fresh: list[dict], path, order=()) -> list[dict]:
+    """:func:`merge_table` for :func:`figure9`'s examples: each example names its ``experiment``;
+    the stored ones of experiments not in ``fresh`` are kept."""
+    path = Path(path)
+    now = {e["experiment"] for e in fresh}
+    old = [e for e in (load_examples(path) if path.exists() else []) if e.get("experiment") not in now]
+    both = old + list(fresh)
+    return [both[i] for i in np.argsort([_rank(order, e.get("experiment")) for e in both], kind="stable")]
 
 
 def external_case(run_dir, isles_cache, pid: str, cohort_cache, downsample: int, device="cpu") -> tuple[dict, dict]:
@@ -345,5 +384,5 @@ def external_case(run_dir, isles_cache, pid: str, cohort_cache, downsample: int,
            "P, lesion hemisphere": float(prob[side]), "P, other hemisphere": float(prob[1 - side]),
            "scored higher": "lesion" if prob[side] > prob[1 - side] else "other", **overlap(cams, ext["mask"][side])}
     example = {"x": ext["x"][side].float().cpu().numpy(), "cam": cams, "mask": ext["mask"][side],
-               "title": f"ISLES'22 {pid}, {exp.name}"}
+               "title": f"ISLES'22 {pid}, {exp.name}", "experiment": exp.name}
     return row, example
