@@ -279,3 +279,24 @@ def test_metric_summary_single_class_sets_give_nan_not_errors():
     s2 = stats.metric_summary(y2, p2, np.ones(20), np.arange(20.0), n_boot=50)
     assert np.isnan(s2["threshold_val"]) and np.isnan(s2["sens_val_lo"]) and not np.isnan(s2["auc"])
     assert "threshold_val" not in stats.metric_summary(y2, p2, n_boot=20)
+
+
+def test_reader_intervals_are_exact_clopper_pearson_and_match_scipy():
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 85)
+    calls = pd.DataFrame({r: np.where(rng.random(85) < 0.75, y, 1 - y) for r in ("r1", "r2", "r3")})
+    calls["r2"] = 0  # never calls mismatch: sensitivity 0 with a one-sided interval
+    t = stats.reader_table(y, calls).set_index("reader")
+    for name, c in [*calls.items(), ("Aggregate (majority)", stats.majority(calls.to_numpy()))]:
+        for metric, (k, n) in stats.binary_counts(y, c).items():
+            ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+            assert t.at[name, metric] == pytest.approx(k / n)
+            assert (t.at[name, f"{metric}_lo"], t.at[name, f"{metric}_hi"]) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    assert t.at["r2", "sensitivity_lo"] == 0 and 0 < t.at["r2", "sensitivity_hi"] < 0.1
+    assert all(np.isnan(stats.proportion_ci(0, 0)))  # no trials: no interval
+    boot = stats.reader_table(y, calls, n_boot=200, method="bootstrap").set_index("reader")
+    assert boot.at["r1", "sensitivity"] == t.at["r1", "sensitivity"]
+    with pytest.raises(ValueError, match="exact"):
+        stats.reader_table(y, calls, method="wald")

@@ -68,6 +68,18 @@ def test_a_phase_refuses_to_start_without_its_source(cohort, tmp_path):
         Run(Experiment("2d", "tss3", "transfer"), cohort, tmp_path, "quick", 0)
 
 
+def test_a_phase_whose_finished_source_has_no_weights_says_so_and_how_to_retrain_it(cohort, tmp_path):
+    """A clone holds finished runs without checkpoints: a later phase must not start from nothing."""
+    Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, max_epochs=1, progress=False,
+        train_profile=TINY).fit()
+    (tmp_path / "2d-stroke-random" / "best.pt").unlink()
+    run = Run(Experiment("2d", "tss3", "transfer"), cohort, tmp_path, "quick", 0, max_epochs=1, progress=False,
+              train_profile=TINY)
+    with pytest.raises(SourceMissing, match="2d-stroke-random, which finished but whose weights are not here.*delete"):
+        run.fit()
+    assert not (tmp_path / "2d-tss3-transfer" / "summary.json").exists()
+
+
 def test_phase_transitions_load_the_right_weights_and_freeze_the_right_parts(cohort, tmp_path):
     Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, max_epochs=1, progress=False, train_profile=TINY).fit()
     src = torch.load(tmp_path / "2d-stroke-random" / "best.pt", weights_only=True)["model"]

@@ -86,19 +86,45 @@ def with_ci(value: float, ci: tuple[float, float], digits: int = 2) -> str:
     return f"{value:.{digits}f} ({ci[0]:.{digits}f}-{ci[1]:.{digits}f})"
 
 
-def reader_table(y_true, calls: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per-reader and aggregate (majority) sensitivity/specificity/accuracy with bootstrap CIs."""
+def binary_counts(y_true, y_pred) -> dict[str, tuple[int, int]]:
+    """(successes, trials) behind each proportion of :func:`binary_metrics`."""
+    y, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
+    tp, tn = int(np.sum(y & p)), int(np.sum(~y & ~p))
+    return {"sensitivity": (tp, int(y.sum())), "specificity": (tn, int((~y).sum())), "accuracy": (tp + tn, len(y))}
+
+
+def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) confidence interval of the binomial proportion k / n (statsmodels'
+    ``beta`` method); NaN bounds when n is 0."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if not n:
+        return np.nan, np.nan
+    lo, hi = proportion_confint(k, n, alpha=1 - level, method="beta")
+    return float(lo), float(hi)
+
+
+def reader_table(y_true, calls: pd.DataFrame, n_boot: int = 2000, seed: int = 0, method: str = "exact") -> pd.DataFrame:
+    """Per-reader and aggregate (majority) sensitivity/specificity/accuracy with 95% CIs: exact
+    Clopper-Pearson intervals of each proportion (``method="exact"``, the default: a reader's calls
+    are fixed, so each metric is a binomial proportion of the patients it counts), or a stratified
+    bootstrap over patients (``method="bootstrap"``, ``n_boot`` replicates)."""
+    if method not in ("exact", "bootstrap"):
+        raise ValueError(f"method must be 'exact' or 'bootstrap', not {method!r}")
     y = np.asarray(y_true).astype(int)
     cols = dict(calls.items())
     cols["Aggregate (majority)"] = majority(calls.to_numpy())
     rows = []
     for name, c in cols.items():
         c = np.asarray(c).astype(int)
-        point = binary_metrics(y, c)
+        point, counts = binary_metrics(y, c), binary_counts(y, c)
         row = {"reader": name}
         for metric, v in point.items():
-            ci = bootstrap_ci(lambda yy, cc, m=metric: binary_metrics(yy, cc)[m], y, c,
-                              n_boot=n_boot, seed=seed, stratify=y)
+            if method == "exact":
+                ci = proportion_ci(*counts[metric])
+            else:
+                ci = bootstrap_ci(lambda yy, cc, m=metric: binary_metrics(yy, cc)[m], y, c,
+                                  n_boot=n_boot, seed=seed, stratify=y)
             row[metric] = v
             row[f"{metric}_lo"], row[f"{metric}_hi"] = ci
         rows.append(row)

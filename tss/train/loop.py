@@ -118,6 +118,10 @@ class Run:
         if self.exp.init == "imagenet":
             report = load_imagenet(m)  # raises WeightsUnavailable with where to put the file
         elif self.source_dir is not None:
+            if not (self.source_dir / "best.pt").exists():  # a finished run whose checkpoints were not kept
+                raise SourceMissing(f"{self.exp.name} starts from {self.source_dir.name}, which finished but whose "
+                                    f"weights are not here (no best.pt: only its result files were kept); delete "
+                                    f"{self.source_dir} and run again to retrain it")
             # phase 4 continues the same task: keep phase 3's output layer; other phases learn a new head
             report = load_matching(m, self.source_dir / "best.pt", skip=() if self.exp.phase == "attention" else None)
             if not report.loaded:
