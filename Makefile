@@ -43,16 +43,26 @@ lock:
 	  --constraints lock-constraints.txt --custom-compile-command "make lock" --quiet -o $(LOCK)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-# one papermill run per notebook; executed copies go where the book reads them
+# one papermill run per page: notebooks/NN_name.py (jupytext percent format) is converted to a
+# notebook and executed into book/generated/NN_name.ipynb; the three Training pages are one notebook,
+# notebooks/04_training.py, executed once per chapter's `phases`
 notebooks: $(STAMP)
 	@set -euo pipefail; profile=$(PROFILE_CMD); mkdir -p $(GENERATED); \
-	echo "profile: $$profile"; \
+	echo "profile: $$profile"; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	for nb in $(NOTEBOOKS); do \
+	  case $$nb in \
+	    04_training_pretrain) src=04_training; extra=(-p phases genesis,medical,stroke);; \
+	    05_training_tss) src=04_training; extra=(-p phases tss3,tss45);; \
+	    06_training_attention) src=04_training; extra=(-p phases attention);; \
+	    *) src=$$nb; extra=();; \
+	  esac; \
 	  start=$$(date +%s.%N); \
-	  $(PY) -m papermill --kernel python3 --cwd notebooks notebooks/$$nb.ipynb $(GENERATED)/$$nb.ipynb \
-	    -p profile $$profile -p jobs $(JOBS); \
+	  $(PY) -m jupytext --quiet --to ipynb --output $$tmp/$$nb.ipynb notebooks/$$src.py; \
+	  $(PY) -m papermill --kernel python3 --language python --cwd notebooks $$tmp/$$nb.ipynb $(GENERATED)/$$nb.ipynb \
+	    -p profile $$profile -p jobs $(JOBS) "$${extra[@]}"; \
 	  $(PY) tools/hide_parameters.py $(GENERATED)/$$nb.ipynb; \
 	  $(PY) -m tss.provenance results/$$profile --stage $$nb --since $$start; \
 	done

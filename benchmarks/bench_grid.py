@@ -49,7 +49,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     full, quick = (ROOT / "results" / p / "cache" / "preprocess" for p in ("full", "quick"))
     ap.add_argument("--cache", type=Path, default=full if (full / "cohort" / "hemispheres.npy").exists() else quick,
-                    help="a processed cohort (python -m tss preprocess); default: the full one when it exists, else the quick one")
+                    help="a processed cohort (python -m tss preprocess); "
+                         "default: the full one when it exists, else the quick one")
     ap.add_argument("--bf16", action="store_true", help="hold the cohort in bf16 on the CPU too (the GPU's path)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
     args = ap.parse_args()

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tss import gradcam
-from tss.preprocess import pipeline
 from tss.models import Attention3DNet, SliceAttentionNet
+from tss.preprocess import pipeline
 from tss.train import Cohort
 
 matplotlib.use("Agg")

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 import torchvision
 
 from tss import profiles
-from tss.models import (Attention3DNet, SliceAttentionNet, UNet3D, WeightsUnavailable, genesis,
-                        load_imagenet, load_matching)
+from tss.models import Attention3DNet, SliceAttentionNet, UNet3D, WeightsUnavailable, genesis, load_imagenet, load_matching
 
 QUICK = profiles.MODEL["quick"].input_shape("2d")
 FULL = profiles.MODEL["full"].input_shape("2d")
@@ -217,7 +216,9 @@ def test_one_shuffle_window_permutes_its_voxels_and_nothing_else():
     y, changed = genesis.local_shuffle(x, torch.Generator().manual_seed(2), n_windows=1, max_frac=0.5)
     assert changed.sum() > 1 and torch.equal(y[:, ~changed], x[:, ~changed])
     # voxels move together across channels, and only within the window
-    pairs = lambda t: sorted(map(tuple, t[:, changed].T.tolist()))
+    def pairs(t):
+        return sorted(map(tuple, t[:, changed].T.tolist()))
+
     assert pairs(y) == pairs(x) and not torch.equal(y, x)
 
 
@@ -317,3 +318,27 @@ def test_imagenet_loading_path(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(WeightsUnavailable, match="Nothing is downloaded"):
         load_imagenet(SliceAttentionNet(n_slices=2))
+
+
+def test_the_parameter_table_counts_every_parameter_and_says_what_each_phase_trains():
+    from tss.models import parameter_table
+
+    nets = {"2D": SliceAttentionNet(n_slices=4), "3D": Attention3DNet()}
+    t = parameter_table(nets, UNet3D())
+    for name, m in nets.items():
+        rows = t[t["model"] == name]
+        assert rows["parameters"].sum() == sum(p.numel() for p in m.parameters())
+        assert set(rows.loc[rows["phases 2-3"] == "frozen", "part"]) == set(m.EARLY)
+        assert set(rows.loc[rows["phase 4"] == "trained", "part"]) == set(m.ATTENTION)
+    assert set(t.loc[t["model"] == "3D U-Net (Genesis only)", "part"]) == {"decoder", "out"}
+
+
+def test_output_shapes_names_each_modules_output_and_leaves_no_hook():
+    from tss.models import output_shapes
+
+    model = Attention3DNet()
+    got = output_shapes(model, ["encoder.down1", "attention1", "fc"], torch.rand(1, 3, 26, 56, 28))
+    assert got["fc"] == "1"
+    assert got["encoder.down1"].split(" x ")[1:] == ["26", "56", "28"]  # the first level keeps the input size
+    assert len(got["attention1"].split(" x ")) == 4  # the gate's attention map, not its pooled output
+    assert not any(m._forward_hooks for m in model.modules())

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_manifest import edit, make_cohort
+
 from tss import cli, manifest, paths, synth
 from tss.baselines import lee
 from tss.preprocess import pipeline

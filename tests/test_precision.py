@@ -7,13 +7,12 @@ import json
 
 import pytest
 import torch
+from test_train import TINY, _cohort
 from torch import nn
 
 from tss import precision
 from tss.models import PartsModel
 from tss.train import Experiment, Run, loop
-
-from test_train import TINY, _cohort
 
 AVX512_BF16 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
 AMX = "flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile amx_int8\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from pathlib import Path
 
 import nibabel as nib
@@ -10,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-
 from conftest import SHARED
+
 from tss import manifest, preprocess
 from tss.cli import main as cli
 from tss.preprocess import qc, steps

@@ -21,7 +21,7 @@ def test_a_stage_records_the_environment_and_keeps_the_other_stages(tmp_path):
     assert data["stages"]["01_cohort"]["seconds"] == 1.0 and data["stages"]["02_preprocessing"]["seconds"] == 45.6
     env = data["stages"]["02_preprocessing"]["environment"]
     assert env["torch"] == torch.__version__ and env["torch_threads"] == torch.get_num_threads()
-    assert env["python"] == "%d.%d.%d" % sys.version_info[:3]
+    assert env["python"] == "{}.{}.{}".format(*sys.version_info[:3])
     assert env["packages"]["numpy"] == __import__("numpy").__version__
     lock = provenance.ROOT / "requirements.lock"
     assert env["lock_sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()

@@ -166,3 +166,37 @@ def test_table2_splits_into_an_auc_table_and_an_operating_point_table_that_keeps
     assert len(auc) == 3 and "sens @val thr" not in auc and "paper AUC" in auc
     assert ops["model"].tolist() == ["2D", "Radiologist 1"]  # the ImageNet row without results is left out
     assert "AUC (95% CI)" not in ops and "paper sens" in ops
+
+
+def test_reader_report_formats_each_readers_metrics_and_their_majority():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 60)
+    calls = pd.DataFrame({r: np.where(rng.random(60) < 0.8, y, 1 - y) for r in results.READERS})
+    calls["reader3"] = 1  # calls mismatch for everyone: sensitivity 1, specificity 0
+    t = results.reader_report(y, calls, n_boot=200, seed=0)
+    assert t["reader"].tolist() == ["Reader 1", "Reader 2", "Reader 3", "Aggregate (majority)"]
+    raw = stats.reader_table(y, calls, n_boot=200, seed=0)
+    for _i, m in enumerate(("sensitivity", "specificity", "accuracy")):
+        assert t[m].iloc[0] == stats.with_ci(raw[m].iloc[0], (raw[f"{m}_lo"].iloc[0], raw[f"{m}_hi"].iloc[0]))
+    assert t["sensitivity"].iloc[2].startswith("1.00") and t["specificity"].iloc[2].startswith("0.00")
+    majority = stats.majority(calls.to_numpy())
+    assert t["accuracy"].iloc[3].startswith(f"{np.mean(majority == y):.2f}")
+
+
+def test_a_model_reaches_the_papers_auc_when_above_it_or_when_its_interval_holds_it():
+    by = pd.DataFrame([
+        {"experiment": "above", "status": "ok", "auc": 0.93, "auc_lo": 0.90, "auc_hi": 0.96, "n": 170,
+         "level": "hemisphere", "n_seeds": 1},
+        {"experiment": "holds", "status": "ok", "auc": 0.85, "auc_lo": 0.78, "auc_hi": 0.91, "n": 85,
+         "level": "patient", "n_seeds": 2},
+        {"experiment": "below", "status": "ok", "auc": 0.70, "auc_lo": 0.60, "auc_hi": 0.80, "n": 85,
+         "level": "patient", "n_seeds": 1},
+        {"experiment": "skipped", "status": "no weights", "auc": np.nan, "auc_lo": np.nan, "auc_hi": np.nan, "n": 0,
+         "level": "patient", "n_seeds": 0},
+    ]).set_index("experiment")
+    assert results.reaches_paper(by, "above", 0.89)["verdict"] == "reproduced"
+    holds = results.reaches_paper(by, "holds", 0.89)
+    assert holds["verdict"] == "reproduced" and holds["seeds"] == 2 and "85 test patients" in holds["ours"]
+    assert results.reaches_paper(by, "below", 0.89)["verdict"].startswith("not reproduced")
+    assert results.reaches_paper(by, "skipped", 0.89)["verdict"] == "not run"
+    assert results.reaches_paper(by, "absent", 0.89) == {"ours": "not run", "verdict": "not run", "seeds": 0}

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_train import TINY, _cohort
 
 from tss.train import Cohort, data, study
 from tss.train.config import TSS_45H_MIN
-from test_train import TINY, _cohort
 
 matplotlib.use("Agg")
 
@@ -66,7 +66,8 @@ def test_training_subsets_are_nested_minimal_and_leave_validation_and_test_alone
                 idx[idx["split"] == split].reset_index(drop=True))
         # rows carry their own tensors, not their neighbours'
         orig = idx.reset_index().merge(s.index.reset_index(), on=["patient_id", "hemisphere"])
-        assert torch.equal(s.x[orig["index_y"].to_numpy().copy(), 0], torch.tensor(orig["index_x"].to_numpy(), dtype=torch.float32))
+        assert torch.equal(s.x[orig["index_y"].to_numpy().copy(), 0],
+                           torch.tensor(orig["index_x"].to_numpy(), dtype=torch.float32))
         assert len({s.key, c.key}) == 2
     assert kept[10] < kept[25] < kept[50]
     assert study.train_subset(c, None) is c

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import N_SMALL
 from scipy import ndimage
 from scipy.stats import spearmanr
 
@@ -16,8 +17,6 @@ from tss import manifest, synth, tables
 from tss.synth import acquire, cohort
 from tss.synth.anatomy import CHANNELS, load_anatomy
 from tss.synth.params import param
-
-from conftest import N_SMALL
 
 
 def _load(root, pid, key):
@@ -172,7 +171,8 @@ def test_dwi_lesion_bright_at_every_tss_and_flair_rises(field):
     assert min(dwi_r) > 1.0
     assert np.all(np.diff(fl_r) >= -1e-9) and fl_r[-1] > 1.2 and fl_r[0] < 1.02
     # CSF is nulled on FLAIR
-    assert acquire.flair_signal(*tissues["CSF"][:3], 9000, 110, ti) < 0.01 * acquire.flair_signal(*tissues["WM"][:3], 9000, 110, ti)
+    assert (acquire.flair_signal(*tissues["CSF"][:3], 9000, 110, ti)
+            < 0.01 * acquire.flair_signal(*tissues["WM"][:3], 9000, 110, ti))
 
 
 def test_measured_ratios_follow_the_latent_signal(small):

@@ -81,10 +81,12 @@ def test_a_phase_whose_finished_source_has_no_weights_says_so_and_how_to_retrain
 
 
 def test_phase_transitions_load_the_right_weights_and_freeze_the_right_parts(cohort, tmp_path):
-    Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, max_epochs=1, progress=False, train_profile=TINY).fit()
+    Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, max_epochs=1, progress=False,
+        train_profile=TINY).fit()
     src = torch.load(tmp_path / "2d-stroke-random" / "best.pt", weights_only=True)["model"]
 
-    run = Run(Experiment("2d", "tss3", "transfer"), cohort, tmp_path, "quick", 0, max_epochs=2, progress=False, train_profile=TINY)
+    run = Run(Experiment("2d", "tss3", "transfer"), cohort, tmp_path, "quick", 0, max_epochs=2, progress=False,
+              train_profile=TINY)
     model, rep = run._model()
     assert model.frozen == ("stem", "layer1")
     assert torch.equal(model.state_dict()["layer3.0.conv1.weight"], src["layer3.0.conv1.weight"])
@@ -98,9 +100,11 @@ def test_phase_transitions_load_the_right_weights_and_freeze_the_right_parts(coh
     assert not torch.equal(after["layer4.1.conv2.weight"], src["layer4.1.conv2.weight"])
     assert summary["frozen"] == ["stem", "layer1"]
 
-    Run(Experiment("2d", "tss45", "transfer"), cohort, tmp_path, "quick", 0, max_epochs=1, progress=False, train_profile=TINY).fit()
+    Run(Experiment("2d", "tss45", "transfer"), cohort, tmp_path, "quick", 0, max_epochs=1, progress=False,
+        train_profile=TINY).fit()
     p3 = torch.load(tmp_path / "2d-tss45-transfer" / "best.pt", weights_only=True)["model"]
-    run4 = Run(Experiment("2d", "attention", "transfer"), cohort, tmp_path, "quick", 0, max_epochs=2, progress=False, train_profile=TINY)
+    run4 = Run(Experiment("2d", "attention", "transfer"), cohort, tmp_path, "quick", 0, max_epochs=2, progress=False,
+               train_profile=TINY)
     m4, rep4 = run4._model()
     assert set(m4.frozen) == set(m4.parts()) - {"attention"}
     assert torch.equal(m4.state_dict()["fc.weight"], p3["fc.weight"])  # same task: the head is kept
@@ -139,7 +143,8 @@ def test_caching_the_frozen_stages_changes_no_number(cohort, tmp_path):
 
 def test_early_stopping_fires_on_a_plateau(cohort, tmp_path, monkeypatch):
     monkeypatch.setattr(Run, "_score", lambda self, model, data, *args: (0.5, 0.7))  # never improves after epoch 1
-    run = Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, max_epochs=50, progress=False, train_profile=TINY)
+    run = Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, max_epochs=50, progress=False,
+              train_profile=TINY)
     s = run.fit()
     assert s["epochs"] == run.tp.patience + 1 and s["best_epoch"] == 1
 

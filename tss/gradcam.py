@@ -37,8 +37,8 @@ from scipy import ndimage, special
 from tqdm.auto import tqdm
 
 from . import preprocess
-from .preprocess import pipeline
 from .models import ARCHS, PartsModel, build, read_state_dict
+from .preprocess import pipeline
 from .train.config import PHASES, Experiment
 from .train.data import pool_in_plane
 

@@ -137,6 +137,20 @@ def reader_metrics(manifest: pd.DataFrame, split: str = "test", n_boot: int = 10
     return out
 
 
+READERS = ["reader1", "reader2", "reader3"]  # the manifest's reader columns
+
+
+def reader_report(y, calls: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The Data chapter's reader table: sensitivity, specificity and accuracy of each reader's calls
+    (columns of ``calls``) and of their majority against ``y`` (TSS < 4.5 h), each as "value (95% CI)"."""
+    t = stats.reader_table(y, calls, n_boot=n_boot, seed=seed)
+    for m in ("sensitivity", "specificity", "accuracy"):
+        t[m] = [stats.with_ci(v, (lo, hi)) for v, lo, hi in zip(t[m], t[f"{m}_lo"], t[f"{m}_hi"])]
+    t = t[["reader", "sensitivity", "specificity", "accuracy"]].copy()
+    t["reader"] = [f"Reader {i + 1}" for i in range(calls.shape[1])] + ["Aggregate (majority)"]
+    return t
+
+
 def _fmt(m: dict, key: str) -> str:
     return stats.with_ci(m.get(key, np.nan), (m.get(f"{key}_lo", np.nan), m.get(f"{key}_hi", np.nan)))
 
@@ -307,7 +321,8 @@ def plot_auc_by_init(raw: pd.DataFrame, phase: str, ax=None):
             elif len(pr):
                 ax.text(x + width, 0.52, "not run", rotation=90, fontsize=7, ha="center", va="bottom")
     ticks = [j * (len(inits) + 1) + i for j in range(2) for i in range(len(inits))]
-    ax.set_xticks(ticks, [f"{m}\n{w.replace('Phase 1', 'ours').replace('Phase 2', 'ours')}" for m in ("2D", "3D") for w in inits], fontsize=8)
+    ax.set_xticks(ticks, [f"{m}\n{w.replace('Phase 1', 'ours').replace('Phase 2', 'ours')}"
+                          for m in ("2D", "3D") for w in inits], fontsize=8)
     ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
     ax.set_ylim(0.3, 1.0)
     ax.set_ylabel("test ROC AUC")
@@ -335,6 +350,17 @@ def verdict(diff: float, p: float, alpha: float = 0.05) -> str:
     if diff == 0:
         return "not reproduced (no difference)"
     return "opposite, significant" if p < alpha else "not reproduced (opposite direction, not significant)"
+
+
+def reaches_paper(by: pd.DataFrame, experiment: str, paper_auc: float) -> dict:
+    """Our evidence for "``experiment`` reaches the paper's test AUC": reproduced when our AUC is at
+    least ``paper_auc`` or its 95% CI holds it. ``by``: :func:`table2`'s raw rows indexed by experiment."""
+    if experiment not in by.index or by.at[experiment, "status"] != "ok":
+        return {"ours": "not run", "verdict": "not run", "seeds": 0}
+    r = by.loc[experiment]
+    ok = r["auc_lo"] <= paper_auc <= r["auc_hi"] or r["auc"] >= paper_auc
+    return {"ours": f"{stats.with_ci(r['auc'], (r['auc_lo'], r['auc_hi']))} ({r['n']:.0f} test {r.get('level', 'patient')}s)",
+            "verdict": "reproduced" if ok else "not reproduced (below the paper's value)", "seeds": int(r["n_seeds"])}
 
 
 def compare_claim(runs_root, better: str, worse: str) -> dict:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -27,7 +27,7 @@ class PartsModel(nn.Module):
     def parts(self) -> dict[str, list[nn.Module]]:
         raise NotImplementedError
 
-    def freeze(self, parts: Iterable[str]) -> "PartsModel":
+    def freeze(self, parts: Iterable[str]) -> PartsModel:
         parts = tuple(parts)
         known = self.parts()
         unknown = [p for p in parts if p not in known]
@@ -40,7 +40,7 @@ class PartsModel(nn.Module):
                     p.requires_grad_(name not in parts)
         return self.train(self.training)
 
-    def train_only(self, parts: Iterable[str]) -> "PartsModel":
+    def train_only(self, parts: Iterable[str]) -> PartsModel:
         keep = set(parts)
         return self.freeze([p for p in self.parts() if p not in keep])
 

@@ -1,8 +1,19 @@
 """Preprocessing (paper section 2.1): native MRI -> registered template-space volumes ->
 hemisphere tensors. See :mod:`tss.preprocess.pipeline` for the data flow and caching."""
 
-from tss.preprocess.pipeline import (CHANNELS, PIPELINE_VERSION, CohortRun, Outcome, assemble, hemisphere_labels,
-                                     hemispheres, load_hemispheres, load_patient, preprocess_cohort, run_patient)
+from tss.preprocess.pipeline import (
+    CHANNELS,
+    PIPELINE_VERSION,
+    CohortRun,
+    Outcome,
+    assemble,
+    hemisphere_labels,
+    hemispheres,
+    load_hemispheres,
+    load_patient,
+    preprocess_cohort,
+    run_patient,
+)
 from tss.preprocess.steps import TARGET_SHAPE, PatientError, load_template, target_affine
 
 __all__ = ["CHANNELS", "PIPELINE_VERSION", "CohortRun", "Outcome", "assemble", "hemisphere_labels", "hemispheres",

@@ -29,7 +29,8 @@ from tss.atomic import atomic_path, write_text
 from tss.preprocess import steps
 from tss.preprocess.steps import PatientError
 
-PIPELINE_VERSION = "1.3"  # 1.3: registration seeded (0 meant the wall clock); an affine stage that ends worse than it started is not kept
+# 1.3: registration seeded (0 meant the wall clock); an affine stage that ends worse than it started is not kept
+PIPELINE_VERSION = "1.3"
 CHANNELS = ("b1000", "b0", "flair")
 SCALE_CAP = 150.0  # standardised intensities (0-100 between the 1st and 99th percentile) / 150 -> [0, 1]
 MIN_LESION_FRACTION = 0.05  # a hemisphere is positive if it holds >= 5% of the lesion (and >= 3 voxels)

@@ -171,14 +171,14 @@ def sample_fractions(anat_s: Sampler, anat: Anatomy, lesion_s: Sampler, lesion_l
     n_sub = param("subslices")
     offs = (np.arange(n_sub) + 0.5) / n_sub - 0.5
     ci, cj = _coarse_axis(shape[0]), _coarse_axis(shape[1])
-    I, J = np.meshgrid(ci, cj, indexing="ij")
+    ii, jj = np.meshgrid(ci, cj, indexing="ij")
     out = np.zeros((len(CHANNELS) + 1,) + tuple(shape), np.float32)
     for k in range(shape[2]):
-        ijk = np.stack([np.broadcast_to(I, (n_sub,) + I.shape), np.broadcast_to(J, (n_sub,) + I.shape),
-                        (k + offs)[:, None, None] * np.ones_like(I)], -1).reshape(-1, 3)
+        ijk = np.stack([np.broadcast_to(ii, (n_sub,) + ii.shape), np.broadcast_to(jj, (n_sub,) + ii.shape),
+                        (k + offs)[:, None, None] * np.ones_like(ii)], -1).reshape(-1, 3)
         world = ijk @ affine[:3, :3].T + affine[:3, 3]
         vox = anat.mm_to_voxel(deform(to_template(world)))
-        coarse = torch.from_numpy(vox.reshape(n_sub, *I.shape, 3).transpose(0, 3, 1, 2).astype(np.float32))
+        coarse = torch.from_numpy(vox.reshape(n_sub, *ii.shape, 3).transpose(0, 3, 1, 2).astype(np.float32))
         fine = F.interpolate(coarse, size=tuple(shape[:2]), mode="bilinear", align_corners=True)
         vox = fine.permute(0, 2, 3, 1).reshape(-1, 3).numpy().astype(np.float64)
         tissue = anat_s(vox)

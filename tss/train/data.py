@@ -37,7 +37,7 @@ class Cohort:
 
     @classmethod
     def load(cls, cache_dir, downsample: int = 1, device: str | torch.device = "cpu",
-             dtype: torch.dtype | None = None) -> "Cohort":
+             dtype: torch.dtype | None = None) -> Cohort:
         """The preprocessed cohort of ``cache_dir`` (``python -m tss preprocess``), pooled in-plane by
         ``downsample``, as float32 on the CPU or resident on a GPU in its training precision
         (``dtype`` overrides; :func:`tss.precision.for_data`)."""

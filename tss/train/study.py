@@ -163,7 +163,7 @@ def plot(t: pd.DataFrame, profile: str = "lowres"):
                ("2d", "attention", "transfer"), "TSS < 4.5 h (per patient)"))
     markers = dict(zip(LABELS, "osD^"))
     for ax, names, paper_key, title in panels:
-        for j, (d, g) in enumerate(t.groupby("downsample", sort=True)):
+        for j, (_d, g) in enumerate(t.groupby("downsample", sort=True)):
             for k, name in enumerate(names):
                 r = g[g["experiment"] == name].sort_values("train_stroke_hemispheres")
                 if r.empty:

@@ -1,0 +1,71 @@
+# %% [markdown]
+# # How many patients does the method need?
+#
+# A clinical group planning its own cohort asks this first, and it decides how this companion can
+# test the paper on two CPU cores: the paper trains its 2D model on 224 x 112 hemisphere slices, and
+# a smaller input trains many times faster. This page measures both questions at once: the 2D
+# transfer chain of the paper (phase 1 stroke detection from random weights, then TSS < 3 h, TSS <
+# 4.5 h and the attention fine-tuning, each from the previous phase's weights with the early layers
+# frozen) is trained from scratch on nested subsets of the training patients, at two in-plane input
+# sizes, with the same validation and test patients throughout. A TSS < 4.5 h model from random
+# weights at each size shows what the transfer adds as data shrinks.
+#
+# - **Sizes** count training stroke hemispheres (the examples of the TSS phases; phase 1 also sees
+#   their contralateral hemispheres). A smaller subset's patients are among every larger one's, and
+#   each keeps the training split's share of patients scanned before and after 4.5 h.
+# - **Procedure** as the profile's grid: AdaBound at the paper's learning rates, early stopping on the
+#   validation AUC with the profile's patience and epoch cap.
+# - **Uncertainty**: each point is one training run (one seed); bars are stratified bootstrap 95% CIs
+#   over the test patients (hemispheres for stroke detection). The spread between seeds is not in them.
+#
+# `python -m tss study --profile <profile>` runs the same study from the command line (cached and
+# resumable like every run: a killed study continues where it stopped).
+
+# %% tags=["parameters", "remove-cell"]
+# Parameters (papermill injects new values below this cell)
+profile = "quick"
+seed = 0             # training seed of every run of the study
+jobs = -1            # torch CPU threads (-1: torch's default)
+cache_dir = None     # None: ../results/<profile>/cache/preprocess (written by 02_preprocessing)
+train = True         # run (or read back) this profile's study; False: only show the committed ones
+n_boot = 1000
+
+# %% tags=["remove-cell"]
+import warnings
+from pathlib import Path
+
+from tqdm import TqdmWarning
+
+warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown, display
+
+from tss import profiles
+from tss.train import study
+
+profiles.check(profile)
+root = Path("../results")
+if jobs > 0:
+    torch.set_num_threads(jobs)
+if train:
+    study.run_study(Path(cache_dir or root / profile / "cache" / "preprocess"), root / profile / "study", profile,
+                    seed=seed, device="cuda" if torch.cuda.is_available() else "cpu", progress=False,
+                    grid_root=root / profile / "runs")  # the grid's runs on the whole split are reused
+
+# %% tags=["hide-input"]
+shown = [p for p in profiles.BY_SIZE if any((root / p / "study").glob("*x/n*/seed*/*/summary.json"))]
+for p in shown:
+    t = study.table(root / p / "study", n_boot=n_boot)
+    tp, cohort = profiles.TRAIN[p], profiles.COHORT[p]
+    display(Markdown(f"## Profile `{p}`: {cohort.n_patients} patients, at most {tp.max_epochs} epochs, "
+                     f"patience {tp.patience}"))
+    fig = study.plot(t, profile=p)
+    plt.show()
+    display(Markdown("Test AUC (95% CI) per input size and training-set size; the last columns give "
+                     "phase 1's epochs (best epoch) and the wall time of all runs of that size."))
+    display(study.pivot(t).style.hide(axis="index")
+            .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.6em; font-size: 0.85em"}]))
+if not shown:
+    display(Markdown("No profile has a data-size study here yet: run `make book` or `python -m tss study`."))

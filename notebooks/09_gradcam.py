@@ -1,0 +1,165 @@
+# %% [markdown]
+# # Grad-CAM: where the models look (Figure 9)
+#
+# The paper shows Grad-CAM maps of the penultimate convolutional layer for both models, from scratch
+# and pretrained, and reports that an expert radiologist found "substantial overlap (>50%) between the
+# lesion and activation" in 96% of the cases, on the slice most representative of the lesion. We
+# compute Grad-CAM with `pytorch-grad-cam` (`tss.gradcam`) for the TSS < 4.5 h models and, because our
+# lesion masks are known, *measure* the overlap instead of judging it:
+#
+# - **energy in lesion**: the share of the CAM's total (over the hemisphere's 26 slices) inside the
+#   lesion mask;
+# - **hit**: more than 50% of the CAM's high region (at least half its maximum) lies inside the lesion
+#   mask dilated by one voxel in-plane: our objective stand-in for the radiologist's ">50% overlap"
+#   (a visual judgement that we cannot replicate exactly);
+# - **peak in lesion**: the CAM's maximum voxel is inside the dilated lesion.
+#
+# Masks and CAMs are compared at the model's input resolution (the quick profile pools slices 4x (2D)
+# and 8x (3D) in-plane, which makes small lesions a few voxels: a hard test).
+
+# %% tags=["parameters"]
+# Parameters (papermill injects new values below this cell)
+profile = "quick"     # the profile make book ran; full, then lowres results, when present, are shown first
+results_root = "../results"
+cohort_dir = None     # None: ../data/synthetic-<profile>
+cache_dir = None      # None: ../results/<profile>/cache/preprocess
+seed = 0              # bootstrap seed
+n_boot = 1000         # bootstrap replicates for every confidence interval
+jobs = -1
+
+# %% tags=["hide-input"]
+import warnings
+from pathlib import Path
+
+from tqdm import TqdmWarning
+
+warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from tss import profiles, results, stats
+
+profiles.check(profile)
+results_root = Path(results_root)
+# the largest profile that has training runs here (full, lowres, then the one make book ran)
+shown = results.profile_of(results_root, [p for p in profiles.BY_SIZE if p != "quick"] + [profile]) or profile
+runs_dir = results_root / shown / "runs"
+# its manifest and latent truth: the cohort's folder, or the copies committed with its results
+cohort_dir = results.cohort_tables(results_root, shown, cohort_dir if shown == profile else None)
+cache_dir = Path(cache_dir) if cache_dir and shown == profile else results_root / shown / "cache" / "preprocess"
+out_dir = results_root / shown / "results"
+out_dir.mkdir(parents=True, exist_ok=True)
+print(f"results of the {shown} profile (make book ran {profile}); runs in {runs_dir}")
+
+# %% tags=["hide-input"]
+import torch
+
+from tss import gradcam
+from tss.train import Cohort
+
+device = "cuda" if torch.cuda.is_available() else "cpu"
+model_profile = profiles.MODEL[shown]
+exps = ["2d-tss45-random", "2d-attention-transfer", "3d-tss45-random", "3d-attention-transfer"]
+
+
+def checkpoint(e):  # the best weights of an experiment's first seed, when they are here
+    s = results.seeds(runs_dir, e)
+    return runs_dir / f"seed{s[0]}" / e / "best.pt" if s else None
+
+
+# computed for the experiments whose checkpoints and processed images are here; the stored results of
+# the others (trained in an earlier session, or a clone without checkpoints) are read back and kept
+have = [e for e in exps if checkpoint(e) is not None and checkpoint(e).exists()]
+compute = bool(have) and (cache_dir / "cohort").exists()
+archs_here = sorted({e.split("-")[0] for e in have})
+cohorts = {a: Cohort.load(cache_dir, model_profile.downsample(a), device) for a in archs_here} if compute else None
+seed0 = results.seeds(runs_dir, have[0])[0] if have else None
+files = {k: out_dir / f for k, f in (("overlap", "gradcam_overlap.csv"), ("figure9", "figure9_cams.npz"),
+                                      ("isles", "gradcam_isles.csv"), ("isles_cams", "gradcam_isles_cams.npz"))}
+if not compute:
+    stored = [f.name for f in files.values() if f.exists()]
+    display(Markdown(f"No checkpoints or processed images of the **{shown}** profile here: read back from its "
+                     f"committed files ({', '.join(stored) or 'none'})."))
+
+# %% tags=["hide-input", "remove-stderr"]
+if compute:
+    study = gradcam.merge_table(gradcam.cam_study(runs_dir / f"seed{seed0}", have, cohorts, cache_dir, split="test"),
+                                files["overlap"], exps)
+    study.to_csv(files["overlap"], index=False)
+else:
+    study = pd.read_csv(files["overlap"]) if files["overlap"].exists() else None
+if study is not None:
+    summary = study.groupby("experiment", sort=False).agg(
+        hemispheres=("patient_id", "size"), energy_in_lesion=("energy_in_lesion", "mean"),
+        hit_rate=("hit", "mean"), peak_in_lesion=("peak_in_lesion", "mean"))
+    ci = {e: stats.bootstrap_ci(np.nanmean, g["hit"].to_numpy(float), n_boot=n_boot, seed=seed)
+          for e, g in study.groupby("experiment")}
+    summary["hit rate (95% CI)"] = [stats.with_ci(summary.at[e, "hit_rate"], ci[e]) for e in summary.index]
+    summary["paper"] = ["96% (>50% overlap, radiologist; models not separated)"] + [""] * (len(summary) - 1)
+    summary.to_csv(out_dir / "gradcam_summary.csv")
+    display(summary.style.format({"energy_in_lesion": "{:.2f}", "hit_rate": "{:.0%}", "peak_in_lesion": "{:.0%}"}))
+else:
+    print("Neither checkpoints nor a stored overlap table: train the grid first (Training chapter).")
+
+# %% [markdown]
+# ## Figure 9
+#
+# The test patient with the largest lesion, on its most representative slice (largest lesion area):
+# DWI b1000 and FLAIR with the CAM of each model over them, lesion outlined in white. Colour is
+# relative to each hemisphere's CAM maximum.
+
+# %% tags=["hide-input"]
+if compute:
+    c1 = next(iter(cohorts.values()))  # every arch's cohort has the same rows (hemispheres)
+    rows = c1.rows("test", "stroke")
+    sizes = {int(r): gradcam.lesion_hemispheres(cache_dir, c1.index.at[r, "patient_id"], 1)[
+        ("left", "right").index(c1.index.at[r, "hemisphere"])].sum() for r in rows}
+    row = max(sizes, key=sizes.get)
+    examples = []
+    for e in have:
+        c = cohorts[e.split("-")[0]]
+        model = gradcam.load_run_model(runs_dir / f"seed{seed0}" / e, c.x.shape[2], device)
+        examples.append(gradcam.cam_example(model, c, row, cache_dir, title=f"{e} ({shown})", experiment=e))
+    gradcam.save_examples(files["figure9"], gradcam.merge_examples(examples, files["figure9"], exps))
+examples = gradcam.load_examples(files["figure9"]) if files["figure9"].exists() else []
+if examples:
+    fig = gradcam.figure9(examples)
+    fig.savefig(out_dir / "figure9_gradcam.png", dpi=110, bbox_inches="tight")
+    plt.show()
+
+# %% [markdown]
+# ## The real ISLES'22 case
+#
+# The phase 1 stroke detectors and the same TSS models on the real acute stroke case (ISLES'22, CC
+# BY-SA 4.0) preprocessed in the Preprocessing chapter, normalised with the cohort's histogram
+# landmarks. Its expert lesion lies in one hemisphere: a stroke detector that learnt stroke should
+# score that one higher. The expert mask gives the same overlap measures. The models never saw real
+# data: this shows whether what they learnt on the synthetic cohort points at a real lesion.
+
+# %% tags=["hide-input"]
+isles_cache = cache_dir.parent / "preprocess-isles"
+# the phase 1 (stroke detection) models first: which hemisphere each scores as stroke; then phase 3-4
+isles_exps = [e for e in ("2d-stroke-random", "3d-stroke-genesis") if results.seeds(runs_dir, e)
+              and (runs_dir / f"seed{results.seeds(runs_dir, e)[0]}" / e / "best.pt").exists()] + have
+if (cache_dir / "cohort").exists() and isles_exps and (isles_cache / "patients").exists():
+    pid = sorted(p.stem for p in (isles_cache / "patients").glob("*.npz"))[0]
+    rows_out, examples = [], []
+    for e in isles_exps:
+        row, ex = gradcam.external_case(runs_dir / f"seed{results.seeds(runs_dir, e)[0]}" / e, isles_cache, pid,
+                                        cache_dir, model_profile.downsample(e.split("-")[0]), device)
+        rows_out.append(row)
+        examples.append(ex)
+    order = ["2d-stroke-random", "3d-stroke-genesis", *exps]
+    gradcam.merge_table(pd.DataFrame(rows_out), files["isles"], order).to_csv(files["isles"], index=False)
+    gradcam.save_examples(files["isles_cams"], gradcam.merge_examples(examples, files["isles_cams"], order))
+if files["isles"].exists() and files["isles_cams"].exists():
+    display(Markdown(f"**{shown} profile.** *P*: the model's probability (stroke for phase 1, TSS < 4.5 h "
+                     "after); the CAM measures are on the hemisphere with the expert lesion."))
+    display(pd.read_csv(files["isles"]).style.format(precision=2).hide(axis="index"))
+    fig = gradcam.figure9(gradcam.load_examples(files["isles_cams"]))
+    plt.show()
+else:
+    print("ISLES'22 case not preprocessed here (Preprocessing chapter) or no checkpoints: skipped.")

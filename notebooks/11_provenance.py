@@ -1,0 +1,46 @@
+# %% [markdown]
+# # Appendix: how these results were made
+#
+# Every number in this book comes from files under `results/<profile>/`. This page says, for each
+# profile that has results here, what made them: the wall time of each stage (notebook) of
+# `make book` at its last execution, the machine and software it ran on (Python, processor, threads,
+# GPU, the versions of the key packages, the hash of `requirements.lock`, the git commit), and which
+# machine trained each training run (recorded in the run's `summary.json` when it was trained; a
+# rebuild that reads finished runs back does not change it). `provenance.json` beside the results
+# lists every installed package.
+
+# %% tags=["parameters", "remove-cell"]
+# Parameters (papermill injects new values below this cell); the page shows every profile
+profile = "quick"
+seed = 0
+
+# %% tags=["hide-input"]
+from pathlib import Path
+
+from IPython.display import Markdown, display
+
+from tss import profiles, provenance
+
+root = Path("../results")
+shown = [p for p in profiles.PROFILES if (root / p / "provenance.json").exists() or (root / p / "runs").exists()]
+for p in shown:
+    display(Markdown(f"## Profile `{p}`"))
+    stages = provenance.stages_table(root / p)
+    if stages.empty:
+        display(Markdown("No stage of `make book` has recorded its provenance for this profile."))
+    else:
+        total = stages["seconds"].sum()
+        display(Markdown(f"**Stages of `make book`**, last execution of each: {total / 60:.1f} minutes in all "
+                         "(a stage that read cached results back is fast)."))
+        display(stages.style.format({"seconds": "{:.0f}"}).hide(axis="index")
+                .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.8em"}]))
+        display(Markdown("**Environment** of those stages (one column per distinct environment):"))
+        display(provenance.environment_table(root / p))
+    runs = provenance.runs_table(root / p / "runs")
+    if not runs.empty:
+        display(Markdown(f"**Training runs** by the machine that trained them: {int(runs['runs'].sum())} runs, "
+                         f"{runs['hours'].sum():.2f} hours of training wall time."))
+        display(runs.style.format({"hours": "{:.2f}"}).hide(axis="index")
+                .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.8em"}]))
+if not shown:
+    display(Markdown("No profile has results here yet: run `make book`."))
