@@ -165,8 +165,9 @@ print("Spearman rho (FLAIR ratio, TSS):", round(df[["flair_ratio", "onset_to_mri
 # FLAIR ratio above) through a shared case difficulty, extra uncertainty for small lesions and their
 # own perceptual noise, and call *mismatch* (predicting TSS < 4.5 h) below their own threshold. As in
 # the paper, they are scored on the test split; the aggregate reader is the majority call. Brackets:
-# 95% bootstrap confidence intervals (patients resampled within each class). The paper's rows are
-# the paper's radiologists on its 82 test patients.
+# exact (Clopper-Pearson) 95% confidence intervals: a reader's calls are fixed, so sensitivity,
+# specificity and accuracy are binomial proportions of the patients they count. The paper's rows are
+# the paper's radiologists on its 82 test patients (it gives no intervals).
 
 # %%
 readers = results.READERS

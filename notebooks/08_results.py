@@ -186,7 +186,9 @@ plt.show()
 # ## Readers
 #
 # The simulated readers' DWI-FLAIR mismatch calls on the test split (TSS < 4.5 h), each reader and the
-# majority, with Fleiss' kappa of the three, beside the paper's radiologists.
+# majority, with Fleiss' kappa of the three, beside the paper's radiologists. A reader's sensitivity,
+# specificity and accuracy are proportions of fixed calls: their intervals are exact (Clopper-Pearson),
+# here and in Table 2; kappa's is a bootstrap over patients.
 
 # %% tags=["hide-input"]
 if rt is not None:
