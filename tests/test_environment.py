@@ -93,3 +93,13 @@ def test_license_and_citation_agree_with_pyproject_and_the_book():
     paper = cff["preferred-citation"]
     assert f"title   = {{{paper['title']}}}" in bib and f"year = {{{paper['year']}}}" in bib
     assert all(a["family-names"] in bib for a in paper["authors"])
+
+
+def test_the_package_docstring_names_every_module():
+    import tss
+
+    root = Path(tss.__file__).parent
+    modules = {p.stem for p in root.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    modules |= {p.parent.name for p in root.glob("*/__init__.py")}
+    named = {line.split()[0] for line in tss.__doc__.splitlines() if line[:1].isalpha() and "  " in line}
+    assert modules <= named, f"tss/__init__.py does not describe {sorted(modules - named)}"

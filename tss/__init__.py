@@ -1,11 +1,25 @@
 """tss: companion library for time-since-stroke-onset (TSS) classification from MRI.
 
-Modules
--------
-manifest  cohort manifest: schema, loading, validation
-synth     physics-based synthetic cohort on MNI152 anatomy
-stats     small statistics helpers (agreement, reader metrics, ROC)
-cli       ``python -m tss ...`` entry point
+Modules, in the order the data flows through them
+-------------------------------------------------
+profiles    run profiles (quick, lowres, full): cohort size, input size, epoch budget
+paths       paths from untrusted values (manifest cells, patient ids) that stay in their folder
+manifest    cohort manifest: schema, loading, validation
+synth       physics-based synthetic cohort on MNI152 anatomy
+preprocess  the paper's pipeline: N4, registration to MNI, normalisation, hemisphere tensors
+models      the 2D and 3D attention networks, Models Genesis, weight transfer and freezing
+precision   training precision by device capability (bf16, fp16 with a scaler, fp32)
+train       the paper's phases and the grid of Table 2, the training loop, the data-size study
+baselines   the radiomics baseline of Lee et al. 2020
+gradcam     Grad-CAM of both models and its overlap with the lesion
+stats       AUC, operating points, bootstrap and exact intervals, DeLong, Fleiss' kappa
+results     Table 2, the gains of Figures 6-7, Figure 8, the claims of the Reproduction page
+paper       the paper's own numbers (its Tables 1 and 2), never ours
+tables      tables computed from a cohort (Table 1)
+viz         figure helpers for native images
+provenance  how a result was made: machine, software, commit, wall time
+atomic      atomic file writes
+cli         ``python -m tss ...`` entry point
 """
 
 __version__ = "0.1.0"
