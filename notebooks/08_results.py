@@ -46,14 +46,9 @@ from tss import manifest, paper, profiles, results, stats
 
 profiles.check(profile)
 results_root = Path(results_root)
-# the largest profile that has training runs here (full, lowres, then the one make book ran)
-shown = results.profile_of(results_root, [p for p in profiles.BY_SIZE if p != "quick"] + [profile]) or profile
-runs_dir = results_root / shown / "runs"
-# its manifest and latent truth: the cohort's folder, or the copies committed with its results
-cohort_dir = results.cohort_tables(results_root, shown, cohort_dir if shown == profile else None)
-cache_dir = Path(cache_dir) if cache_dir and shown == profile else results_root / shown / "cache" / "preprocess"
-out_dir = results_root / shown / "results"
-out_dir.mkdir(parents=True, exist_ok=True)
+# the largest profile that has training runs here (full, lowres, then the one make book ran), its folders
+page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
+shown, runs_dir, cohort_dir, cache_dir, out_dir = page.shown, page.runs_dir, page.cohort_dir, page.cache_dir, page.out_dir
 print(f"results of the {shown} profile (make book ran {profile}); runs in {runs_dir}")
 
 # %% tags=["hide-input"]

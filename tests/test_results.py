@@ -200,3 +200,18 @@ def test_a_model_reaches_the_papers_auc_when_above_it_or_when_its_interval_holds
     assert results.reaches_paper(by, "below", 0.89)["verdict"].startswith("not reproduced")
     assert results.reaches_paper(by, "skipped", 0.89)["verdict"] == "not run"
     assert results.reaches_paper(by, "absent", 0.89) == {"ours": "not run", "verdict": "not run", "seeds": 0}
+
+
+def test_results_pages_show_the_largest_profile_with_runs_and_its_own_folders(tmp_path):
+    root = tmp_path / "results"
+    (root / "quick" / "runs" / "seed0" / "2d-stroke-random").mkdir(parents=True)
+    (root / "quick" / "runs" / "seed0" / "2d-stroke-random" / "summary.json").write_text("{}")
+    mine = results.shown_profile(root, "quick", cohort_dir=tmp_path / "c", cache_dir=tmp_path / "cache")
+    assert mine.shown == "quick" and mine.cache_dir == tmp_path / "cache" and mine.out_dir.is_dir()
+    assert mine.cohort_dir == root / "quick" / "cohort"  # no manifest in the given folder: the committed copies
+    (root / "lowres" / "runs" / "seed0" / "x").mkdir(parents=True)
+    (root / "lowres" / "runs" / "seed0" / "x" / "summary.json").write_text("{}")
+    other = results.shown_profile(root, "quick", cohort_dir=tmp_path / "c", cache_dir=tmp_path / "cache")
+    assert other.shown == "lowres" and other.runs_dir == root / "lowres" / "runs"
+    assert other.cache_dir == root / "lowres" / "cache" / "preprocess"  # the parameters are the quick profile's
+    assert other.out_dir == root / "lowres" / "results" and other.out_dir.is_dir()

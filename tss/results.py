@@ -9,6 +9,7 @@ baseline (``baselines/lee/``) and the cohort manifest (reader calls).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,32 @@ def profile_of(results_root, preferred=("full", "lowres", "quick")) -> str | Non
         if any(Path(results_root, p, "runs").glob("seed*/*/summary.json")):
             return p
     return None
+
+
+@dataclass(frozen=True)
+class ShownProfile:
+    """Where a results page reads and writes: the profile it shows and that profile's folders."""
+
+    shown: str
+    runs_dir: Path
+    cohort_dir: Path  # manifest.csv and latent.csv: the cohort's folder, or their committed copies
+    cache_dir: Path   # the processed cohort (absent in a clone)
+    out_dir: Path     # the page's tables and figures (created)
+
+
+def shown_profile(results_root, profile: str, cohort_dir=None, cache_dir=None) -> ShownProfile:
+    """The Results chapter's pages show the largest profile with training runs under ``results_root``
+    (full, lowres, then ``profile``, the one make book ran); ``cohort_dir`` and ``cache_dir`` are the
+    page's parameters and apply only when the shown profile is ``profile``."""
+    from . import profiles
+
+    root = Path(results_root)
+    shown = profile_of(root, [p for p in profiles.BY_SIZE if p != "quick"] + [profile]) or profile
+    mine = shown == profile
+    out = root / shown / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    return ShownProfile(shown, root / shown / "runs", cohort_tables(root, shown, cohort_dir if mine else None),
+                        Path(cache_dir) if cache_dir and mine else root / shown / "cache" / "preprocess", out)
 
 
 COHORT_TABLES = ("manifest.csv", "latent.csv")
