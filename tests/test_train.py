@@ -433,3 +433,19 @@ def test_training_pages_show_the_larger_profiles_first_and_this_builds_runs_last
     v = report.views(tmp_path, "quick", tmp_path / "elsewhere")
     assert list(v) == ["lowres", "quick"] and v["quick"] == tmp_path / "elsewhere"
     assert list(report.views(tmp_path, "lowres")) == ["lowres"]
+
+
+def test_learning_curves_of_a_grid_whose_first_run_is_missing_draw_without_a_warning(tmp_path):
+    # a warning printed on a page carries the build machine's path, which the book must not show
+    import warnings
+
+    from tss.train import report
+
+    d = tmp_path / "seed0" / "2d-tss3-transfer"
+    d.mkdir(parents=True)
+    pd.DataFrame({"epoch": [1, 2], "train_loss": [0.7, 0.6], "val_loss": [0.7, 0.65], "val_auc": [0.5, 0.6],
+                  "best": [False, True]}).to_csv(d / "epochs.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = report.plot_curves(tmp_path, ["2d-tss3-random", "2d-tss3-transfer"])
+    assert fig.axes[0].get_legend() is None and fig.axes[1].get_legend() is not None

@@ -59,7 +59,9 @@ def plot_curves(runs_root, experiments, title: str = ""):
         ax_s.set_ylabel({"val_auc": "validation AUC", "val_neg_mse": "validation -MSE",
                          "val_score": "validation score"}[monitor], fontsize=8)
         ax_s.set_xlabel("epoch")
-    axes[0, 0].legend(fontsize=6)
+    shown = [ax for ax in axes[0] if ax.get_legend_handles_labels()[0]]
+    if shown:  # the first panel that has curves (the first experiment may not have run)
+        shown[0].legend(fontsize=6)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
