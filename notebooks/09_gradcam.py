@@ -53,7 +53,7 @@ print(f"results of the {shown} profile (make book ran {profile}); runs in {runs_
 import torch
 
 from tss import gradcam
-from tss.train import Cohort
+from tss.train import Cohort, Experiment
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 model_profile = profiles.MODEL[shown]
@@ -69,7 +69,7 @@ def checkpoint(e):  # the best weights of an experiment's first seed, when they 
 # the others (trained in an earlier session, or a clone without checkpoints) are read back and kept
 have = [e for e in exps if checkpoint(e) is not None and checkpoint(e).exists()]
 compute = bool(have) and (cache_dir / "cohort").exists()
-archs_here = sorted({e.split("-")[0] for e in have})
+archs_here = sorted({Experiment.parse(e).arch for e in have})
 cohorts = {a: Cohort.load(cache_dir, model_profile.downsample(a), device) for a in archs_here} if compute else None
 seed0 = results.seeds(runs_dir, have[0])[0] if have else None
 files = {k: out_dir / f for k, f in (("overlap", "gradcam_overlap.csv"), ("figure9", "figure9_cams.npz"),
@@ -115,7 +115,7 @@ if compute:
     row = max(sizes, key=sizes.get)
     examples = []
     for e in have:
-        c = cohorts[e.split("-")[0]]
+        c = cohorts[Experiment.parse(e).arch]
         model = gradcam.load_run_model(runs_dir / f"seed{seed0}" / e, c.x.shape[2], device)
         examples.append(gradcam.cam_example(model, c, row, cache_dir, title=f"{e} ({shown})", experiment=e))
     gradcam.save_examples(files["figure9"], gradcam.merge_examples(examples, files["figure9"], exps))
@@ -137,17 +137,18 @@ if examples:
 # %% tags=["hide-input"]
 isles_cache = cache_dir.parent / "preprocess-isles"
 # the phase 1 (stroke detection) models first: which hemisphere each scores as stroke; then phase 3-4
-isles_exps = [e for e in ("2d-stroke-random", "3d-stroke-genesis") if results.seeds(runs_dir, e)
+detectors = [results.experiment_name(a, "stroke", "random") for a in ("2d", "3d")]
+isles_exps = [e for e in detectors if results.seeds(runs_dir, e)
               and (runs_dir / f"seed{results.seeds(runs_dir, e)[0]}" / e / "best.pt").exists()] + have
 if (cache_dir / "cohort").exists() and isles_exps and (isles_cache / "patients").exists():
     pid = sorted(p.stem for p in (isles_cache / "patients").glob("*.npz"))[0]
     rows_out, examples = [], []
     for e in isles_exps:
         row, ex = gradcam.external_case(runs_dir / f"seed{results.seeds(runs_dir, e)[0]}" / e, isles_cache, pid,
-                                        cache_dir, model_profile.downsample(e.split("-")[0]), device)
+                                        cache_dir, model_profile.downsample(Experiment.parse(e).arch), device)
         rows_out.append(row)
         examples.append(ex)
-    order = ["2d-stroke-random", "3d-stroke-genesis", *exps]
+    order = [*detectors, *exps]
     gradcam.merge_table(pd.DataFrame(rows_out), files["isles"], order).to_csv(files["isles"], index=False)
     gradcam.save_examples(files["isles_cams"], gradcam.merge_examples(examples, files["isles_cams"], order))
 if files["isles"].exists() and files["isles_cams"].exists():

@@ -52,9 +52,9 @@ def add(claim, paper_says, **ours):
     claims.append({"claim": claim, "paper": paper_says, **ours})
 
 add("Stroke detection is reliable: 2D AUC 0.89", "Table 2, phase 1",
-    **results.reaches_paper(by, "2d-stroke-random", 0.8905))
+    **results.reaches_paper(by, results.experiment_name("2d", "stroke", "random"), 0.8905))
 add("Stroke detection is reliable: 3D AUC 0.95", "Table 2, phase 1 (ours from Models Genesis)",
-    **results.reaches_paper(by, "3d-stroke-genesis", 0.946))
+    **results.reaches_paper(by, results.experiment_name("3d", "stroke", "random"), 0.946))
 for phase, task in (("tss3", "TSS < 3 h"), ("tss45", "TSS < 4.5 h")):
     for arch in ("2d", "3d"):
         for base in (["random", "imagenet", "medical"] if arch == "2d" else ["random", "medical"]):

@@ -449,3 +449,11 @@ def test_learning_curves_of_a_grid_whose_first_run_is_missing_draw_without_a_war
         warnings.simplefilter("error")
         fig = report.plot_curves(tmp_path, ["2d-tss3-random", "2d-tss3-transfer"])
     assert fig.axes[0].get_legend() is None and fig.axes[1].get_legend() is not None
+
+
+def test_an_experiment_is_parsed_from_its_name_and_nothing_else_is():
+    assert Experiment.parse("3d-tss45-transfer") == Experiment("3d", "tss45", "transfer")
+    assert all(Experiment.parse(e.name) == e for e in grid())
+    for bad in ("2d-tss45", "4d-tss45-random", "2d-tss4-random", "2d-tss45-pretrained", "lee-et-al-2020"):
+        with pytest.raises(ValueError, match="not an experiment name"):
+            Experiment.parse(bad)

@@ -37,9 +37,9 @@ from scipy import ndimage, special
 from tqdm.auto import tqdm
 
 from . import preprocess
-from .models import ARCHS, PartsModel, build, read_state_dict
+from .models import PartsModel, build, read_state_dict
 from .preprocess import pipeline
-from .train.config import PHASES, Experiment
+from .train.config import Experiment
 from .train.data import pool_in_plane
 
 HIGH = 0.5  # the CAM's "high" region, after the whole-hemisphere normalisation
@@ -169,10 +169,7 @@ def representative_slice(mask: np.ndarray | None, cam: np.ndarray | None = None)
 
 
 def _experiment(name: str) -> Experiment:
-    parts = name.split("-")
-    if len(parts) != 3 or parts[0] not in ARCHS or parts[1] not in PHASES:
-        raise ValueError(f"{name!r} is not an experiment name like '2d-tss45-transfer'")
-    exp = Experiment(*parts)
+    exp = Experiment.parse(name)
     if exp.spec.task == "restore" or (exp.spec.task == "tumour" and exp.arch == "3d"):
         raise ValueError(f"{name} is a {exp.spec.task} U-Net, not a hemisphere classifier: no Grad-CAM")
     return exp

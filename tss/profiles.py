@@ -27,6 +27,9 @@ COHORT = {
 }
 
 
+ARCHS = ("2d", "3d")  # the paper's two models: slice-wise 2D ResNet-18 and 3D U-Net encoder
+
+
 @dataclass(frozen=True)
 class ModelProfile:
     """Input size of the models. The hemisphere tensors are always 3 x 26 x 224 x 112 on disk;

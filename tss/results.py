@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper, stats
-from .train.config import TSS_45H_MIN
+from .train.config import TSS_45H_MIN, Experiment, stroke_init
 
 # Table 2's rows: (stage, model, paper's "weights") -> our experiment
 PAPER_WEIGHTS = {"Random": "random", "ImageNet": "imagenet", "Medical": "medical", "Phase 1": "transfer",
@@ -45,9 +45,11 @@ PAPER_GAIN_CLAIMS = [
 
 
 def experiment_name(arch: str, phase: str, init: str) -> str:
-    if phase == "stroke" and init == "random" and arch == "3d":
-        init = "genesis"  # our 3D stroke phase starts from Models Genesis, as the paper's method does
-    return f"{arch}-{phase}-{init}"
+    """Our experiment for a row of Table 2; its phase 1 "random" row is our phase 1 from where the
+    paper's method starts it (:func:`~tss.train.config.stroke_init`: Models Genesis for 3D)."""
+    if phase == "stroke" and init == "random":
+        init = stroke_init(arch)
+    return Experiment(arch, phase, init).name
 
 
 def profile_of(results_root, preferred=("full", "lowres", "quick")) -> str | None:
@@ -121,8 +123,7 @@ def predictions(runs_root, experiment: str, seed: int) -> pd.DataFrame:
     hemisphere for stroke detection (``predictions.csv``: every synthetic patient has a stroke, so
     only hemispheres have both classes)."""
     d = Path(runs_root) / f"seed{seed}" / experiment
-    phase = experiment.split("-")[1]
-    f = d / ("predictions.csv" if phase == "stroke" else "patients.csv")
+    f = d / ("predictions.csv" if Experiment.parse(experiment).phase == "stroke" else "patients.csv")
     if not f.exists():
         raise FileNotFoundError(f"{experiment} (seed {seed}) has no {f.name} in {d}")
     return pd.read_csv(f)
@@ -143,7 +144,7 @@ def experiment_metrics(runs_root, experiment: str, n_boot: int = 1000) -> dict:
         return {"experiment": experiment, "status": why}
     preds = [predictions(runs_root, experiment, s) for s in run_seeds]
     out = {"experiment": experiment, "status": "ok", "seed": run_seeds[0], "n_seeds": len(run_seeds),
-           "level": "hemisphere" if experiment.split("-")[1] == "stroke" else "patient",
+           "level": "hemisphere" if Experiment.parse(experiment).phase == "stroke" else "patient",
            **evaluate(preds[0], n_boot=n_boot)}
     per_seed = [stats.auc_or_nan(t["target"], t["prob"]) for t in (p.query("split == 'test'") for p in preds)]
     out["auc_seeds_mean"] = float(np.nanmean(per_seed))
@@ -194,7 +195,7 @@ def table2(runs_root, lee_dir=None, manifest: pd.DataFrame | None = None, n_boot
         if r.model in ("2D", "3D"):
             exp = experiment_name(r.model.lower(), phase, PAPER_WEIGHTS[r.weights])
             m = experiment_metrics(runs_root, exp, n_boot=n_boot)
-            ours = INIT_LABEL[exp.split("-")[2]]
+            ours = INIT_LABEL[Experiment.parse(exp).init]
         elif r.model == ML_MODEL:
             exp, ours = "lee-et-al-2020", "Lee et al. 2020 (reimplemented)"
             m = lee_metrics(lee_dir, n_boot=n_boot) if lee_dir is not None else {"status": "not run"}
@@ -307,7 +308,7 @@ def delong_vs(runs_root, experiment: str, baseline: str) -> dict:
     s1, s2 = seeds(runs_root, experiment), seeds(runs_root, baseline)
     if not s1 or not s2:
         return {"p": np.nan}
-    key = ["patient_id", "hemisphere"] if experiment.split("-")[1] == "stroke" else ["patient_id"]
+    key = ["patient_id", "hemisphere"] if Experiment.parse(experiment).phase == "stroke" else ["patient_id"]
     a = predictions(runs_root, experiment, s1[0]).query("split == 'test'")
     b = predictions(runs_root, baseline, s2[0]).query("split == 'test'")
     both = a.merge(b, on=key, suffixes=("", "_b"))

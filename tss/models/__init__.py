@@ -3,13 +3,12 @@
 import pandas as pd
 import torch
 
+from ..profiles import ARCHS
 from .attention import GridAttention
 from .base import PartsModel, TransferReport, load_matching, read_state_dict
 from .imagenet import WeightsUnavailable, load_imagenet
 from .slice2d import SliceAttentionNet
 from .unet3d import Attention3DNet, Encoder3D, UNet3D
-
-ARCHS = ("2d", "3d")
 
 
 def output_shapes(model: torch.nn.Module, modules: list[str], x: torch.Tensor) -> dict[str, str]:

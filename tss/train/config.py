@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..profiles import ARCHS
+
 TSS_3H_MIN = 180
 TSS_45H_MIN = 270
 
@@ -47,6 +49,16 @@ class Experiment:
     arch: str    # 2d | 3d
     phase: str   # a key of PHASES
     init: str    # one of INITS
+
+    @classmethod
+    def parse(cls, name: str) -> Experiment:
+        """The experiment a run folder is named after, e.g. ``"2d-tss45-transfer"``; raises
+        ``ValueError`` on any other name."""
+        parts = name.split("-")
+        if len(parts) != 3 or parts[0] not in ARCHS or parts[1] not in PHASES or parts[2] not in INITS:
+            raise ValueError(f"{name!r} is not an experiment name like '2d-tss45-transfer' "
+                             f"(architecture {'/'.join(ARCHS)}, a phase of {', '.join(PHASES)}, an init of {', '.join(INITS)})")
+        return cls(*parts)
 
     @property
     def name(self) -> str:

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import paper
-from .config import PHASES
+from .config import Experiment
 
 # the grid's goals on one H100 (issue 6): every run of 5 seeds in 15 minutes, and training steps on
 # full-size hemispheres at 70% or more of the bare-model ceiling
@@ -48,7 +48,7 @@ def plot_curves(runs_root, experiments, title: str = ""):
             ax_l.text(0.5, 0.5, "not run", ha="center", transform=ax_l.transAxes)
             ax_s.axis("off")
             continue
-        monitor = PHASES[name.split("-")[1]].monitor
+        monitor = Experiment.parse(name).spec.monitor
         for seed, g in log.groupby("seed"):
             ax_l.plot(g["epoch"], g["train_loss"], "-", lw=1, label=f"train, seed {seed}")
             ax_l.plot(g["epoch"], g["val_loss"], "--", lw=1, label=f"val, seed {seed}")

@@ -144,7 +144,7 @@ def _metrics(run_dir: Path, n_boot: int) -> dict:
     lo, hi = (stats.bootstrap_ci(stats.auc, y, p, n_boot=n_boot, stratify=y) if not np.isnan(auc)
               else (np.nan, np.nan))
     return {"test_auc": auc, "test_auc_lo": lo, "test_auc_hi": hi, "test_n": len(test),
-            "level": "hemisphere" if run_dir.name.split("-")[1] == "stroke" else "patient"}
+            "level": "hemisphere" if Experiment.parse(run_dir.name).phase == "stroke" else "patient"}
 
 
 LABELS = {"2d-stroke-random": "phase 1: stroke detection (per hemisphere)",
