@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tss import results, stats
+from tss import reproduction, results, stats
+from tss.results import READERS
 
 
 def _fake_run(root, experiment, seed, rng, n_val=20, n_test=30, signal=1.0):
@@ -215,3 +216,68 @@ def test_results_pages_show_the_largest_profile_with_runs_and_its_own_folders(tm
     assert other.shown == "lowres" and other.runs_dir == root / "lowres" / "runs"
     assert other.cache_dir == root / "lowres" / "cache" / "preprocess"  # the parameters are the quick profile's
     assert other.out_dir == root / "lowres" / "results" and other.out_dir.is_dir()
+
+
+# ------------------------------------------------------------------------------------------------
+# the Reproduction page's claims (tss.reproduction)
+
+
+def _manifest(patients: pd.DataFrame, reader_calls) -> pd.DataFrame:
+    m = patients[["patient_id", "split"]].copy()
+    for r, calls in zip(READERS, reader_calls):
+        m[r] = calls
+    m["onset_to_mri_min"] = np.where(patients["target"] == 1, 100.0, 400.0)
+    return m
+
+
+def test_sensitivity_claim_pairs_model_and_majority_reader_on_the_same_positive_patients():
+    pid = [f"p{i}" for i in range(8)]
+    patients = pd.DataFrame({"patient_id": pid, "split": ["test"] * 6 + ["val"] * 2,
+                             "target": [1, 1, 1, 1, 0, 0, 1, 1], "prob": [0.9, 0.8, 0.2, 0.7, 0.9, 0.1, 0.9, 0.9]})
+    # majority of three readers on the 4 test positives: 1, 0, 0, 0 (reader 3 never decides alone)
+    calls = [[1, 0, 0, 0, 1, 1, 1, 1], [1, 0, 0, 1, 0, 0, 1, 1], [0, 1, 1, 0, 1, 1, 1, 1]]
+    row = reproduction.sensitivity_vs_readers(patients, 0.5, _manifest(patients, calls), n_boot=200)
+    # model: 3 of 4 test positives at threshold 0.5; reader majority: 1 of 4
+    assert row["ours"].startswith("0.75 vs 0.25 (difference +0.50")
+    assert row["verdict"] in ("reproduced", "same direction, not significant")
+    flipped = reproduction.sensitivity_vs_readers(patients.assign(prob=1 - patients["prob"]), 0.5,
+                                                  _manifest(patients, calls), n_boot=200)
+    assert flipped["ours"].startswith("0.25 vs 0.25") and flipped["verdict"] == "not reproduced"
+
+
+def test_lee_share_and_gradcam_and_kappa_claims_read_their_tables():
+    few = pd.DataFrame({"usable": [True] * 3 + [False] * 7})
+    assert reproduction.lee_share_claim(few)["verdict"] == "reproduced"
+    assert "30% usable (3 of 10)" in reproduction.lee_share_claim(few)["ours"]
+    assert reproduction.lee_share_claim(pd.DataFrame({"usable": [True] * 9 + [False]}))["verdict"].startswith("not")
+
+    cams = pd.DataFrame({"hit_rate": [0.2, 0.95], "hit rate (95% CI)": ["0.20 (0.1-0.3)", "0.95 (0.9-1.0)"]},
+                        index=["2d-attention-transfer", "3d-attention-transfer"])
+    assert reproduction.gradcam_claim(cams)["verdict"] == "reproduced"
+    assert reproduction.gradcam_claim(cams.iloc[:1])["verdict"].startswith("not reproduced")
+
+    m = pd.DataFrame({"split": ["test"] * 6 + ["train"], "reader1": [1, 0, 1, 0, 1, 1, 0],
+                      "reader2": [1, 0, 1, 1, 1, 0, 1], "reader3": [1, 0, 0, 0, 1, 1, 1]})
+    k = stats.fleiss_kappa(m.query("split == 'test'")[READERS].to_numpy())
+    assert reproduction.kappa_claim(m)["ours"] == f"kappa {k:.2f} (test split)"
+
+
+def test_claims_table_has_every_claim_once_with_verdicts_from_the_runs_present(tmp_path):
+    rng = np.random.default_rng(1)
+    strong = _fake_run(tmp_path, "2d-tss45-transfer", 0, rng, n_val=40, n_test=200, signal=4.0)
+    _fake_run(tmp_path, "2d-tss45-random", 0, rng, n_val=40, n_test=200, signal=0.0)
+    _fake_run(tmp_path, "2d-attention-transfer", 0, rng, n_val=40, n_test=200, signal=4.0)
+    raw = results.table2(tmp_path, n_boot=50, profile="quick").attrs["raw"]
+    calls = [(1 - strong["target"]).astype(int)] * 3   # the readers call "< 4.5 h" on negatives only: sensitivity 0
+    table = reproduction.claims(tmp_path, raw, lee_dir=tmp_path / "no-lee", manifest=_manifest(strong, calls), n_boot=100)
+
+    assert table["claim"].is_unique and set(table.columns) == {"claim", "paper", "ours", "verdict", "seeds"}
+    by = table.set_index("claim")["verdict"]
+    assert by["TSS < 4.5 h, 2D: task-adaptive transfer beats random initialisation"] == "reproduced"
+    assert by["TSS < 3 h, 2D: task-adaptive transfer beats random initialisation"] == "not run"
+    assert by["The model is more sensitive than the DWI-FLAIR mismatch reads (aggregate reader)"] == "reproduced"
+    assert by["The phase 4 2D model beats the Lee et al. ML method (on the ML method's subset)"] == "not run"
+    assert table.set_index("claim").at["Readers agree moderately (Fleiss' kappa 0.46)", "seeds"] == "-"
+    assert reproduction.counts(table).endswith(f"of {len(table)} claims")
+    with pytest.raises(KeyError):  # no Lee predictions: no usable-share claim
+        by["Lee et al.'s ROI is stringent: only about half the patients (221 of 422) have one large enough"]
