@@ -38,11 +38,11 @@ from tqdm import TqdmWarning
 warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
 from tss import manifest, paper, profiles, results, stats
+from tss.train.config import grid
 
 profiles.check(profile)
 results_root = Path(results_root)
@@ -108,22 +108,7 @@ claims.to_csv(out_dir / "paper_gain_claims.csv", index=False)
 display(claims.style.hide(axis="index"))
 
 # %% tags=["hide-input"]
-ok = raw[(raw["status"] == "ok") & raw["model"].isin(["2D", "3D"])]
-ours_auc = {tuple(e.split("-")): a for e, a in zip(ok["experiment"], ok.get("auc", []))}
-ours_auc = {(a, p, "random" if i == "genesis" else i): v for (a, p, i), v in ours_auc.items()}
-g_ours = results.gains(ours_auc)
-g_paper = results.gains(results.paper_aucs())
-g = g_ours.merge(g_paper[["arch", "phase", "init", "over", "gain_pct"]], on=["arch", "phase", "init", "over"],
-                 how="left", suffixes=("", "_paper"))
-g = g[(g["init"].isin(["transfer", "medical"])) & (g["phase"] != "stroke")]
-
-def _p(row):
-    a = results.experiment_name(row["arch"], row["phase"], row["init"])
-    b = results.experiment_name(row["arch"], "tss45" if row["phase"] == "attention" else row["phase"], row["over"])
-    return results.delong_vs(runs_dir, a, b).get("p", np.nan)
-
-g["DeLong p"] = g.apply(_p, axis=1)
-g = g.rename(columns={"gain_pct": "gain % (ours)", "gain_pct_paper": "gain % (paper's table)"})
+g = results.gains_table(raw, runs_dir)
 g.to_csv(out_dir / "gains.csv", index=False)
 g.style.hide(axis="index").format({"auc": "{:.3f}", "baseline_auc": "{:.3f}", "gain % (ours)": "{:+.1f}",
                                    "gain % (paper's table)": "{:+.1f}", "DeLong p": "{:.3f}"}, na_rep="")
@@ -138,44 +123,42 @@ g.style.hide(axis="index").format({"auc": "{:.3f}", "baseline_auc": "{:.3f}", "g
 # the ceiling of this cohort (Data chapter).
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(5.6, 5.2))
-curves = [("2D", "2d-tss45-random", "C0", "--"), ("2D +P", "2d-attention-transfer", "C0", "-"),
-          ("3D", "3d-tss45-random", "C1", "--"), ("3D +P", "3d-attention-transfer", "C1", "-")]
-for label, exp, color, ls in curves:
-    s = results.seeds(runs_dir, exp)
-    if not s:
-        continue
-    test = results.predictions(runs_dir, exp, s[0]).query("split == 'test'")
-    fpr, tpr = results.roc_points(test["target"], test["prob"])
-    ax.plot(fpr, tpr, ls, color=color, label=f"{label} (AUC {stats.auc(test['target'], test['prob']):.2f})")
-lee_pred = lee_dir / "predictions.csv"
-if lee_pred.exists():
-    lp = pd.read_csv(lee_pred).query("split == 'test' and usable")
-    if lp["target"].nunique() == 2:
-        fpr, tpr = results.roc_points(lp["target"], lp["prob"])
-        ax.plot(fpr, tpr, ":", color="C2", label=f"Lee et al. (usable ROI, AUC {stats.auc(lp['target'], lp['prob']):.2f})")
-latent = cohort_dir / "latent.csv"
-if latent.exists() and cohort_manifest is not None:
-    lat = pd.read_csv(latent).merge(cohort_manifest[["patient_id", "split", "onset_to_mri_min"]], on="patient_id",
-                                    suffixes=("_latent", ""))
-    lat = lat[lat["split"] == "test"]
-    y = (lat["onset_to_mri_min"] < 270).astype(int)
-    fpr, tpr = results.roc_points(y, lat["oracle_score"])
-    ax.plot(fpr, tpr, color="k", lw=1, label=f"oracle (AUC {stats.auc(y, lat['oracle_score']):.2f})")
 rt = results.reader_metrics(cohort_manifest, n_boot=n_boot) if cohort_manifest is not None else None
-if rt is not None:
-    for (_, r), mk in zip(rt.iterrows(), "os^D"):
-        ax.plot(1 - r["specificity"], r["sensitivity"], mk, color="C3", ms=6, label=f"simulated {r['reader'].lower()}")
-pr = paper.table2()
-pr = pr[pr["stage"] == "DWI-FLAIR mismatch"]
-ax.plot(1 - pr["specificity"], pr["sensitivity"], "x", color="0.5", ms=7, label="paper's radiologists")
-ax.plot([0, 1], [0, 1], ":", color="0.6", lw=0.8)
-ax.set_xlabel("1 - specificity")
-ax.set_ylabel("sensitivity")
+fig, ax = plt.subplots(figsize=(5.6, 5.2))
+results.plot_figure8(runs_dir, lee_dir, cohort_dir / "latent.csv", cohort_manifest, rt, ax=ax)
 ax.set_title(f"Figure 8: TSS < 4.5 h, test split ({shown} profile)", fontsize=10)
-ax.legend(fontsize=7, loc="lower right")
 fig.savefig(out_dir / "figure8_roc.png", dpi=120, bbox_inches="tight")
 plt.show()
+
+# %% [markdown]
+# ## Why a TSS model can rank below chance: it still scores stroke
+#
+# Phases 2-3 start from the phase 1 stroke detector, freeze its early layers and train a new output
+# layer at a small learning rate (Training II); early stopping keeps the epoch with the best
+# validation AUC. If validation AUC never rises, the kept model is little more than the detector.
+# The table compares each TSS model's scores with its phase 1 detector's score on the same patients
+# (the detector's probability averaged over the stroke hemispheres): Spearman's *rho* near 1 means the
+# TSS model still outputs stroke evidence, and its AUC is what that evidence says about onset time.
+# Random initialisations have no detector behind them and are the control. Below, what the
+# synthetic cohort says about that evidence: each lesion measure of its latent table taken alone as a
+# score for TSS < 4.5 h (below 0.5: the measure grows with time since onset).
+
+# %% tags=["hide-input"]
+candidates = [e.name for e in grid(("2d", "3d"), ("tss3", "tss45", "attention"), imagenet=False)
+              if e.init in ("transfer", "random")]
+inh = results.inherited_ranking(runs_dir, candidates)
+if inh.empty:
+    print("No TSS run with a phase 1 detector beside it in this profile.")
+else:
+    test = inh[inh["split"] == "test"].drop(columns="split")
+    display(test.rename(columns={"n": "test patients", "auc": "AUC (TSS model)", "detector_auc": "AUC (detector's score)",
+                                 "spearman": "rho (model, detector)"})
+            .style.hide(axis="index").format(precision=2))
+latent = cohort_dir / "latent.csv"
+if latent.exists() and cohort_manifest is not None:
+    fa = results.feature_aucs(latent, cohort_manifest)
+    display(Markdown("Each lesion measure alone, test split, TSS < 4.5 h: " + "; ".join(
+        f"{r.feature} AUC {r.auc:.2f}" for r in fa.itertuples()) + f" ({fa['n'].iloc[0]} patients)."))
 
 # %% [markdown]
 # ## Readers

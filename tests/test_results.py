@@ -69,6 +69,50 @@ def test_relative_gains_and_the_papers_claims_checked_against_its_own_table():
     assert med3d["gain_pct"].iloc[0] == pytest.approx(12.9, abs=0.05)
 
 
+def test_our_gains_sit_beside_the_papers_for_the_same_comparison_with_delong_p(tmp_path):
+    rng = np.random.default_rng(2)
+    a = _fake_run(tmp_path, "2d-tss45-transfer", 0, rng, n_test=80, signal=3.0)
+    b = _fake_run(tmp_path, "2d-tss45-random", 0, rng, n_test=80, signal=0.5)
+    raw = results.table2(tmp_path, n_boot=20, profile="quick").attrs["raw"]
+    g = results.gains_table(raw, tmp_path).set_index(["arch", "phase", "init", "over"])
+    row = g.loc[("2d", "tss45", "transfer", "random")]
+    ta, tb = a.query("split == 'test'"), b.query("split == 'test'")
+    auc_a, auc_b = roc_auc_score(ta["target"], ta["prob"]), roc_auc_score(tb["target"], tb["prob"])
+    assert row["gain % (ours)"] == pytest.approx(results.gain_pct(auc_a, auc_b))
+    pap = results.paper_aucs()
+    assert row["gain % (paper's table)"] == pytest.approx(results.gain_pct(pap[("2d", "tss45", "transfer")],
+                                                                           pap[("2d", "tss45", "random")]))
+    assert row["DeLong p"] == pytest.approx(results.delong_vs(tmp_path, "2d-tss45-transfer", "2d-tss45-random")["p"])
+    assert len(g) == 1  # only comparisons of runs that exist, only gains of transfer and medical
+
+
+def test_a_tss_model_that_repeats_its_stroke_detector_is_found_out(tmp_path):
+    rng = np.random.default_rng(4)
+    det = tmp_path / "seed0" / "2d-stroke-random"
+    det.mkdir(parents=True)
+    n = 60
+    pid = [f"p{i:02d}" for i in range(n)]
+    split = np.where(np.arange(n) < 30, "val", "test")
+    stroke = rng.uniform(size=n)
+    hemis = pd.concat([pd.DataFrame({"patient_id": pid, "hemisphere": "left", "split": split, "label": 1, "prob": stroke}),
+                       pd.DataFrame({"patient_id": pid, "hemisphere": "right", "split": split, "label": 0,
+                                     "prob": rng.uniform(size=n)})])
+    hemis.to_csv(det / "predictions.csv", index=False)
+    (det / "summary.json").write_text("{}")
+    tss = tmp_path / "seed0" / "2d-tss45-transfer"
+    tss.mkdir(parents=True)
+    target = (np.arange(n) % 2).astype(float)
+    pd.DataFrame({"patient_id": pid, "split": split, "target": target,
+                  "prob": stroke + 0.01 * rng.normal(size=n)}).to_csv(tss / "patients.csv", index=False)
+    (tss / "summary.json").write_text("{}")
+    r = results.inherited_ranking(tmp_path, ["2d-tss45-transfer", "2d-tss3-transfer"]).set_index("split")
+    assert list(r["experiment"].unique()) == ["2d-tss45-transfer"]   # the run that is missing is left out
+    assert (r["spearman"] > 0.99).all() and (r["n"] == 30).all()
+    test = split == "test"
+    assert r.at["test", "detector_auc"] == pytest.approx(roc_auc_score(target[test], stroke[test]))
+    assert r.at["test", "auc"] == pytest.approx(r.at["test", "detector_auc"], abs=0.05)
+
+
 def test_reader_rows_match_binary_metrics_on_the_test_split():
     rng = np.random.default_rng(3)
     n = 60
@@ -281,3 +325,20 @@ def test_claims_table_has_every_claim_once_with_verdicts_from_the_runs_present(t
     assert reproduction.counts(table).endswith(f"of {len(table)} claims")
     with pytest.raises(KeyError):  # no Lee predictions: no usable-share claim
         by["Lee et al.'s ROI is stringent: only about half the patients (221 of 422) have one large enough"]
+
+
+def test_lesion_measures_of_the_latent_table_score_tss_on_one_split(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 40
+    onset = rng.uniform(30, 600, n)
+    m = pd.DataFrame({"patient_id": [f"p{i}" for i in range(n)], "split": ["test"] * 30 + ["val"] * 10,
+                      "onset_to_mri_min": onset})
+    # FLAIR brightens with time: as a score for "early", it ranks backwards
+    pd.DataFrame({"patient_id": m["patient_id"], "split": "stale", "flair_ratio": onset / 600 + rng.normal(0, 0.05, n),
+                  "lesion_ml": rng.uniform(0, 50, n)}).to_csv(tmp_path / "latent.csv", index=False)
+    fa = results.feature_aucs(tmp_path / "latent.csv", m).set_index("column")
+    test = m["split"] == "test"
+    y = (onset[test] < 270).astype(int)
+    assert fa.at["flair_ratio", "auc"] == pytest.approx(roc_auc_score(y, onset[test] / 600 + 0), abs=0.1)
+    assert fa.at["flair_ratio", "auc"] < 0.2 and (fa["n"] == 30).all()
+    assert set(fa.index) == {"flair_ratio", "lesion_ml"}   # measures the table lacks are left out

@@ -288,6 +288,29 @@ def gains(aucs: dict[tuple[str, str, str], float]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["arch", "phase", "init", "over", "auc", "baseline_auc", "gain_pct"])
 
 
+def gains_table(raw: pd.DataFrame, runs_root) -> pd.DataFrame:
+    """Our relative gains of the transfer and medical initialisations (TSS phases) over the other
+    initialisations, beside the gain the paper's Table 2 gives for the same comparison, with DeLong's
+    p for our paired AUC difference on the same test patients (first seed). ``raw``: :func:`table2`'s
+    raw rows. Our 3D phase 1 (Models Genesis) stands for the paper's "Random" phase 1 row."""
+    ok = raw[(raw["status"] == "ok") & raw["model"].isin(["2D", "3D"])]
+    ours = {}
+    for name, a in zip(ok["experiment"], ok["auc"] if "auc" in ok else []):
+        e = Experiment.parse(name)
+        ours[(e.arch, e.phase, "random" if e.init == "genesis" else e.init)] = a
+    g = gains(ours).merge(gains(paper_aucs())[["arch", "phase", "init", "over", "gain_pct"]],
+                          on=["arch", "phase", "init", "over"], how="left", suffixes=("", "_paper"))
+    g = g[g["init"].isin(["transfer", "medical"]) & (g["phase"] != "stroke")]
+
+    def p_value(r) -> float:
+        base_phase = "tss45" if r["phase"] == "attention" else r["phase"]
+        return delong_vs(runs_root, experiment_name(r["arch"], r["phase"], r["init"]),
+                         experiment_name(r["arch"], base_phase, r["over"])).get("p", np.nan)
+
+    g["DeLong p"] = g.apply(p_value, axis=1) if len(g) else pd.Series(dtype=float)
+    return g.rename(columns={"gain_pct": "gain % (ours)", "gain_pct_paper": "gain % (paper's table)"})
+
+
 def paper_gain_claims(tolerance_pct: float = 0.3) -> pd.DataFrame:
     """Each gain the paper's text states, beside the gains its own Table 2 gives for that
     architecture and phase, and which comparison (if any) reproduces the stated number."""
@@ -316,6 +339,57 @@ def delong_vs(runs_root, experiment: str, baseline: str) -> dict:
         return stats.delong(both["target"], both["prob"], both["prob_b"])
     except ValueError as e:
         return {"p": np.nan, "why": str(e)}
+
+
+def detector_scores(runs_root, arch: str, seed: int | None = None) -> pd.DataFrame:
+    """Each patient's phase 1 score: the ``arch`` stroke detector's probability averaged over the
+    patient's stroke hemispheres (how a TSS model scores a patient), with the split."""
+    det = experiment_name(arch, "stroke", "random")
+    s = seeds(runs_root, det)
+    if not s:
+        raise FileNotFoundError(f"{det} has no finished run in {runs_root}")
+    p = predictions(runs_root, det, s[0] if seed is None else seed)
+    p = p[p["label"] == 1]
+    return p.groupby(["patient_id", "split"], as_index=False)["prob"].mean()
+
+
+def inherited_ranking(runs_root, experiments, seed: int = 0) -> pd.DataFrame:
+    """Does a TSS model rank patients as its phase 1 stroke detector does? Per experiment and split:
+    the model's AUC for its TSS target, the AUC of the detector's own stroke score taken as a TSS
+    score, and Spearman's rho between the two scores over the same patients. A rho near 1 says the
+    TSS model still outputs the detector's stroke evidence (lesion size and conspicuity), so its AUC
+    is whatever that evidence says about TSS in this cohort."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for name in experiments:
+        e = Experiment.parse(name)
+        if seed not in seeds(runs_root, name) or not seeds(runs_root, experiment_name(e.arch, "stroke", "random")):
+            continue
+        both = predictions(runs_root, name, seed).merge(detector_scores(runs_root, e.arch), on=["patient_id", "split"],
+                                                        suffixes=("", "_detector"))
+        for split in ("val", "test"):
+            d = both[both["split"] == split]
+            rows.append({"experiment": name, "split": split, "n": len(d), "auc": stats.auc_or_nan(d["target"], d["prob"]),
+                         "detector_auc": stats.auc_or_nan(d["target"], d["prob_detector"]),
+                         "spearman": float(spearmanr(d["prob"], d["prob_detector"])[0]) if len(d) > 2 else np.nan})
+    return pd.DataFrame(rows, columns=["experiment", "split", "n", "auc", "detector_auc", "spearman"])
+
+
+# what a synthetic cohort's latent table holds about each patient's lesion, as the Results page names it
+LESION_FEATURES = {"lesion_ml": "lesion volume (mL)", "dwi_ratio": "DWI lesion / mirror ratio",
+                   "flair_ratio": "FLAIR lesion / mirror ratio", "oracle_score": "oracle (true FLAIR change)"}
+
+
+def feature_aucs(latent, manifest: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """AUC for TSS < 4.5 h of each of :data:`LESION_FEATURES` of a synthetic cohort's ``latent.csv``
+    taken alone as a score (higher = earlier), on one split; below 0.5: the feature rises with time."""
+    lat = pd.read_csv(latent).drop(columns=["split", "onset_to_mri_min"], errors="ignore")
+    lat = lat.merge(manifest[["patient_id", "split", "onset_to_mri_min"]], on="patient_id")
+    lat = lat[lat["split"] == split]
+    y = (lat["onset_to_mri_min"] < TSS_45H_MIN).astype(int)
+    return pd.DataFrame([{"feature": label, "column": c, "n": len(lat), "auc": stats.auc_or_nan(y, lat[c])}
+                         for c, label in LESION_FEATURES.items() if c in lat])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -355,6 +429,52 @@ def plot_auc_by_init(raw: pd.DataFrame, phase: str, ax=None):
     ax.set_ylim(0.3, 1.0)
     ax.set_ylabel("test ROC AUC")
     ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+# Figure 8's curves: both architectures from scratch (phase 3, random) and with the paper's pretraining
+FIGURE8_CURVES = (("2D", "2d-tss45-random", "C0", "--"), ("2D +P", "2d-attention-transfer", "C0", "-"),
+                  ("3D", "3d-tss45-random", "C1", "--"), ("3D +P", "3d-attention-transfer", "C1", "-"))
+
+
+def plot_figure8(runs_root, lee_dir=None, latent=None, manifest: pd.DataFrame | None = None,
+                 readers: pd.DataFrame | None = None, ax=None):
+    """Figure 8: test ROC curves for TSS < 4.5 h of :data:`FIGURE8_CURVES` (those that ran), the Lee
+    et al. baseline on its usable-ROI patients (``lee_dir``), the oracle curve of a synthetic cohort
+    (``latent``: its ``latent.csv``, with ``manifest`` for the splits), the readers' operating points
+    (``readers``: :func:`reader_metrics`) and the paper's radiologists."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.6, 5.2))
+    for label, exp, color, ls in FIGURE8_CURVES:
+        s = seeds(runs_root, exp)
+        if s:
+            test = predictions(runs_root, exp, s[0]).query("split == 'test'")
+            ax.plot(*roc_points(test["target"], test["prob"]), ls, color=color,
+                    label=f"{label} (AUC {stats.auc(test['target'], test['prob']):.2f})")
+    lee_pred = Path(lee_dir) / "predictions.csv" if lee_dir is not None else None
+    if lee_pred is not None and lee_pred.exists():
+        lp = pd.read_csv(lee_pred).query("split == 'test' and usable")
+        if lp["target"].nunique() == 2:
+            ax.plot(*roc_points(lp["target"], lp["prob"]), ":", color="C2",
+                    label=f"Lee et al. (usable ROI, AUC {stats.auc(lp['target'], lp['prob']):.2f})")
+    if latent is not None and Path(latent).exists() and manifest is not None:
+        lat = pd.read_csv(latent).merge(manifest[["patient_id", "split", "onset_to_mri_min"]], on="patient_id",
+                                        suffixes=("_latent", ""))
+        lat = lat[lat["split"] == "test"]
+        y = (lat["onset_to_mri_min"] < TSS_45H_MIN).astype(int)
+        ax.plot(*roc_points(y, lat["oracle_score"]), color="k", lw=1,
+                label=f"oracle (AUC {stats.auc(y, lat['oracle_score']):.2f})")
+    if readers is not None:
+        for (_, r), mk in zip(readers.iterrows(), "os^D"):
+            ax.plot(1 - r["specificity"], r["sensitivity"], mk, color="C3", ms=6, label=f"simulated {r['reader'].lower()}")
+    pr = paper.table2().query("stage == 'DWI-FLAIR mismatch'")
+    ax.plot(1 - pr["specificity"], pr["sensitivity"], "x", color="0.5", ms=7, label="paper's radiologists")
+    ax.plot([0, 1], [0, 1], ":", color="0.6", lw=0.8)
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.legend(fontsize=7, loc="lower right")
     return ax
 
 
