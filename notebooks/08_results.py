@@ -42,7 +42,6 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from tss import manifest, paper, profiles, results, stats
-from tss.train.config import grid
 
 profiles.check(profile)
 results_root = Path(results_root)
@@ -144,9 +143,7 @@ plt.show()
 # score for TSS < 4.5 h (below 0.5: the measure grows with time since onset).
 
 # %% tags=["hide-input"]
-candidates = [e.name for e in grid(("2d", "3d"), ("tss3", "tss45", "attention"), imagenet=False)
-              if e.init in ("transfer", "random")]
-inh = results.inherited_ranking(runs_dir, candidates)
+inh = results.inherited_ranking(runs_dir, results.TSS_DIAGNOSED)
 if inh.empty:
     print("No TSS run with a phase 1 detector beside it in this profile.")
 else:

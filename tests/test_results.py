@@ -342,3 +342,24 @@ def test_lesion_measures_of_the_latent_table_score_tss_on_one_split(tmp_path):
     assert fa.at["flair_ratio", "auc"] == pytest.approx(roc_auc_score(y, onset[test] / 600 + 0), abs=0.1)
     assert fa.at["flair_ratio", "auc"] < 0.2 and (fa["n"] == 30).all()
     assert set(fa.index) == {"flair_ratio", "lesion_ml"}   # measures the table lacks are left out
+
+
+def test_the_results_command_writes_the_pages_tables_from_a_profiles_runs(tmp_path, capsys):
+    from tss.cli import main as cli
+
+    assert cli(["results", "--profile", "quick", "--results-root", str(tmp_path)]) == 2
+    assert "no finished training run" in capsys.readouterr().err
+    rng = np.random.default_rng(6)
+    runs = tmp_path / "quick" / "runs"
+    _fake_run(runs, "2d-tss45-transfer", 0, rng, signal=3.0)
+    _fake_run(runs, "2d-tss45-random", 0, rng, signal=0.0)
+    assert cli(["results", "--profile", "quick", "--results-root", str(tmp_path), "--n-boot", "30"]) == 0
+    out = tmp_path / "quick" / "results"
+    assert {p.name for p in out.glob("*.csv")} == {"table2.csv", "table2_raw.csv", "paper_gain_claims.csv", "gains.csv",
+                                                  "inherited.csv", "reproduction.csv"}
+    raw = pd.read_csv(out / "table2_raw.csv").set_index("experiment")
+    assert raw.at["2d-tss45-transfer", "auc"] == pytest.approx(results.table2(runs, n_boot=30).attrs["raw"]
+                                                               .set_index("experiment").at["2d-tss45-transfer", "auc"])
+    claims = pd.read_csv(out / "reproduction.csv").set_index("claim")["verdict"]
+    assert claims["TSS < 4.5 h, 2D: task-adaptive transfer beats random initialisation"] != "not run"
+    assert "reproduction (quick):" in capsys.readouterr().out

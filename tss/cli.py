@@ -1,4 +1,4 @@
-"""Command line: ``python -m tss {synth,validate,preprocess,train,study,default-profile}``."""
+"""Command line: ``python -m tss {synth,validate,preprocess,train,study,results,default-profile}``."""
 
 from __future__ import annotations
 
@@ -88,6 +88,17 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_results(args: argparse.Namespace) -> int:
+    from tss import profiles, reproduction, results
+
+    profiles.check(args.profile)
+    tables = results.write_tables(args.results_root, args.profile, n_boot=args.n_boot, seed=args.seed)
+    print(results.table2_parts(tables["table2"])[0].to_string(index=False))
+    print(f"\nreproduction ({args.profile}): {reproduction.counts(tables['reproduction'])}")
+    print(f"tables written to {args.results_root / args.profile / 'results'}: " + ", ".join(f"{n}.csv" for n in tables))
+    return 0
+
+
 def _cmd_default_profile(args: argparse.Namespace) -> int:
     from tss.profiles import default_profile
 
@@ -155,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default)")
     st.set_defaults(func=_cmd_study)
+
+    r = sub.add_parser("results", help="Table 2, the gains, the TSS models against their detector and the "
+                                       "claims table of a profile's runs, as CSV (what the Results and "
+                                       "Reproduction chapters compute; no training)")
+    r.add_argument("--profile", default="quick", help="whose runs: results/<profile>/runs")
+    r.add_argument("--results-root", type=Path, default=Path("results"), help="folder holding <profile>/runs")
+    r.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of every confidence interval")
+    r.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    r.set_defaults(func=_cmd_results)
 
     d = sub.add_parser("default-profile", help="print 'full' when a CUDA GPU is visible, else 'quick'")
     d.set_defaults(func=_cmd_default_profile)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper, stats
-from .train.config import TSS_45H_MIN, Experiment, stroke_init
+from .train.config import TSS_45H_MIN, Experiment, grid, stroke_init
 
 # Table 2's rows: (stage, model, paper's "weights") -> our experiment
 PAPER_WEIGHTS = {"Random": "random", "ImageNet": "imagenet", "Medical": "medical", "Phase 1": "transfer",
@@ -547,3 +547,50 @@ def compare_with_lee(runs_root, experiment: str, lee_dir) -> dict:
         return {"ours": f"{len(both)} shared test patients: {e}", "verdict": "not run"}
     return {"ours": f"{r['auc1']:.2f} vs {r['auc2']:.2f} on {len(both)} patients (DeLong p = {r['p']:.2g})",
             "verdict": verdict(r["diff"], r["p"])}
+
+
+# ------------------------------------------------------------------------------------------------
+# everything at once (``python -m tss results``)
+
+# the TSS runs whose rankings are compared with their phase 1 detector (random ones are the control)
+TSS_DIAGNOSED = [e.name for e in grid(("2d", "3d"), ("tss3", "tss45", "attention"), imagenet=False)
+                 if e.init in ("transfer", "random")]
+
+
+def write_tables(results_root, profile: str, n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """What the Results and Reproduction pages compute, without the book: Table 2 (and its raw rows),
+    the paper's stated gains against its own table, our gains with DeLong p, each TSS model against
+    its phase 1 detector, and the claims table; written as CSV to ``results/<profile>/results/``.
+
+    Args:
+        results_root: the folder holding ``<profile>/runs`` (``results``).
+        profile: the profile whose runs to read (not the largest one, as the pages choose).
+        n_boot, seed: bootstrap replicates and seed of every confidence interval.
+
+    Returns:
+        Each table by name; it was written to ``results/<profile>/results/<name>.csv``.
+
+    Raises:
+        FileNotFoundError: the profile has no finished training run.
+    """
+    from . import manifest, reproduction
+    from .atomic import write_text
+
+    root = Path(results_root)
+    runs = root / profile / "runs"
+    if not any(runs.glob("seed*/*/summary.json")):
+        raise FileNotFoundError(f"no finished training run under {runs}: run `python -m tss train --profile {profile}` first")
+    cohort = cohort_tables(root, profile)
+    man = manifest.load_cohort(cohort, check=False).table if (cohort / "manifest.csv").exists() else None
+    lee = root / profile / "baselines" / "lee"
+    out = root / profile / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    t2 = table2(runs, lee_dir=lee, manifest=man, n_boot=n_boot, profile=profile)
+    raw = t2.attrs["raw"]
+    tables = {"table2": t2, "table2_raw": raw, "paper_gain_claims": paper_gain_claims(), "gains": gains_table(raw, runs),
+              "inherited": inherited_ranking(runs, TSS_DIAGNOSED),
+              "reproduction": reproduction.claims(runs, raw, lee_dir=lee, manifest=man,
+                                                  cam_summary=out / "gradcam_summary.csv", n_boot=n_boot, seed=seed)}
+    for name, t in tables.items():
+        write_text(out / f"{name}.csv", t.to_csv(index=False))
+    return tables
