@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from tss import precision, profiles
-from tss.train import Cohort, grid, run_grid
+from tss.train import Hemispheres, grid, run_grid
 from tss.train.config import TSS_45H_MIN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ TINY = profiles.TrainProfile(max_epochs=1, patience=1, seeds=(0,), genesis_cubes
                              synthetic_eval=8)
 
 
-def subset(cohort: Cohort, per_split=(("train", 6), ("val", 2), ("test", 2))) -> Cohort:
+def subset(cohort: Hemispheres, per_split=(("train", 6), ("val", 2), ("test", 2))) -> Hemispheres:
     """Patients with a stroke, half of each split before 4.5 h and half after, so every task has both classes."""
     idx, pick = cohort.index, []
     for split, n in per_split:
@@ -42,7 +42,7 @@ def subset(cohort: Cohort, per_split=(("train", 6), ("val", 2), ("test", 2))) ->
             raise ValueError(f"the {split} split needs {n // 2} stroke patients either side of 4.5 h")
         pick += early[: n // 2] + late[: n // 2]
     rows = np.flatnonzero(idx["patient_id"].isin(pick).to_numpy())
-    return Cohort(cohort.x[rows].clone(), idx.iloc[rows], key=f"{cohort.key}-bench{len(pick)}")
+    return Hemispheres(cohort.x[rows].clone(), idx.iloc[rows], key=f"{cohort.key}-bench{len(pick)}")
 
 
 def main() -> None:
@@ -58,7 +58,7 @@ def main() -> None:
         raise SystemExit(f"no processed cohort in {args.cache}: run `make book` (or python -m tss preprocess) first")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # the cohort's dtype and the autocast precision as training chooses them (tss.precision)
-    cohort = subset(Cohort.load(args.cache, downsample=1, device=device, dtype=torch.bfloat16 if args.bf16 else None))
+    cohort = subset(Hemispheres.load(args.cache, downsample=1, device=device, dtype=torch.bfloat16 if args.bf16 else None))
     dtype = cohort.x.dtype
     print(f"{cohort.index['patient_id'].nunique()} patients, {len(cohort.x)} hemispheres, held in {dtype} on "
           f"{device}, trained in {precision.for_data(cohort.x).name}")

@@ -25,12 +25,12 @@ import torch.nn.functional as F
 
 from tss import precision, profiles
 from tss.models import build
-from tss.train import Cohort, Experiment, Run
+from tss.train import Experiment, Hemispheres, Run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cohort(n_patients: int, shape) -> Cohort:
+def cohort(n_patients: int, shape) -> Hemispheres:
     """Random hemispheres with the quick profile's shape, splits 60/20/20, one stroke side each."""
     g = torch.Generator().manual_seed(0)
     rows = []
@@ -39,10 +39,10 @@ def cohort(n_patients: int, shape) -> Cohort:
         for h, side in enumerate(("left", "right")):
             rows.append({"patient_id": f"p{i:03d}", "hemisphere": side, "label": int(h == i % 2), "split": split,
                          "onset_to_mri_min": 60 + 37 * i % 600, "label_source": "bench"})
-    return Cohort(torch.rand(2 * n_patients, *shape, generator=g), pd.DataFrame(rows), key=f"bench{n_patients}")
+    return Hemispheres(torch.rand(2 * n_patients, *shape, generator=g), pd.DataFrame(rows), key=f"bench{n_patients}")
 
 
-def bare(c: Cohort, exp: Experiment, steps: int) -> float:
+def bare(c: Hemispheres, exp: Experiment, steps: int) -> float:
     """Hemispheres/s of bare training steps at the run's batch size and precision."""
     torch.manual_seed(0)
     model = build(exp.arch, n_slices=c.x.shape[2]).train()
@@ -74,7 +74,7 @@ def step_rate(model, x: torch.Tensor, p: precision.Precision, steps: int, lr: fl
     return steps * len(x) / (time.perf_counter() - t0)
 
 
-def loop(c: Cohort, exp: Experiment, epochs: int) -> tuple[float, float]:
+def loop(c: Hemispheres, exp: Experiment, epochs: int) -> tuple[float, float]:
     """(hemispheres/s over whole epochs, hemispheres/s of their training steps alone)."""
     tp = profiles.TrainProfile(max_epochs=epochs, patience=epochs, seeds=(0,), genesis_cubes=8,
                                medical_per_epoch=8, synthetic_eval=8)

@@ -72,7 +72,7 @@ latent = synth.load_latent(cohort_dir)
 results.record_cohort(cohort_dir, results_dir)  # its small tables travel with the results (committed)
 df = cohort.table.merge(latent[["patient_id", "territory", "lesion_ml", "dwi_ratio", "b0_ratio", "flair_ratio",
                                 "latent_t2_increase", "oracle_score"]], on="patient_id")
-df["tss_lt_4_5h"] = (df["onset_to_mri_min"] < synth.TSS_45H).astype(int)
+df["tss_lt_4_5h"] = (df["onset_to_mri_min"] < paper.TSS_45H_MIN).astype(int)
 df.groupby("split").agg(patients=("patient_id", "size"), tss_lt_4_5h=("tss_lt_4_5h", "mean"),
                         median_lesion_ml=("lesion_ml", "median"))
 
@@ -109,7 +109,7 @@ check.style.format({"ours (all)": "{:.1f}", "paper (all)": "{:.0f}", "relative d
 # %% tags=["hide-input"]
 def pick(frame, early):
     t = frame["onset_to_mri_min"]
-    cand = frame[(t < 180) if early else ((t > 360) & (t < 1440))]
+    cand = frame[(t < paper.TSS_3H_MIN) if early else ((t > 360) & (t < 1440))]
     cand = cand[(cand["lesion_ml"] > 5) & (cand["stroke_side"] != "both")]
     key = -cand["flair_ratio"] if early else cand["flair_ratio"]
     return cand.loc[key.sort_values(ascending=False).index[0]]

@@ -48,16 +48,12 @@ from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
-from scipy import ndimage
 
-from tss import paper, preprocess, profiles
-from tss.models import Attention3DNet, SliceAttentionNet, UNet3D, genesis, imagenet, output_shapes, parameter_table
-from tss.preprocess import steps
+from tss import paper, profiles, viz
+from tss.models import Attention3DNet, SliceAttentionNet, UNet3D, imagenet, parameter_table, shape_table
 
 profiles.check(profile)
 cache_dir = Path(cache_dir or f"../results/{profile}/cache/preprocess")
@@ -99,24 +95,9 @@ params.style.format({"parameters": "{:,}"}).hide(axis="index")
 # sub-volumes (`genesis_cube` of each profile), not whole hemispheres.
 
 # %% tags=["hide-input"]
-two_d = ["conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "attention", "fc"]
-three_d = ["encoder.down1", "encoder.down2", "encoder.down3", "encoder.down4", "attention1", "attention2", "fc"]
-u_net = ["encoder.down1", "encoder.down2", "encoder.down3", "encoder.down4", "up3", "up2", "up1", "out"]
-tables = []
-for label, make, modules, size in [
-        ("2D (per slice)", lambda s: SliceAttentionNet(n_slices=s[0]), two_d, lambda p: profiles.MODEL[p].input_shape("2d")),
-        ("3D", lambda s: Attention3DNet(), three_d, lambda p: profiles.MODEL[p].input_shape("3d")),
-        ("U-Net (Genesis)", lambda s: UNet3D(), u_net, lambda p: profiles.MODEL[p].genesis_cube)]:
-    cols = {}
-    for p in ("full", "quick"):
-        s = size(p)
-        cols[p] = {"input": " x ".join(map(str, (3,) + s)), **output_shapes(make(s), modules, torch.rand(1, 3, *s))}
-    t = pd.DataFrame(cols)
-    t.index = pd.MultiIndex.from_product([[label], t.index], names=["model", "module"])
-    tables.append(t)
-shape_table = pd.concat(tables)
-shape_table.to_csv(results_dir / "shapes.csv")
-shape_table
+shapes = shape_table(("full", "quick"))
+shapes.to_csv(results_dir / "shapes.csv")
+shapes
 
 # %% [markdown]
 # ### The attention maps
@@ -163,49 +144,9 @@ att.style.format({"min": "{:.3f}", "max": "{:.3f}"}).hide(axis="index")
 
 # %% tags=["hide-input"]
 if (cache_dir / "cohort" / "hemispheres.npy").exists():
-    hemis, index = preprocess.load_hemispheres(cache_dir)
-    # the training hemisphere with the largest lesion, its mask split and flipped like the images
-    best = (0, None, None)
-    for _, r in index[(index["label"] == 1) & (index["split"] == "train")].iterrows():
-        p = preprocess.load_patient(cache_dir, r["patient_id"])
-        if "lesion" in p:
-            m = preprocess.pipeline.hemispheres(p["lesion"][None].astype(np.float32))[0 if r["hemisphere"] == "left" else 1, 0]
-            if m.sum() > best[0]:
-                best = (m.sum(), r, m)
-    _, row, lesion = best
-    h = torch.from_numpy(np.asarray(hemis[row["row"]], dtype=np.float32))  # (3, 26, 224, 112)
-    cz, cy, cx = profiles.MODEL["full"].genesis_cube
-    # centre: the lesion's deepest voxel (a large lesion's centroid can fall outside it)
-    depth = ndimage.distance_transform_edt(lesion > 0.5, sampling=(6.5, 1, 1))
-    z, y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    z0, y0, x0 = (int(np.clip(c - s // 2, 0, n - s)) for c, s, n in zip((z, y, x), (cz, cy, cx), h.shape[1:]))
-    cube = h[:, z0:z0 + cz, y0:y0 + cy, x0:x0 + cx]
-    k = z - z0  # the displayed slice of the cube
-    results = [("original", cube, None)]
-    for i, (name, fn) in enumerate(genesis.TRANSFORMS.items()):
-        for draw in range(100):  # boxes are random in 3D: take the first draw whose region crosses slice k
-            out, changed = fn(cube, torch.Generator().manual_seed(seed * 1000 + 10 * i + draw))
-            if 0 < changed[k].float().mean() < 1 or name == "non-linear":
-                break
-        results.append((f"{name} (draw {draw})", out, changed))
-    results.append(("composed (training)", genesis.distort(cube, torch.Generator().manual_seed(seed)), None))
-    fig, axes = plt.subplots(2, len(results), figsize=(2.2 * len(results), 4.9))
-    for j, (name, v, changed) in enumerate(results):
-        for i, (ch, label) in enumerate([(0, "DWI b1000"), (2, "FLAIR")]):
-            ax = axes[i, j]
-            ax.imshow(v[ch, k].numpy()[::-1], cmap="gray", vmin=0, vmax=1)
-            if changed is not None and not changed[k].all():
-                ax.contour(changed[k].numpy()[::-1].astype(float), [0.5], colors="yellow", linewidths=0.8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(name, fontsize=9)
-            if j == 0:
-                ax.set_ylabel(label)
-    fig.suptitle(f"Models Genesis distortions on patient {row['patient_id']} ({row['hemisphere']} hemisphere, "
-                 f"lesion {lesion.sum() * np.prod(np.diag(steps.target_affine())[:3]) / 1000:.0f} mL on the template grid): "
-                 f"cube of slices {z0}-{z0 + cz - 1}, rows "
-                 f"{y0}-{y0 + cy - 1}, columns {x0}-{x0 + cx - 1}; slice {z0 + k} shown", fontsize=9)
+    c = viz.lesion_cube(cache_dir, profiles.MODEL["full"].genesis_cube)
+    fig = viz.genesis_figure(c["cube"], c["k"], seed)
+    fig.suptitle(f"Models Genesis distortions on {c['description']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(results_dir / "genesis_transforms.png", dpi=120)
 else:

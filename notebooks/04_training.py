@@ -79,7 +79,7 @@ import torch
 from IPython.display import Markdown, display
 
 from tss import profiles
-from tss.train import Cohort, grid, report, run_grid
+from tss.train import Hemispheres, grid, report, run_grid
 
 profiles.check(profile)
 cache_dir = Path(cache_dir or f"../results/{profile}/cache/preprocess")
@@ -100,7 +100,7 @@ pd.DataFrame([{"experiment": e.name, "phase": e.spec.title, "init": e.init, "wei
 # %% tags=["remove-stderr"]
 results = []
 for arch in arch_list:
-    cohort = Cohort.load(cache_dir, profiles.MODEL[profile].downsample(arch), device)
+    cohort = Hemispheres.load(cache_dir, profiles.MODEL[profile].downsample(arch), device)
     for s in seeds:
         results += run_grid([e for e in exps if e.arch == arch], cohort, runs_dir / f"seed{s}", profile, s)
     del cohort

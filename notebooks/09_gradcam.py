@@ -53,7 +53,7 @@ print(f"results of the {shown} profile (make book ran {profile}); runs in {runs_
 import torch
 
 from tss import gradcam
-from tss.train import Cohort, Experiment
+from tss.train import Experiment, Hemispheres
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 model_profile = profiles.MODEL[shown]
@@ -70,7 +70,7 @@ def checkpoint(e):  # the best weights of an experiment's first seed, when they 
 have = [e for e in exps if checkpoint(e) is not None and checkpoint(e).exists()]
 compute = bool(have) and (cache_dir / "cohort").exists()
 archs_here = sorted({Experiment.parse(e).arch for e in have})
-cohorts = {a: Cohort.load(cache_dir, model_profile.downsample(a), device) for a in archs_here} if compute else None
+cohorts = {a: Hemispheres.load(cache_dir, model_profile.downsample(a), device) for a in archs_here} if compute else None
 seed0 = results.seeds(runs_dir, have[0])[0] if have else None
 files = {k: out_dir / f for k, f in (("overlap", "gradcam_overlap.csv"), ("figure9", "figure9_cams.npz"),
                                       ("isles", "gradcam_isles.csv"), ("isles_cams", "gradcam_isles_cams.npz"))}

@@ -16,7 +16,7 @@ from torch import nn
 from tss import gradcam
 from tss.models import Attention3DNet, SliceAttentionNet
 from tss.preprocess import pipeline
-from tss.train import Cohort
+from tss.train import Hemispheres
 
 matplotlib.use("Agg")
 
@@ -217,7 +217,7 @@ def _cohort(H, W, pids, key):
     rows = [{"row": 2 * i + h, "patient_id": p, "hemisphere": side, "label": int(side == "left"),
              "label_source": "test", "split": "test", "onset_to_mri_min": 100}
             for i, p in enumerate(pids) for h, side in enumerate(("left", "right"))]
-    return Cohort(torch.rand(len(rows), 3, S, H, W), pd.DataFrame(rows), key=key)
+    return Hemispheres(torch.rand(len(rows), 3, S, H, W), pd.DataFrame(rows), key=key)
 
 
 def test_cam_study_over_saved_runs(tmp_path):

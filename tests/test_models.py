@@ -342,3 +342,15 @@ def test_output_shapes_names_each_modules_output_and_leaves_no_hook():
     assert got["encoder.down1"].split(" x ")[1:] == ["26", "56", "28"]  # the first level keeps the input size
     assert len(got["attention1"].split(" x ")) == 4  # the gate's attention map, not its pooled output
     assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_the_shape_table_lists_each_module_at_each_profiles_input():
+    from tss.models import SHAPE_MODULES, shape_table
+
+    t = shape_table(("quick",))["quick"]
+    assert t[("2D (per slice)", "input")] == "3 x 26 x 56 x 28"   # quick: 4 x 4 in-plane pooling for 2D
+    assert t[("2D (per slice)", "layer4")] == "512 x 2 x 1"        # ResNet-18 divides by 32
+    assert t[("3D", "input")] == "3 x 26 x 28 x 14" and t[("3D", "fc")] == "1"
+    cube = profiles.MODEL["quick"].genesis_cube
+    assert t[("U-Net (Genesis)", "out")] == " x ".join(map(str, (3, *cube)))   # the U-Net restores its input
+    assert len(t) == sum(len(m) + 1 for m in SHAPE_MODULES.values())

@@ -236,7 +236,7 @@ def test_training_results_never_put_an_id_in_a_path(tmp_path):
     import torch
 
     from tss import profiles
-    from tss.train import Cohort, Experiment, Run
+    from tss.train import Experiment, Hemispheres, Run
 
     hostile = ["../../escaped", _absolute_id(tmp_path), "a/b", ".hidden", "..", "ok1", "ok2", "ok3"]
     splits = ["train"] * 4 + ["val"] * 2 + ["test"] * 2
@@ -253,7 +253,7 @@ def test_training_results_never_put_an_id_in_a_path(tmp_path):
                                  synthetic_eval=8)
     out = tmp_path / "work" / "runs"
     before = snapshot(tmp_path)
-    Run(Experiment("2d", "stroke", "random"), Cohort(torch.stack(xs), pd.DataFrame(rows), key="hostile"),
+    Run(Experiment("2d", "stroke", "random"), Hemispheres(torch.stack(xs), pd.DataFrame(rows), key="hostile"),
         out, "quick", 0, max_epochs=1, progress=False, train_profile=tiny).fit()
     new = snapshot(tmp_path) - before
     assert new and all(p == tmp_path / "work" or p.is_relative_to(out) for p in new), sorted(new)

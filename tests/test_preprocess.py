@@ -228,3 +228,25 @@ def test_real_isles_case_lesion_lands_in_the_left_hemisphere(tmp_path):
     lesion_h = preprocess.hemispheres(np.repeat(p["lesion"][None].astype(np.float32), 3, 0))
     assert lesion_h[0].sum() > 100 and lesion_h[1].sum() == 0
     assert list(index["label"]) == [1, 0]
+
+
+def test_the_genesis_figure_cube_holds_the_lesion_on_its_shown_slice(processed):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tss import viz
+    from tss.models import genesis
+
+    root, cache = processed
+    preprocess.assemble(cache, root, progress=False)
+    _, index = preprocess.load_hemispheres(cache)
+    split = index.loc[index["label"] == 1, "split"].iloc[0]
+    c = viz.lesion_cube(cache, (8, 32, 32), split=split)
+    assert tuple(c["cube"].shape) == (3, 8, 32, 32) and c["lesion"].shape == (8, 32, 32)
+    assert c["lesion"][c["k"]].sum() > 0   # the shown slice goes through the lesion
+    assert c["cube"][0][c["lesion"] > 0.5].mean() > c["cube"][0][c["lesion"] < 0.5].mean()  # DWI bright in the lesion
+    fig = viz.genesis_figure(c["cube"], c["k"])
+    titles = [ax.get_title() for ax in fig.axes[: len(genesis.TRANSFORMS) + 2]]
+    assert titles[0] == "original" and titles[-1] == "composed (training)" and len(fig.axes) == 2 * len(titles)
+    with pytest.raises(ValueError, match="no nosuchsplit hemisphere"):
+        viz.lesion_cube(cache, (8, 32, 32), split="nosuchsplit")

@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_train import TINY, _cohort
 
-from tss.train import Cohort, data, study
-from tss.train.config import TSS_45H_MIN
+from tss.paper import TSS_45H_MIN
+from tss.train import Hemispheres, data, study
 
 matplotlib.use("Agg")
 
@@ -54,7 +54,7 @@ def test_every_prefix_of_the_training_order_keeps_the_strata_proportions():
 def test_training_subsets_are_nested_minimal_and_leave_validation_and_test_alone():
     idx = _index()
     x = torch.arange(len(idx), dtype=torch.float32)[:, None]  # each row remembers where it came from
-    c = Cohort(x, idx, key="k")
+    c = Hemispheres(x, idx, key="k")
     subsets = {n: study.train_subset(c, n) for n in (10, 25, 50)}
     kept = {}
     for n, s in subsets.items():
@@ -79,7 +79,7 @@ def test_the_study_trains_the_chain_per_size_and_reads_it_back(tmp_path):
     c = _cohort()
 
     def load(cache_dir, d, device):
-        return Cohort(data.pool_in_plane(c.x, d), c.index, key=f"{c.key}:{d}")
+        return Hemispheres(data.pool_in_plane(c.x, d), c.index, key=f"{c.key}:{d}")
 
     res = study.run_study(None, tmp_path, profile="quick", downsamples=(1,), sizes=(2, None),
                           experiments=study.CHAIN + study.RANDOM, progress=False,

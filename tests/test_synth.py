@@ -14,6 +14,7 @@ from scipy import ndimage
 from scipy.stats import spearmanr
 
 from tss import manifest, synth, tables
+from tss.paper import TSS_45H_MIN
 from tss.synth import acquire, cohort
 from tss.synth.anatomy import CHANNELS, load_anatomy
 from tss.synth.params import param
@@ -220,7 +221,7 @@ def test_split_is_64_16_20_stratified_and_disjoint():
     frac = plans["split"].value_counts(normalize=True)
     assert abs(frac["train"] - 0.64) < 0.01 and abs(frac["val"] - 0.16) < 0.01 and abs(frac["test"] - 0.20) < 0.01
     assert plans["patient_id"].is_unique
-    y = plans["onset_to_mri_min"] < cohort.TSS_45H
+    y = plans["onset_to_mri_min"] < TSS_45H_MIN
     by = plans.assign(y=y).groupby("split")["y"].mean()
     assert by.max() - by.min() < 0.03
     # fixed by the seed

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from tss import profiles
-from tss.train import Cohort, Experiment, NonFinite, Run, SourceMissing, add_tumour, grid, run_grid
+from tss.train import Experiment, Hemispheres, NonFinite, Run, SourceMissing, add_tumour, grid, run_grid
 from tss.train.config import PREVIOUS
 
 
-def _cohort(n_patients=12, seed=0) -> Cohort:
+def _cohort(n_patients=12, seed=0) -> Hemispheres:
     """A tiny cohort at 26 x 28 x 14 whose stroke hemispheres carry a bright DWI blob and whose
     FLAIR is brighter late: enough signal to learn something in a few steps."""
     g = torch.Generator().manual_seed(seed)
@@ -32,7 +32,7 @@ def _cohort(n_patients=12, seed=0) -> Cohort:
             xs.append(x.clamp(0, 1))
             rows.append({"row": 2 * i + h, "patient_id": f"p{i:02d}", "hemisphere": side, "label": int(stroke),
                          "label_source": "test", "split": splits[i], "onset_to_mri_min": minutes[i]})
-    return Cohort(torch.stack(xs), pd.DataFrame(rows), key=f"tiny{seed}")
+    return Hemispheres(torch.stack(xs), pd.DataFrame(rows), key=f"tiny{seed}")
 
 
 # the quick profile's epoch budget, with small synthetic task sets so each test takes seconds
@@ -311,7 +311,7 @@ def test_the_gpu_precision_path_bf16_cohort_and_autocast_runs_the_grid_on_the_cp
     # on a GPU the cohort is resident in bf16 and every forward runs under bf16 autocast; the same
     # code path runs here on the CPU, so a dtype mismatch shows up in CI, not on the GPU machine
     c = _cohort()
-    c = Cohort(c.x.bfloat16(), c.index, key="tiny-bf16")
+    c = Hemispheres(c.x.bfloat16(), c.index, key="tiny-bf16")
     seen = set()
     build_model = Run._model
 
@@ -381,7 +381,7 @@ def test_the_train_command_runs_the_chosen_part_of_the_grid_and_reads_it_back(tm
     from tss import cli
 
     c = _cohort()
-    monkeypatch.setattr(Cohort, "load", classmethod(lambda cls, cache, downsample, device: c))
+    monkeypatch.setattr(Hemispheres, "load", classmethod(lambda cls, cache, downsample, device: c))
     monkeypatch.setitem(profiles.TRAIN, "quick", dataclasses.replace(TINY, max_epochs=1))
     argv = ["train", "--profile", "quick", "--archs", "2d", "--phases", "stroke,tss3", "--inits", "random,transfer",
             "--out", str(tmp_path)]

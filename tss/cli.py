@@ -42,7 +42,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from tss import profiles
-    from tss.train import Cohort, grid, report, run_grid
+    from tss.train import Hemispheres, grid, report, run_grid
 
     profiles.check(args.profile)
     if args.threads > 0:
@@ -58,7 +58,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"{len(exps)} experiments x {len(seeds)} seeds, profile {args.profile} (at most {tp.max_epochs} epochs, "
           f"patience {tp.patience}), {device} -> {runs}", flush=True)
     for arch in archs:
-        cohort = Cohort.load(cache, profiles.MODEL[args.profile].downsample(arch), device)
+        cohort = Hemispheres.load(cache, profiles.MODEL[args.profile].downsample(arch), device)
         for s in seeds:
             for r in run_grid([e for e in exps if e.arch == arch], cohort, runs / f"seed{s}", args.profile, s):
                 if "skipped" in r:

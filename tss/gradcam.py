@@ -104,7 +104,7 @@ def cam(model: torch.nn.Module, x: torch.Tensor, target_layers=None) -> np.ndarr
 def lesion_hemispheres(cache_dir, pid: str, downsample: int = 1) -> np.ndarray:
     """A patient's lesion mask as hemispheres aligned with the cohort tensors: (2, 26, 224 // d,
     112 // d) float32, [left, right flipped onto left], average-pooled in-plane by ``d`` =
-    ``downsample`` like :meth:`tss.train.Cohort.load`. Kept fractional: a value is the share of the
+    ``downsample`` like :meth:`tss.train.Hemispheres.load`. Kept fractional: a value is the share of the
     pooled voxel inside the lesion. All zero when the patient has no lesion mask."""
     p = preprocess.load_patient(cache_dir, pid)
     lesion = p["lesion"] if "lesion" in p else np.zeros(p["volume"].shape[1:], dtype=bool)
@@ -115,7 +115,7 @@ def lesion_hemispheres(cache_dir, pid: str, downsample: int = 1) -> np.ndarray:
 def external_hemispheres(cache_dir, pid: str, cohort_cache, downsample: int = 1, device="cpu") -> dict:
     """A patient preprocessed outside the training cohort (e.g. the real ISLES'22 case) as the models
     see the cohort: histogram-matched with the cohort's landmarks (``cohort_cache``'s cohort.json),
-    split into hemispheres and pooled in-plane like :meth:`tss.train.Cohort.load`. Returns ``x``
+    split into hemispheres and pooled in-plane like :meth:`tss.train.Hemispheres.load`. Returns ``x``
     (2, 3, 26, H, W) float32 tensor on ``device`` and ``mask`` (2, 26, H, W) from its lesion mask."""
     meta = json.loads((Path(cohort_cache) / "cohort" / "cohort.json").read_text())
     landmarks = {k: np.asarray(v) for k, v in meta["landmarks"].items()}
@@ -200,7 +200,7 @@ def cam_study(runs_dir, experiments, cohort, cache_dir, split: str = "test", max
     """Grad-CAM of every stroke hemisphere (label 1) of ``split`` for each experiment (names like
     '2d-tss45-transfer', trained under ``runs_dir``), measured against its lesion (:func:`overlap`).
 
-    ``cohort``: a :class:`tss.train.Cohort`, or a mapping arch ('2d', '3d') -> Cohort when the
+    ``cohort``: a :class:`tss.train.Hemispheres`, or a mapping arch ('2d', '3d') -> Hemispheres when the
     architectures take different in-plane sizes (the quick profile). A run's ``config.json``, when
     present, must name the cohort's data key. ``max_patients``: the first patients by id only.
     One row per hemisphere and experiment: patient_id, hemisphere, experiment, energy_in_lesion,

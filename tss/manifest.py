@@ -35,7 +35,7 @@ import pandas as pd
 from tss import paths
 from tss.atomic import atomic_path
 
-__all__ = ["MANIFEST_NAME", "COLUMNS", "Field", "Finding", "ManifestError", "Cohort", "SPLITS",
+__all__ = ["MANIFEST_NAME", "COLUMNS", "Field", "Finding", "ManifestError", "CohortTable", "SPLITS",
            "STROKE_SIDES", "SEXES", "resolve_manifest_path", "read_manifest", "write_manifest",
            "validate", "safety_findings", "require_safe", "format_findings", "load_cohort", "schema_markdown"]
 
@@ -639,7 +639,7 @@ def format_findings(findings: list[Finding]) -> str:
 
 
 @dataclass
-class Cohort:
+class CohortTable:
     """A loaded cohort: ``root`` folder and typed ``table`` (one row per patient).
 
     Types: onset_to_mri_min, age, nihss, reader1-3 float (NaN when missing); b1000, b0, flair,
@@ -685,8 +685,8 @@ def _typed(df: pd.DataFrame, root: Path) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def load_cohort(cohort: str | Path, check: bool = True, check_data: bool = False, data_roots=()) -> Cohort:
-    """Load a cohort folder (or manifest CSV) into a typed :class:`Cohort`.
+def load_cohort(cohort: str | Path, check: bool = True, check_data: bool = False, data_roots=()) -> CohortTable:
+    """Load a cohort folder (or manifest CSV) into a typed :class:`CohortTable`.
 
     With ``check`` the manifest is validated first (headers only unless ``check_data``; path cells
     must lie in the manifest's folder or ``data_roots``) and :class:`ManifestError` is raised on any
@@ -698,4 +698,4 @@ def load_cohort(cohort: str | Path, check: bool = True, check_data: bool = False
         findings = validate(mpath, check_data=check_data, data_roots=data_roots)
         if any(f.fatal for f in findings):
             raise ManifestError(findings, mpath)
-    return Cohort(root=mpath.parent.absolute(), table=_typed(read_manifest(mpath), mpath.parent))
+    return CohortTable(root=mpath.parent.absolute(), table=_typed(read_manifest(mpath), mpath.parent))

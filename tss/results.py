@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from . import paper, stats
-from .train.config import TSS_45H_MIN, Experiment, grid, stroke_init
+from .paper import TSS_45H_MIN
+from .train.config import Experiment, grid, stroke_init
 
 # Table 2's rows: (stage, model, paper's "weights") -> our experiment
 PAPER_WEIGHTS = {"Random": "random", "ImageNet": "imagenet", "Medical": "medical", "Phase 1": "transfer",

@@ -35,7 +35,7 @@ import pandas as pd
 
 from tss import manifest, stats
 from tss.atomic import atomic_path, write_text
-from tss.train.config import TSS_45H_MIN
+from tss.paper import TSS_45H_MIN
 
 LEE_VERSION = "1"
 B_VALUE = 1000                 # s/mm², the DWI b-value of the cohorts here

@@ -30,6 +30,36 @@ def output_shapes(model: torch.nn.Module, modules: list[str], x: torch.Tensor) -
     return out
 
 
+# the modules whose output shapes the Models chapter lists, per model
+SHAPE_MODULES = {
+    "2D (per slice)": ["conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "attention", "fc"],
+    "3D": ["encoder.down1", "encoder.down2", "encoder.down3", "encoder.down4", "attention1", "attention2", "fc"],
+    "U-Net (Genesis)": ["encoder.down1", "encoder.down2", "encoder.down3", "encoder.down4", "up3", "up2", "up1", "out"],
+}
+
+
+def shape_table(profile_names=("full", "quick")) -> pd.DataFrame:
+    """Output shape of each module of :data:`SHAPE_MODULES` for one random input of each profile's
+    size (the 2D model per slice; the U-Net on a Models Genesis cube), one column per profile."""
+    from .. import profiles
+
+    models = {"2D (per slice)": (lambda s: SliceAttentionNet(n_slices=s[0]), lambda m: m.input_shape("2d")),
+              "3D": (lambda s: Attention3DNet(), lambda m: m.input_shape("3d")),
+              "U-Net (Genesis)": (lambda s: UNet3D(), lambda m: m.genesis_cube)}
+    tables = []
+    for label, modules in SHAPE_MODULES.items():
+        make, size = models[label]
+        cols = {}
+        for p in profile_names:
+            s = tuple(size(profiles.MODEL[p]))
+            shapes = output_shapes(make(s), modules, torch.rand(1, 3, *s))
+            cols[p] = {"input": " x ".join(map(str, (3, *s))), **shapes}
+        t = pd.DataFrame(cols)
+        t.index = pd.MultiIndex.from_product([[label], t.index], names=["model", "module"])
+        tables.append(t)
+    return pd.concat(tables)
+
+
 def parameter_table(classifiers: dict[str, PartsModel], unet: UNet3D | None = None) -> pd.DataFrame:
     """Parameters of each named part of each classifier and what the paper's phases do with it
     (phases 2-3 freeze the early layers, phase 4 trains the attention only); with ``unet``, the
@@ -56,6 +86,6 @@ def build(arch: str, n_slices: int = 26) -> PartsModel:
     raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
 
 
-__all__ = ["ARCHS", "Attention3DNet", "Encoder3D", "GridAttention", "PartsModel", "SliceAttentionNet",
+__all__ = ["ARCHS", "SHAPE_MODULES", "Attention3DNet", "Encoder3D", "GridAttention", "PartsModel", "SliceAttentionNet",
            "TransferReport", "UNet3D", "WeightsUnavailable", "build", "load_imagenet", "load_matching",
-           "output_shapes", "parameter_table", "read_state_dict"]
+           "output_shapes", "parameter_table", "read_state_dict", "shape_table"]

@@ -18,6 +18,10 @@ def table2() -> pd.DataFrame:
         return pd.read_csv(f)
 
 
+# Paper section 2.1: the two tasks, time since stroke onset under 3 h and under 4.5 h (the
+# thrombolysis window), in minutes. Every module that labels a patient uses these two.
+TSS_3H_MIN = 180
+TSS_45H_MIN = 270
 # Paper section 3: inter-reader agreement of the three neuroradiologists.
 FLEISS_KAPPA = 0.46
 # Paper section 2.1: test set of 82 patients read by three neuroradiologists.

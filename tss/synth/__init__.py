@@ -29,8 +29,6 @@ import pandas as pd
 from tss import paths as safe_paths
 from tss.atomic import atomic_path, write_text
 from tss.synth.cohort import (
-    TSS_3H,
-    TSS_45H,
     oracle_scores,
     population_oracle_auc,
     sample_patients,
@@ -39,7 +37,7 @@ from tss.synth.cohort import (
 from tss.synth.params import GENERATOR_VERSION, PARAMS, as_records, param
 
 __all__ = ["generate", "GenerateResult", "load_latent", "patient_paths", "PARAMS", "param",
-           "TSS_3H", "TSS_45H", "GENERATOR_VERSION"]
+           "GENERATOR_VERSION"]
 
 _PLAN_COLUMNS = ["patient_id", "onset_to_mri_min", "age", "territory", "stroke_side", "lesion_ml_planned",
                  "adc_drop", "field_T", "latent_t2_increase"]

@@ -11,9 +11,6 @@ from dataclasses import asdict, dataclass
 
 from ..profiles import ARCHS
 
-TSS_3H_MIN = 180
-TSS_45H_MIN = 270
-
 
 @dataclass(frozen=True)
 class Phase:

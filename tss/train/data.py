@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import precision, preprocess
-from .config import TSS_3H_MIN, TSS_45H_MIN
+from ..paper import TSS_3H_MIN, TSS_45H_MIN
 
 
 def pool_in_plane(x: torch.Tensor, downsample: int) -> torch.Tensor:
@@ -27,7 +27,7 @@ def pool_in_plane(x: torch.Tensor, downsample: int) -> torch.Tensor:
     return F.avg_pool2d(x.reshape(-1, 1, h, w), downsample).reshape(*lead, h // downsample, w // downsample)
 
 
-class Cohort:
+class Hemispheres:
     """Hemispheres (N, 3, 26, H, W) at one in-plane downsampling, with their index table."""
 
     def __init__(self, x: torch.Tensor, index: pd.DataFrame, key: str):
@@ -37,7 +37,7 @@ class Cohort:
 
     @classmethod
     def load(cls, cache_dir, downsample: int = 1, device: str | torch.device = "cpu",
-             dtype: torch.dtype | None = None) -> Cohort:
+             dtype: torch.dtype | None = None) -> Hemispheres:
         """The preprocessed cohort of ``cache_dir`` (``python -m tss preprocess``), pooled in-plane by
         ``downsample``, as float32 on the CPU or resident on a GPU in its training precision
         (``dtype`` overrides; :func:`tss.precision.for_data`)."""

@@ -28,7 +28,7 @@ from .. import precision, profiles, provenance, stats
 from ..atomic import atomic_path, write_text
 from ..models import SliceAttentionNet, UNet3D, build, genesis, load_imagenet, load_matching
 from .config import Experiment
-from .data import Cohort, patient_predictions, tumour_examples
+from .data import Hemispheres, patient_predictions, tumour_examples
 
 TRAIN_VERSION = "5"  # 2: batch-norm statistics recomputed before each evaluation; 3: vectorised Genesis
 # distortions, Genesis validated on restoring fixed distorted cubes (it scored clean ones); 4: convolutions
@@ -72,7 +72,7 @@ def _dice(prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class Run:
     """Everything one experiment needs; :meth:`fit` trains (or resumes, or reuses) it."""
 
-    def __init__(self, exp: Experiment, cohort: Cohort, out_root, profile: str, seed: int,
+    def __init__(self, exp: Experiment, cohort: Hemispheres, out_root, profile: str, seed: int,
                  max_epochs: int | None = None, progress: bool = True,
                  train_profile: profiles.TrainProfile | None = None, cache_frozen: bool = True,
                  model_profile: profiles.ModelProfile | None = None):
@@ -390,7 +390,7 @@ class Run:
         return out
 
 
-def run_grid(experiments, cohort: Cohort, out_root, profile: str, seed: int, progress: bool = True,
+def run_grid(experiments, cohort: Hemispheres, out_root, profile: str, seed: int, progress: bool = True,
              max_epochs: int | None = None, train_profile: profiles.TrainProfile | None = None,
              model_profile: profiles.ModelProfile | None = None):
     """Run experiments in order; an ImageNet run without weights is recorded as skipped with why."""

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from .. import profiles, results, stats
-from .config import TSS_45H_MIN, Experiment
-from .data import Cohort
+from ..paper import TSS_45H_MIN
+from .config import Experiment
+from .data import Hemispheres
 from .loop import run_grid
 
 CHAIN = (Experiment("2d", "stroke", "random"), Experiment("2d", "tss3", "transfer"),
@@ -45,7 +46,7 @@ def training_order(index: pd.DataFrame, seed: int = 0) -> list[str]:
     return list(pts.index[np.lexsort((stratum, rank))])
 
 
-def train_subset(cohort: Cohort, n_stroke: int | None, seed: int = 0) -> Cohort:
+def train_subset(cohort: Hemispheres, n_stroke: int | None, seed: int = 0) -> Hemispheres:
     """``cohort`` with its training split cut to the first patients of :func:`training_order` that
     hold ``n_stroke`` stroke hemispheres (None: all); validation and test untouched."""
     idx = cohort.index
@@ -59,10 +60,10 @@ def train_subset(cohort: Cohort, n_stroke: int | None, seed: int = 0) -> Cohort:
     keep = set(order[: int(np.searchsorted(counts, n_stroke)) + 1])
     rows = np.flatnonzero(((idx["split"] != "train") | idx["patient_id"].isin(keep)).to_numpy())
     key = hashlib.sha256(f"{cohort.key}:train{n_stroke}:order{seed}".encode()).hexdigest()[:16]
-    return Cohort(cohort.x[rows], idx.iloc[rows], key=key)
+    return Hemispheres(cohort.x[rows], idx.iloc[rows], key=key)
 
 
-def n_train_stroke(cohort: Cohort) -> int:
+def n_train_stroke(cohort: Hemispheres) -> int:
     return int(cohort.index.loc[cohort.index["split"] == "train", "label"].sum())
 
 
@@ -72,7 +73,7 @@ def size_dir(root, downsample: int, n_stroke: int) -> Path:
 
 def run_study(cache_dir, root, profile: str = "lowres", downsamples=None, sizes=None,
               experiments=CHAIN + RANDOM, seed: int = 0, device: str = "cpu", progress: bool = True,
-              train_profile: profiles.TrainProfile | None = None, load=Cohort.load, grid_root=None) -> list[dict]:
+              train_profile: profiles.TrainProfile | None = None, load=Hemispheres.load, grid_root=None) -> list[dict]:
     """Train ``experiments`` (sources first) for every input size and training-set size;
     ``load(cache_dir, downsample, device)`` gives the cohort at one input size. Sizes and input
     sizes default to the profile's (:data:`tss.profiles.STUDY`). With ``grid_root`` (the profile's
