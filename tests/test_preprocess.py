@@ -250,3 +250,13 @@ def test_the_genesis_figure_cube_holds_the_lesion_on_its_shown_slice(processed):
     assert titles[0] == "original" and titles[-1] == "composed (training)" and len(fig.axes) == 2 * len(titles)
     with pytest.raises(ValueError, match="no nosuchsplit hemisphere"):
         viz.lesion_cube(cache, (8, 32, 32), split="nosuchsplit")
+
+
+def test_preprocessing_builds_its_template_without_the_synthetic_generator():
+    import subprocess
+    import sys
+
+    code = ("import sys; from tss import preprocess; from tss.preprocess import steps; steps.load_template(); "
+            "print(sorted(m for m in sys.modules if m.startswith('tss.synth')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -16,8 +16,8 @@ from scipy.stats import spearmanr
 from tss import manifest, synth, tables
 from tss.paper import TSS_45H_MIN
 from tss.synth import acquire, cohort
-from tss.synth.anatomy import CHANNELS, load_anatomy
 from tss.synth.params import param
+from tss.template import CHANNELS, load_anatomy
 
 
 def _load(root, pid, key):

@@ -5,6 +5,7 @@ Modules, in the order the data flows through them
 profiles    run profiles (quick, lowres, full): cohort size, input size, epoch budget
 paths       paths from untrusted values (manifest cells, patient ids) that stay in their folder
 manifest    cohort manifest: schema, loading, validation
+template    the MNI152 head (brain tissues, CSF, skull, scalp, neck): preprocessing's target, synth's anatomy
 synth       physics-based synthetic cohort on MNI152 anatomy
 preprocess  the paper's pipeline: N4, registration to MNI, normalisation, hemisphere tensors
 models      the 2D and 3D attention networks, Models Genesis, weight transfer and freezing
@@ -13,7 +14,8 @@ train       the paper's phases and the grid of Table 2, the training loop, the d
 baselines   the radiomics baseline of Lee et al. 2020
 gradcam     Grad-CAM of both models and its overlap with the lesion
 stats       AUC, operating points, bootstrap and exact intervals, DeLong, Fleiss' kappa
-results     Table 2, the gains of Figures 6-7, Figure 8, the claims of the Reproduction page
+results     Table 2, the gains of Figures 6-7, Figure 8, what the TSS models learnt from phase 1
+reproduction  the claims table of the Reproduction page: each claim, its evidence, ours, a verdict
 paper       the paper's own numbers (its Tables 1 and 2), never ours
 tables      tables computed from a cohort (Table 1)
 viz         figure helpers for native images

@@ -44,10 +44,10 @@ def t2w_template() -> sitk.Image:
 
     The paper registers b0 to the T2w MNI152 atlas; nilearn ships only the (skull-stripped) T1
     one. We synthesise a T2w head from nilearn's GM/WM maps and brain mask plus a modelled
-    extra-cerebral CSF, skull and scalp (:mod:`tss.synth.anatomy`). A brain-only template would
+    extra-cerebral CSF, skull and scalp (:mod:`tss.template`). A brain-only template would
     pull the bright CSF around the brain into the template's brain and inflate it.
     """
-    from tss.synth.anatomy import CHANNELS, load_anatomy
+    from tss.template import CHANNELS, load_anatomy
 
     anat = load_anatomy()
     t2w = sum(anat.fractions[i] * T2W_TISSUE[name] for i, name in enumerate(CHANNELS)).astype(np.float32)

@@ -95,7 +95,7 @@ def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, boo
             return truth, True
 
     from tss.synth.acquire import render_patient
-    from tss.synth.anatomy import load_anatomy
+    from tss.template import load_anatomy
 
     anat = load_anatomy()
     t0 = time.perf_counter()

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from tss.synth.anatomy import CHANNELS, Anatomy
 from tss.synth.cohort import TERRITORY_BOXES, adc_ratio
 from tss.synth.params import param
+from tss.template import CHANNELS, Anatomy
 
 # ------------------------------------------------------------------------------------------------
 # lesion

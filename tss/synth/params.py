@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tss.template import SHELL_MM
+
 # Bump when a change alters generated images or tables: it invalidates the per-patient cache.
 GENERATOR_VERSION = "1.1"
 
@@ -108,7 +110,7 @@ _P = [
           "files are stored in different voxel orders, as converters do (reorientation has work)"),
     # --- anatomy -----------------------------------------------------------------------------
     Param("template", "MNI152 2009a sym, 1 mm (nilearn)", "", "anatomy", "nilearn ships T1, GM, WM, brain mask"),
-    Param("shell_mm", (("CSF", 0, 2), ("skull", 2, 8), ("scalp fat", 8, 14)), "(layer, from, to) mm",
+    Param("shell_mm", SHELL_MM, "(layer, from, to) mm",
           "anatomy", "assumption: scalp/skull shell outside a smoothed brain hull; a neck below"),
     Param("head_scale_sd", 0.04, "relative", "anatomy", "assumption: head size variability"),
     Param("elastic_sd_mm", 2.0, "mm", "anatomy", "assumption: smooth random displacement, 8x8x8 control grid"),

@@ -1,8 +1,11 @@
-"""MNI152 anatomy for the synthetic cohort: tissue fractions and a head around the brain.
+"""The MNI152 head: tissue fractions of the brain and of a head around it, on a 1 mm grid.
 
 nilearn ships the MNI152 2009a template at 1 mm with GM and WM probability maps and a brain
 mask, but the T1 template is skull-stripped. We add what a scanner sees outside the brain:
-a thin CSF layer, a skull, scalp fat and a neck, so that skull stripping has work to do.
+a thin CSF layer, a skull, scalp fat and a neck. Two users: preprocessing builds its T2-weighted
+registration target from it (:func:`tss.preprocess.steps.t2w_template`), for real and synthetic
+data alike, and the synthetic generator (:mod:`tss.synth`) renders its patients on it, so that
+skull stripping has work to do. It depends on neither.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from tss.synth.params import param
-
 # tissue channel order in Anatomy.fractions
 CHANNELS = ("GM", "WM", "CSF", "skull", "fat", "muscle")
 PAD_BELOW_MM = 40  # room below the template for the neck
+# (layer, from, to): mm outward from a smoothed brain hull (an assumption; listed with the generator's parameters)
+SHELL_MM = (("CSF", 0, 2), ("skull", 2, 8), ("scalp fat", 8, 14))
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def load_anatomy() -> Anatomy:
     # distance (mm) outward from a smoothed brain hull
     hull = ndimage.gaussian_filter(mask.astype(np.float32), 4.0) > 0.3
     d = ndimage.distance_transform_edt(~hull).astype(np.float32)
-    layers = dict((name, (lo, hi)) for name, lo, hi in param("shell_mm"))
+    layers = {name: (lo, hi) for name, lo, hi in SHELL_MM}
     outside = (~mask).astype(np.float32)
     csf += outside * _ramp(d, -0.5, layers["CSF"][1])
     skull = outside * _ramp(d, *layers["skull"])
