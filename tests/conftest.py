@@ -18,3 +18,11 @@ def small(tmp_path_factory):
     root = tmp_path_factory.mktemp("cohort")
     res = synth.generate(root, n=N_SMALL, seed=SEED_SMALL, jobs=2, progress=False)
     return root, res
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that needs the synthetic cohort (generated once per session, ~40 s) is ``slow``:
+    ``pytest -m "not slow"`` is the quick inner loop; ``make test`` runs everything."""
+    for item in items:
+        if "small" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

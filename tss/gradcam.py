@@ -197,14 +197,25 @@ def _downsample(x: torch.Tensor) -> int:
 
 def cam_study(runs_dir, experiments, cohort, cache_dir, split: str = "test", max_patients: int | None = None,
               progress: bool = True, batch: int = 4) -> pd.DataFrame:
-    """Grad-CAM of every stroke hemisphere (label 1) of ``split`` for each experiment (names like
-    '2d-tss45-transfer', trained under ``runs_dir``), measured against its lesion (:func:`overlap`).
+    """Grad-CAM of every stroke hemisphere (label 1) of ``split`` for each experiment, measured
+    against its lesion (:func:`overlap`).
 
-    ``cohort``: a :class:`tss.train.Hemispheres`, or a mapping arch ('2d', '3d') -> Hemispheres when the
-    architectures take different in-plane sizes (the quick profile). A run's ``config.json``, when
-    present, must name the cohort's data key. ``max_patients``: the first patients by id only.
-    One row per hemisphere and experiment: patient_id, hemisphere, experiment, energy_in_lesion,
-    high_in_lesion, hit, peak_in_lesion, prob (the model's probability of the positive class)."""
+    Args:
+        runs_dir: the seed's run folder holding ``<experiment>/best.pt``.
+        experiments: names like ``'2d-tss45-transfer'`` (hemisphere classifiers only).
+        cohort: a :class:`tss.train.Hemispheres`, or a mapping arch ('2d', '3d') -> Hemispheres when
+            the architectures take different in-plane sizes (the quick profile). A run's
+            ``config.json``, when present, must name the cohort's data key.
+        cache_dir: the preprocessing cache (the lesion masks).
+        split: which split's hemispheres.
+        max_patients: the first patients by id only.
+        progress: show a progress bar.
+        batch: hemispheres per Grad-CAM batch.
+
+    Returns:
+        One row per hemisphere and experiment: patient_id, hemisphere, experiment, energy_in_lesion,
+        high_in_lesion, hit, peak_in_lesion, prob (the model's probability of the positive class).
+    """
     exps = [_experiment(e) for e in experiments]
     runs_dir = Path(runs_dir)
     lesions: dict[tuple[str, int], np.ndarray] = {}

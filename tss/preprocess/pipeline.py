@@ -249,9 +249,25 @@ def preprocess_cohort(cohort_dir, cache_dir, jobs: int = -1, progress: bool = Tr
                       ids: list[str] | None = None, data_roots=()) -> CohortRun:
     """Preprocess every patient of a cohort (or those in ``ids``); failures do not stop the others.
 
-    Refuses to start (ValueError listing patient and problem) when a patient id is not a safe file
-    name or a path cell leads outside the data roots: the manifest's folder and ``data_roots``
-    (:func:`tss.manifest.require_safe`). The images themselves are checked per patient as they load.
+    Each patient is cached by content (its images, stroke side and the pipeline version) and skipped
+    when its cache is current, so an interrupted run resumes where it stopped.
+
+    Args:
+        cohort_dir: a cohort folder holding ``manifest.csv``, or a manifest CSV.
+        cache_dir: where the processed patients (``patients/<id>.npz`` and ``.json``) and
+            ``failures.csv`` are written.
+        jobs: worker processes (-1: all cores).
+        progress: show a progress bar.
+        ids: only these patients (default: all).
+        data_roots: folders the manifest's image paths may point into besides its own folder.
+
+    Returns:
+        A :class:`CohortRun`: one outcome per patient (ok, cached, or the step and reason it failed).
+
+    Raises:
+        ValueError: before any work, listing patient and problem, when a patient id is not a safe
+            file name or a path cell leads outside the data roots (:func:`tss.manifest.require_safe`).
+            The images themselves are checked per patient as they load.
     """
     from joblib import Parallel, delayed
     from tqdm import tqdm
@@ -337,8 +353,21 @@ def hemispheres(volume: np.ndarray) -> np.ndarray:
 def assemble(cache_dir, cohort_dir, reference: str | None = None, progress: bool = True) -> Path:
     """Normalise every preprocessed patient to a reference study and write the hemisphere array.
 
-    Cached by the patients' cache keys, the reference and the pipeline version. Refuses a manifest
-    whose ids are not safe file names (ValueError); its image paths are not read here.
+    Cached by the patients' cache keys, the reference and the pipeline version.
+
+    Args:
+        cache_dir: the folder :func:`preprocess_cohort` wrote.
+        cohort_dir: the cohort folder or manifest CSV (for the splits and stroke sides).
+        reference: patient id whose histogram landmarks every patient is matched to (default: the
+            first training patient).
+        progress: show a progress bar.
+
+    Returns:
+        The path of ``cohort/hemispheres.npy`` (N x 3 x 26 x 224 x 112, float16) under ``cache_dir``;
+        its index table lies beside it (:func:`load_hemispheres` reads both).
+
+    Raises:
+        ValueError: the manifest's ids are not safe file names (its image paths are not read here).
     """
     from tqdm import tqdm
 

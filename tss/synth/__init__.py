@@ -109,7 +109,23 @@ def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, boo
 
 
 def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progress: bool = True) -> GenerateResult:
-    """Generate (or resume) a synthetic cohort of ``n`` patients in ``out``."""
+    """Generate (or resume) a synthetic cohort of ``n`` patients in ``out``.
+
+    Each patient is cached by its plan, the seed and the generator version: a rerun renders only
+    what is missing or changed.
+
+    Args:
+        out: the cohort folder: ``manifest.csv``, ``latent.csv``, ``generator.json`` and one folder
+            of NIfTI images per patient (BIDS-like).
+        n: number of patients (the paper's cohort: 422).
+        seed: fixes every draw: patients, lesions, splits, readers.
+        jobs: worker processes (-1: all cores).
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`GenerateResult`: the folder, how many patients were rendered and how many reused,
+        and the wall time.
+    """
     from joblib import Parallel, delayed
     from tqdm import tqdm
 

@@ -70,7 +70,26 @@ def _dice(prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class Run:
-    """Everything one experiment needs; :meth:`fit` trains (or resumes, or reuses) it."""
+    """Everything one experiment needs; :meth:`fit` trains (or resumes, or reuses) it.
+
+    A run is cached by a key of its configuration, its data and its weight source: a finished run
+    is read back, an interrupted one resumes from its last epoch, a changed one starts again.
+
+    Args:
+        exp: the experiment (architecture, phase, initialisation).
+        cohort: the hemisphere tensors at the architecture's input size (:class:`Hemispheres`).
+        out_root: the seed's run folder; the run writes ``<out_root>/<experiment>/``.
+        profile: the profile whose epoch budget, patience and input size apply.
+        seed: the training seed.
+        max_epochs: overrides the profile's epoch cap.
+        progress: show a progress bar per epoch.
+        train_profile, model_profile: override the profile's training and input settings.
+        cache_frozen: compute frozen leading stages once per hemisphere instead of every step.
+
+    Raises:
+        SourceMissing: the weight source (e.g. phase 1 for a transfer run) has not run, or its
+            checkpoint is gone.
+    """
 
     def __init__(self, exp: Experiment, cohort: Hemispheres, out_root, profile: str, seed: int,
                  max_epochs: int | None = None, progress: bool = True,
