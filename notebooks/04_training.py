@@ -79,6 +79,7 @@ import torch
 from IPython.display import Markdown, display
 
 from tss import profiles
+from tss.runtree import RunTree
 from tss.train import Hemispheres, grid, report, run_grid
 
 profiles.check(profile)
@@ -102,7 +103,7 @@ results = []
 for arch in arch_list:
     cohort = Hemispheres.load(cache_dir, profiles.MODEL[profile].downsample(arch), device)
     for s in seeds:
-        results += run_grid([e for e in exps if e.arch == arch], cohort, runs_dir / f"seed{s}", profile, s)
+        results += run_grid([e for e in exps if e.arch == arch], cohort, RunTree(runs_dir).seed_dir(s), profile, s)
     del cohort
 for r in results:
     if "skipped" in r:

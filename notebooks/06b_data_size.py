@@ -55,7 +55,7 @@ if train:
                     grid_root=root / profile / "runs")  # the grid's runs on the whole split are reused
 
 # %% tags=["hide-input"]
-shown = [p for p in profiles.BY_SIZE if any((root / p / "study").glob("*x/n*/seed*/*/summary.json"))]
+shown = [p for p in profiles.BY_SIZE if study.summaries(root / p / "study")]
 for p in shown:
     t = study.table(root / p / "study", n_boot=n_boot)
     tp, cohort = profiles.TRAIN[p], profiles.COHORT[p]

@@ -53,21 +53,17 @@ print(f"results of the {shown} profile (make book ran {profile}); runs in {runs_
 import torch
 
 from tss import gradcam
+from tss.runtree import RunTree
 from tss.train import Experiment, Hemispheres
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 model_profile = profiles.MODEL[shown]
 exps = ["2d-tss45-random", "2d-attention-transfer", "3d-tss45-random", "3d-attention-transfer"]
-
-
-def checkpoint(e):  # the best weights of an experiment's first seed, when they are here
-    s = results.seeds(runs_dir, e)
-    return runs_dir / f"seed{s[0]}" / e / "best.pt" if s else None
-
+tree = RunTree(runs_dir)
 
 # computed for the experiments whose checkpoints and processed images are here; the stored results of
 # the others (trained in an earlier session, or a clone without checkpoints) are read back and kept
-have = [e for e in exps if checkpoint(e) is not None and checkpoint(e).exists()]
+have = [e for e in exps if tree.checkpoint(e) is not None]
 compute = bool(have) and (cache_dir / "cohort").exists()
 archs_here = sorted({Experiment.parse(e).arch for e in have})
 cohorts = {a: Hemispheres.load(cache_dir, model_profile.downsample(a), device) for a in archs_here} if compute else None
@@ -81,7 +77,7 @@ if not compute:
 
 # %% tags=["hide-input", "remove-stderr"]
 if compute:
-    study = gradcam.merge_table(gradcam.cam_study(runs_dir / f"seed{seed0}", have, cohorts, cache_dir, split="test"),
+    study = gradcam.merge_table(gradcam.cam_study(tree.seed_dir(seed0), have, cohorts, cache_dir, split="test"),
                                 files["overlap"], exps)
     study.to_csv(files["overlap"], index=False)
 else:
@@ -116,7 +112,7 @@ if compute:
     examples = []
     for e in have:
         c = cohorts[Experiment.parse(e).arch]
-        model = gradcam.load_run_model(runs_dir / f"seed{seed0}" / e, c.x.shape[2], device)
+        model = gradcam.load_run_model(tree.run_dir(e, seed0), c.x.shape[2], device)
         examples.append(gradcam.cam_example(model, c, row, cache_dir, title=f"{e} ({shown})", experiment=e))
     gradcam.save_examples(files["figure9"], gradcam.merge_examples(examples, files["figure9"], exps))
 examples = gradcam.load_examples(files["figure9"]) if files["figure9"].exists() else []
@@ -138,13 +134,12 @@ if examples:
 isles_cache = cache_dir.parent / "preprocess-isles"
 # the phase 1 (stroke detection) models first: which hemisphere each scores as stroke; then phase 3-4
 detectors = [results.experiment_name(a, "stroke", "random") for a in ("2d", "3d")]
-isles_exps = [e for e in detectors if results.seeds(runs_dir, e)
-              and (runs_dir / f"seed{results.seeds(runs_dir, e)[0]}" / e / "best.pt").exists()] + have
+isles_exps = [e for e in detectors if tree.checkpoint(e) is not None] + have
 if (cache_dir / "cohort").exists() and isles_exps and (isles_cache / "patients").exists():
     pid = sorted(p.stem for p in (isles_cache / "patients").glob("*.npz"))[0]
     rows_out, examples = [], []
     for e in isles_exps:
-        row, ex = gradcam.external_case(runs_dir / f"seed{results.seeds(runs_dir, e)[0]}" / e, isles_cache, pid,
+        row, ex = gradcam.external_case(tree.checkpoint(e).parent, isles_cache, pid,
                                         cache_dir, model_profile.downsample(Experiment.parse(e).arch), device)
         rows_out.append(row)
         examples.append(ex)

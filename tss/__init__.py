@@ -11,6 +11,7 @@ preprocess  the paper's pipeline: N4, registration to MNI, normalisation, hemisp
 models      the 2D and 3D attention networks, Models Genesis, weight transfer and freezing
 precision   training precision by device capability (bf16, fp16 with a scaler, fp32)
 train       the paper's phases and the grid of Table 2, the training loop, the data-size study
+runtree     the run tree results/<profile>/runs/seed<k>/<experiment>/: the one place that spells it
 baselines   the radiomics baseline of Lee et al. 2020
 gradcam     Grad-CAM of both models and its overlap with the lesion
 stats       AUC, operating points, bootstrap and exact intervals, DeLong, Fleiss' kappa

@@ -42,6 +42,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from tss import profiles
+    from tss.runtree import RunTree
     from tss.train import Hemispheres, grid, report, run_grid
 
     profiles.check(args.profile)
@@ -60,7 +61,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for arch in archs:
         cohort = Hemispheres.load(cache, profiles.MODEL[args.profile].downsample(arch), device)
         for s in seeds:
-            for r in run_grid([e for e in exps if e.arch == arch], cohort, runs / f"seed{s}", args.profile, s):
+            for r in run_grid([e for e in exps if e.arch == arch], cohort, RunTree(runs).seed_dir(s), args.profile, s):
                 if "skipped" in r:
                     print(f"{r['experiment']} (seed {s}) skipped: {r['skipped']}", flush=True)
         del cohort

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import write_text
+from .runtree import RunTree
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
@@ -149,7 +150,7 @@ def environment_table(results_dir) -> pd.DataFrame:
 def runs_table(runs_dir) -> pd.DataFrame:
     """Training runs grouped by the machine and software that trained them: runs, hours of wall time."""
     rows = []
-    for s in Path(runs_dir).glob("seed*/*/summary.json"):
+    for s in RunTree(runs_dir).summaries():
         d = json.loads(s.read_text())
         p = d.get("provenance") or {}
         rows.append({"device": p.get("gpu") or (f"{p['cpu']} ({p['torch_threads']} threads)" if p else "not recorded"),

@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import paper, stats
 from .paper import TSS_45H_MIN
+from .runtree import RunTree
 from .train.config import Experiment, grid, stroke_init
 
 # Table 2's rows: (stage, model, paper's "weights") -> our experiment
@@ -56,7 +57,7 @@ def experiment_name(arch: str, phase: str, init: str) -> str:
 def profile_of(results_root, preferred=("full", "lowres", "quick")) -> str | None:
     """The first profile in ``preferred`` whose training runs exist under ``results_root``."""
     for p in preferred:
-        if any(Path(results_root, p, "runs").glob("seed*/*/summary.json")):
+        if RunTree(Path(results_root, p, "runs")).has_runs():
             return p
     return None
 
@@ -115,15 +116,14 @@ def cohort_tables(results_root, profile: str, cohort_dir=None) -> Path:
 
 
 def seeds(runs_root, experiment: str) -> list[int]:
-    return sorted(int(p.parent.parent.name.removeprefix("seed"))
-                  for p in Path(runs_root).glob(f"seed*/{experiment}/summary.json"))
+    return RunTree(runs_root).seeds(experiment)
 
 
 def predictions(runs_root, experiment: str, seed: int) -> pd.DataFrame:
     """Test and validation predictions of one run: per patient for TSS (``patients.csv``); per
     hemisphere for stroke detection (``predictions.csv``: every synthetic patient has a stroke, so
     only hemispheres have both classes)."""
-    d = Path(runs_root) / f"seed{seed}" / experiment
+    d = RunTree(runs_root).run_dir(experiment, seed)
     f = d / ("predictions.csv" if Experiment.parse(experiment).phase == "stroke" else "patients.csv")
     if not f.exists():
         raise FileNotFoundError(f"{experiment} (seed {seed}) has no {f.name} in {d}")
@@ -140,7 +140,7 @@ def experiment_metrics(runs_root, experiment: str, n_boot: int = 1000) -> dict:
     """Metrics of an experiment's first seed with bootstrap CIs, and its test AUC over all seeds."""
     run_seeds = seeds(runs_root, experiment)
     if not run_seeds:
-        skipped = list(Path(runs_root).glob(f"seed*/{experiment}/skipped.json"))
+        skipped = RunTree(runs_root).skipped(experiment)
         why = json.loads(skipped[0].read_text())["skipped"] if skipped else "not run"
         return {"experiment": experiment, "status": why}
     preds = [predictions(runs_root, experiment, s) for s in run_seeds]
@@ -579,7 +579,7 @@ def write_tables(results_root, profile: str, n_boot: int = 1000, seed: int = 0) 
 
     root = Path(results_root)
     runs = root / profile / "runs"
-    if not any(runs.glob("seed*/*/summary.json")):
+    if not RunTree(runs).has_runs():
         raise FileNotFoundError(f"no finished training run under {runs}: run `python -m tss train --profile {profile}` first")
     cohort = cohort_tables(root, profile)
     man = manifest.load_cohort(cohort, check=False).table if (cohort / "manifest.csv").exists() else None

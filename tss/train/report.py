@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import paper
+from ..runtree import RunTree
 from .config import Experiment
 
 # the grid's goals on one H100 (issue 6): every run of 5 seeds in 15 minutes, and training steps on
@@ -21,17 +22,13 @@ HEMISPHERE_TASKS = ("stroke", "tss_lt_3h", "tss_lt_4_5h")
 def summaries(runs_root) -> pd.DataFrame:
     """Every ``summary.json`` under ``runs_root/seed*/<experiment>/``, one row per run, and every
     ``skipped.json`` (a run that could not start, with why)."""
-    rows = []
-    for f in sorted(Path(runs_root).glob("seed*/*/summary.json")) + sorted(Path(runs_root).glob("seed*/*/skipped.json")):
-        rows.append(json.loads(f.read_text()))
-    return pd.DataFrame(rows)
+    tree = RunTree(runs_root)
+    return pd.DataFrame([json.loads(f.read_text()) for f in tree.summaries() + tree.skipped()])
 
 
 def epochs(runs_root, experiment: str) -> pd.DataFrame:
     """The per-epoch logs of one experiment over all seeds (column ``seed``)."""
-    frames = []
-    for f in sorted(Path(runs_root).glob(f"seed*/{experiment}/epochs.csv")):
-        frames.append(pd.read_csv(f).assign(seed=int(f.parent.parent.name.removeprefix("seed"))))
+    frames = [pd.read_csv(f).assign(seed=s) for s, f in RunTree(runs_root).epoch_logs(experiment)]
     return pd.concat(frames) if frames else pd.DataFrame()
 
 
@@ -160,6 +157,6 @@ def views(results_root, profile: str, runs_dir=None) -> dict[str, Path]:
 
     root = Path(results_root)
     out = {p: root / p / "runs" for p in profiles.BY_SIZE
-           if p != profile and any((root / p / "runs").glob("seed*/*/summary.json"))}
+           if p != profile and RunTree(root / p / "runs").has_runs()}
     out[profile] = Path(runs_dir) if runs_dir is not None else root / profile / "runs"
     return out

@@ -22,6 +22,7 @@ import pandas as pd
 
 from .. import profiles, results, stats
 from ..paper import TSS_45H_MIN
+from ..runtree import RunTree
 from .config import Experiment
 from .data import Hemispheres
 from .loop import run_grid
@@ -88,17 +89,17 @@ def run_study(cache_dir, root, profile: str = "lowres", downsamples=None, sizes=
         full = load(cache_dir, d, device)
         for n in sizes:
             cohort = train_subset(full, n)
-            where = size_dir(root, d, n_train_stroke(cohort)) / f"seed{seed}"
+            where = RunTree(size_dir(root, d, n_train_stroke(cohort))).seed_dir(seed)
             if progress:
                 print(f"{d}x, {n_train_stroke(cohort)} training stroke hemispheres -> {where}", flush=True)
             same = grid_root is not None and n is None and mp == profiles.MODEL[profile] and train_profile is None
             names = {e.name for e in experiments}
             if same:  # runs the grid already has are read back here, not retrained
-                share(Path(grid_root) / f"seed{seed}", where, names)
+                share(RunTree(grid_root).seed_dir(seed), where, names)
             out += run_grid(list(experiments), cohort, where, profile, seed, progress=progress,
                             train_profile=train_profile, model_profile=mp)
             if same:
-                share(where, Path(grid_root) / f"seed{seed}", names)
+                share(where, RunTree(grid_root).seed_dir(seed), names)
         del full
     return out
 
@@ -117,11 +118,17 @@ def share(src: Path, dest_root: Path, names=None) -> list[str]:
     return copied
 
 
+def summaries(root) -> list[Path]:
+    """``summary.json`` of every finished run of a study under ``root``: one run tree per input size
+    and training-set size (``<d>x/n<size>/``, :func:`size_dir`)."""
+    return [f for sizes in sorted(Path(root).glob("*x/n*")) for f in RunTree(sizes).summaries()]
+
+
 def table(root, n_boot: int = 1000) -> pd.DataFrame:
     """One row per finished run of the study: input size, training-set size, experiment, test AUC
     with its bootstrap 95% CI, validation AUC, epochs, best epoch and wall time."""
     rows = []
-    for f in sorted(Path(root).glob("*x/n*/seed*/*/summary.json")):
+    for f in summaries(root):
         s = pd.read_json(f, typ="series")
         run_dir = f.parent
         d, n = int(run_dir.parents[2].name.removesuffix("x")), int(run_dir.parents[1].name.removeprefix("n"))
