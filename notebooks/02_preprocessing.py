@@ -168,7 +168,7 @@ else:
     print("The ISLES'22 sample is not next to this repository (../shared/data/isles22-sample): real-case panels skipped.")
 
 # %% tags=["hide-input"]
-landmarks = json.loads((cache_dir / "cohort" / "cohort.json").read_text())["landmarks"]
+landmarks = preprocess.PreprocessCache(cache_dir).cohort_meta()["landmarks"]
 landmarks = {k: np.array(v) for k, v in landmarks.items()}
 cases = [("synthetic " + ok_ids[0], preprocess.load_patient(cache_dir, ok_ids[0]))]
 if isles_ok:

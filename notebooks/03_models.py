@@ -54,6 +54,7 @@ from IPython.display import Markdown, display
 
 from tss import paper, profiles, viz
 from tss.models import Attention3DNet, SliceAttentionNet, UNet3D, imagenet, parameter_table, shape_table
+from tss.preprocess import PreprocessCache
 
 profiles.check(profile)
 cache_dir = Path(cache_dir or f"../results/{profile}/cache/preprocess")
@@ -143,7 +144,7 @@ att.style.format({"min": "{:.3f}", "max": "{:.3f}"}).hide(axis="index")
 # training uses the same transforms on smaller cubes of the downsampled hemispheres.
 
 # %% tags=["hide-input"]
-if (cache_dir / "cohort" / "hemispheres.npy").exists():
+if PreprocessCache(cache_dir).assembled():
     c = viz.lesion_cube(cache_dir, profiles.MODEL["full"].genesis_cube)
     fig = viz.genesis_figure(c["cube"], c["k"], seed)
     fig.suptitle(f"Models Genesis distortions on {c['description']}", fontsize=9)

@@ -50,9 +50,10 @@ print(f"results of the {shown} profile (make book ran {profile}); runs in {runs_
 
 # %% tags=["hide-input", "remove-stderr"]
 from tss.baselines import lee
+from tss.preprocess import PreprocessCache
 
 lee_dir = results_root / shown / "baselines" / "lee"
-if (cache_dir / "cohort").exists():  # the processed cohort is here: compute, or read back by its key
+if PreprocessCache(cache_dir).assembled():  # the processed cohort is here: compute, or read back by its key
     summary = lee.run(cache_dir, cohort_dir, lee_dir, seed=0, jobs=jobs)
 else:
     try:

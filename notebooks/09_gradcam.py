@@ -53,6 +53,7 @@ print(f"results of the {shown} profile (make book ran {profile}); runs in {runs_
 import torch
 
 from tss import gradcam
+from tss.preprocess import PreprocessCache
 from tss.runtree import RunTree
 from tss.train import Experiment, Hemispheres
 
@@ -64,7 +65,7 @@ tree = RunTree(runs_dir)
 # computed for the experiments whose checkpoints and processed images are here; the stored results of
 # the others (trained in an earlier session, or a clone without checkpoints) are read back and kept
 have = [e for e in exps if tree.checkpoint(e) is not None]
-compute = bool(have) and (cache_dir / "cohort").exists()
+compute = bool(have) and PreprocessCache(cache_dir).assembled()
 archs_here = sorted({Experiment.parse(e).arch for e in have})
 cohorts = {a: Hemispheres.load(cache_dir, model_profile.downsample(a), device) for a in archs_here} if compute else None
 seed0 = results.seeds(runs_dir, have[0])[0] if have else None
@@ -131,15 +132,15 @@ if examples:
 # data: this shows whether what they learnt on the synthetic cohort points at a real lesion.
 
 # %% tags=["hide-input"]
-isles_cache = cache_dir.parent / "preprocess-isles"
+isles_cache = PreprocessCache(cache_dir.parent / "preprocess-isles")
 # the phase 1 (stroke detection) models first: which hemisphere each scores as stroke; then phase 3-4
 detectors = [results.experiment_name(a, "stroke", "random") for a in ("2d", "3d")]
 isles_exps = [e for e in detectors if tree.checkpoint(e) is not None] + have
-if (cache_dir / "cohort").exists() and isles_exps and (isles_cache / "patients").exists():
-    pid = sorted(p.stem for p in (isles_cache / "patients").glob("*.npz"))[0]
+if PreprocessCache(cache_dir).assembled() and isles_exps and isles_cache.patient_ids():
+    pid = isles_cache.patient_ids()[0]
     rows_out, examples = [], []
     for e in isles_exps:
-        row, ex = gradcam.external_case(tree.checkpoint(e).parent, isles_cache, pid,
+        row, ex = gradcam.external_case(tree.checkpoint(e).parent, isles_cache.root, pid,
                                         cache_dir, model_profile.downsample(Experiment.parse(e).arch), device)
         rows_out.append(row)
         examples.append(ex)

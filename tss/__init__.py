@@ -7,7 +7,8 @@ paths       paths from untrusted values (manifest cells, patient ids) that stay 
 manifest    cohort manifest: schema, loading, validation
 template    the MNI152 head (brain tissues, CSF, skull, scalp, neck): preprocessing's target, synth's anatomy
 synth       physics-based synthetic cohort on MNI152 anatomy
-preprocess  the paper's pipeline: N4, registration to MNI, normalisation, hemisphere tensors
+preprocess  the paper's pipeline: N4, registration to MNI, normalisation, hemisphere tensors;
+            PreprocessCache: the one place that spells the cache's layout
 models      the 2D and 3D attention networks, Models Genesis, weight transfer and freezing
 precision   training precision by device capability (bf16, fp16 with a scaler, fp32)
 train       the paper's phases and the grid of Table 2, the training loop, the data-size study

@@ -117,7 +117,7 @@ def external_hemispheres(cache_dir, pid: str, cohort_cache, downsample: int = 1,
     see the cohort: histogram-matched with the cohort's landmarks (``cohort_cache``'s cohort.json),
     split into hemispheres and pooled in-plane like :meth:`tss.train.Hemispheres.load`. Returns ``x``
     (2, 3, 26, H, W) float32 tensor on ``device`` and ``mask`` (2, 26, H, W) from its lesion mask."""
-    meta = json.loads((Path(cohort_cache) / "cohort" / "cohort.json").read_text())
+    meta = preprocess.PreprocessCache(cohort_cache).cohort_meta()
     landmarks = {k: np.asarray(v) for k, v in meta["landmarks"].items()}
     p = preprocess.load_patient(cache_dir, pid)
     x = pool_in_plane(torch.from_numpy(np.ascontiguousarray(

@@ -328,12 +328,12 @@ def extract_features(cache_dir, pid: str, b_value: float = B_VALUE) -> dict:
 
     Raises ValueError naming the patient when its data are missing or not finite, or when ``pid``
     is not a safe file name (:func:`tss.paths.id_path`: nothing outside the cache is read)."""
-    from tss.preprocess import load_patient
-    from tss.preprocess.pipeline import patient_file
+    from tss.preprocess import PreprocessCache
 
-    if not patient_file(cache_dir, pid, ".npz").exists() or not patient_file(cache_dir, pid, ".json").exists():
+    store = PreprocessCache(cache_dir)
+    if not store.has_patient(pid):
         raise ValueError(f"patient {pid}: not preprocessed (no {pid}.npz/.json in the cache)")
-    p = load_patient(cache_dir, pid)
+    p = store.load_patient(pid)
     vol, brain, meta = p.get("volume"), p.get("brain"), p["meta"]
     if vol is None or brain is None:
         raise ValueError(f"patient {pid}: cache lacks {'volume' if vol is None else 'brain'}")
@@ -459,7 +459,9 @@ def fit_and_select(X: pd.DataFrame, y: np.ndarray, split: np.ndarray, seed: int 
 
 
 def _key(cache_dir, table: pd.DataFrame, seed: int, b_value: float) -> str:
-    meta = Path(cache_dir) / "cohort" / "cohort.json"
+    from tss.preprocess import PreprocessCache
+
+    meta = PreprocessCache(cache_dir).cohort_json
     if not meta.exists():
         raise ValueError(f"no {meta.name} in {Path(cache_dir).name}/cohort: assemble the cohort first "
                          "(tss.preprocess.assemble)")

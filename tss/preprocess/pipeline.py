@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tss import paths
 from tss.atomic import atomic_path, write_text
 from tss.preprocess import steps
+from tss.preprocess.cache import PreprocessCache
 from tss.preprocess.steps import PatientError
 
 # 1.3: registration seeded (0 meant the wall clock); an affine stage that ends worse than it started is not kept
@@ -190,7 +190,7 @@ def _ras_affine(img) -> np.ndarray:
 
 def patient_file(cache_dir, pid: str, suffix: str) -> Path:
     """``cache_dir/patients/<pid><suffix>``; ValueError for an unsafe id or a path leaving that folder."""
-    return paths.id_path(Path(cache_dir) / "patients", pid, suffix)
+    return PreprocessCache(cache_dir).patient_file(pid, suffix)
 
 
 def run_patient(row: dict, cache_dir: str) -> Outcome:
@@ -289,16 +289,13 @@ def preprocess_cohort(cohort_dir, cache_dir, jobs: int = -1, progress: bool = Tr
     outcomes.sort(key=lambda o: order[o.patient_id])
     fails = pd.DataFrame([{"patient_id": o.patient_id, "step": o.step, "reason": o.reason}
                           for o in outcomes if not o.ok], columns=["patient_id", "step", "reason"])
-    fails.to_csv(cache_dir / "failures.csv", index=False)
+    fails.to_csv(PreprocessCache(cache_dir).failures_csv, index=False)
     return CohortRun(outcomes, time.perf_counter() - t0)
 
 
 def load_patient(cache_dir, pid: str) -> dict:
     """One patient's cached arrays (volume float16 (3, 224, 224, 26) RAS order, brain, lesion)."""
-    with np.load(patient_file(cache_dir, pid, ".npz")) as z:
-        out = {k: z[k] for k in z.files}
-    out["meta"] = json.loads(patient_file(cache_dir, pid, ".json").read_text())
-    return out
+    return PreprocessCache(cache_dir).load_patient(pid)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -384,9 +381,9 @@ def assemble(cache_dir, cohort_dir, reference: str | None = None, progress: bool
         train = sorted(p for p in done if table.set_index("patient_id").at[p, "split"] == "train")
         reference = (train or sorted(done))[0]
     key = hashlib.sha256(json.dumps([PIPELINE_VERSION, reference, keys], sort_keys=True).encode()).hexdigest()[:16]
-    out = cache_dir / "cohort"
-    out.mkdir(exist_ok=True)
-    arr_path, index_path, meta_path = out / "hemispheres.npy", out / "index.csv", out / "cohort.json"
+    store = PreprocessCache(cache_dir)
+    store.cohort_dir.mkdir(exist_ok=True)
+    arr_path, index_path, meta_path = store.hemispheres_npy, store.index_csv, store.cohort_json
     if meta_path.exists() and json.loads(meta_path.read_text()).get("key") == key and arr_path.exists():
         return arr_path
 
@@ -416,6 +413,4 @@ def assemble(cache_dir, cohort_dir, reference: str | None = None, progress: bool
 
 def load_hemispheres(cache_dir, mmap: bool = True) -> tuple[np.ndarray, pd.DataFrame]:
     """The assembled cohort: (array (n_hemispheres, 3, 26, 224, 112) float16, index table)."""
-    out = Path(cache_dir) / "cohort"
-    arr = np.load(out / "hemispheres.npy", mmap_mode="r" if mmap else None)
-    return arr, pd.read_csv(out / "index.csv")
+    return PreprocessCache(cache_dir).load_hemispheres(mmap)

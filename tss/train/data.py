@@ -7,8 +7,6 @@ index selections, no per-step host copies).
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,8 +39,9 @@ class Hemispheres:
         """The preprocessed cohort of ``cache_dir`` (``python -m tss preprocess``), pooled in-plane by
         ``downsample``, as float32 on the CPU or resident on a GPU in its training precision
         (``dtype`` overrides; :func:`tss.precision.for_data`)."""
-        arr, index = preprocess.load_hemispheres(cache_dir)
-        meta = json.loads((Path(cache_dir) / "cohort" / "cohort.json").read_text())
+        store = preprocess.PreprocessCache(cache_dir)
+        arr, index = store.load_hemispheres()
+        meta = store.cohort_meta()
         device = torch.device(device)
         # resident on a GPU in its autocast dtype (bf16, or fp16 on a T4); fp32 on a CPU (autocast
         # casts each batch where the CPU has bf16: tss.precision)
