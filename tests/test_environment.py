@@ -103,3 +103,14 @@ def test_the_package_docstring_names_every_module():
     modules |= {p.parent.name for p in root.glob("*/__init__.py")}
     named = {line.split()[0] for line in tss.__doc__.splitlines() if line[:1].isalpha() and "  " in line}
     assert modules <= named, f"tss/__init__.py does not describe {sorted(modules - named)}"
+
+
+def test_the_pages_workflow_publishes_the_folder_make_book_builds():
+    root = Path(__file__).resolve().parents[1]
+    wf = yaml.safe_load((root / ".github" / "workflows" / "book.yml").read_text())
+    steps = wf["jobs"]["build"]["steps"]
+    assert any("make book" in s.get("run", "") for s in steps)
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == "book/_build/html"
+    assert "book/_build/html" in (root / "Makefile").read_text()   # where `make book` writes the site
+    assert wf["jobs"]["deploy"]["steps"][0]["uses"].startswith("actions/deploy-pages")
