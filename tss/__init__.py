@@ -23,6 +23,7 @@ tables      tables computed from a cohort (Table 1)
 viz         figure helpers for native images
 provenance  how a result was made: machine, software, commit, wall time
 atomic      atomic file writes
+parallel    one parallel map over patients (joblib): ordered results, a failure never stops the rest
 cli         ``python -m tss ...`` entry point
 """
 

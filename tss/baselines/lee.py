@@ -366,16 +366,14 @@ def feature_table(cache_dir, manifest_table: pd.DataFrame, jobs: int = -1, progr
     """Features of every patient of the manifest (parallel over patients), in manifest order.
     A patient that fails keeps its row with the reason in ``error`` and NaN features; the failures
     are also warned about, and the others continue."""
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+    from tss.parallel import Failed, map_patients
 
     pids = list(manifest_table["patient_id"])
-    work = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-        delayed(_extract_safe)(str(cache_dir), pid, b_value) for pid in pids)
-    rows = {r["patient_id"]: r for r in tqdm(work, total=len(pids), desc="Lee features", unit="patient",
-                                             disable=not progress)}
+    done = map_patients(functools.partial(_extract_safe, str(cache_dir), b_value=b_value), pids, jobs=jobs, desc="Lee features",
+                        progress=progress)
+    rows = [{"patient_id": r.item, "error": f"patient {r.item}: {r.error}"} if isinstance(r, Failed) else r for r in done]
     cols = list(META_COLUMNS) + feature_names()
-    table = pd.DataFrame([rows[p] for p in pids]).reindex(columns=cols)
+    table = pd.DataFrame(rows).reindex(columns=cols)
     table["error"] = table["error"].fillna("")
     for msg in table["error"][table["error"] != ""]:
         warnings.warn(msg, stacklevel=2)

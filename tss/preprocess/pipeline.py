@@ -19,6 +19,7 @@ import json
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -269,10 +270,8 @@ def preprocess_cohort(cohort_dir, cache_dir, jobs: int = -1, progress: bool = Tr
             file name or a path cell leads outside the data roots (:func:`tss.manifest.require_safe`).
             The images themselves are checked per patient as they load.
     """
-    from joblib import Parallel, delayed
-    from tqdm import tqdm
-
     from tss import manifest
+    from tss.parallel import Failed, map_patients
 
     t0 = time.perf_counter()
     manifest.require_safe(cohort_dir, data_roots, action="preprocessing")
@@ -282,11 +281,11 @@ def preprocess_cohort(cohort_dir, cache_dir, jobs: int = -1, progress: bool = Tr
         rows = [r for r in rows if r["patient_id"] in set(ids)]
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    work = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-        delayed(run_patient)(r, str(cache_dir)) for r in rows)
-    outcomes = list(tqdm(work, total=len(rows), desc="preprocessing", unit="patient", disable=not progress))
-    order = {r["patient_id"]: i for i, r in enumerate(rows)}
-    outcomes.sort(key=lambda o: order[o.patient_id])
+    done = map_patients(partial(run_patient, cache_dir=str(cache_dir)), rows, jobs=jobs, desc="preprocessing",
+                        progress=progress)
+    # run_patient reports a patient's failure itself; a worker that died anyway is one more failure
+    outcomes = [Outcome(r.item["patient_id"], ok=False, step="worker", reason=r.error) if isinstance(r, Failed) else r
+                for r in done]
     fails = pd.DataFrame([{"patient_id": o.patient_id, "step": o.step, "reason": o.reason}
                           for o in outcomes if not o.ok], columns=["patient_id", "step", "reason"])
     fails.to_csv(PreprocessCache(cache_dir).failures_csv, index=False)

@@ -21,6 +21,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,11 @@ def _save_nifti(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
         nib.save(img, tmp)
 
 
+def _render_indexed(item: tuple[int, dict], seed: int, root: str) -> tuple[dict, bool]:
+    index, plan = item
+    return _render_one(plan, seed, index, root)
+
+
 def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, bool]:
     """Worker: render and write one patient unless its cached output is complete."""
     root = Path(root)
@@ -126,10 +132,8 @@ def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progr
         A :class:`GenerateResult`: the folder, how many patients were rendered and how many reused,
         and the wall time.
     """
-    from joblib import Parallel, delayed
-    from tqdm import tqdm
-
     from tss import manifest as mf
+    from tss.parallel import Failed, map_patients
 
     t0 = time.perf_counter()
     root = Path(out)
@@ -137,12 +141,13 @@ def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progr
     plans = sample_patients(n, seed)
     records = plans.to_dict("records")
 
-    work = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-        delayed(_render_one)(r, seed, i, str(root)) for i, r in enumerate(records))
-    truths, n_cached = {}, 0
-    for truth, cached in tqdm(work, total=n, desc="synthetic patients", unit="patient", disable=not progress):
-        truths[truth["patient_id"]] = truth
-        n_cached += cached
+    done = map_patients(partial(_render_indexed, seed=seed, root=str(root)), list(enumerate(records)), jobs=jobs,
+                        desc="synthetic patients", progress=progress)
+    failed = [r for r in done if isinstance(r, Failed)]
+    if failed:  # the others are written and cached: a rerun renders only these
+        raise RuntimeError("; ".join(f"patient {f.item[1]['patient_id']}: rendering failed ({f.error})" for f in failed))
+    truths = {truth["patient_id"]: truth for truth, _ in done}
+    n_cached = sum(cached for _, cached in done)
 
     measured = pd.DataFrame([{k: truths[pid][k] for k in
                               ("patient_id", "lesion_ml", "lesion_voxels_dwi", "dwi_ratio", "b0_ratio",
