@@ -64,6 +64,12 @@ with pd.option_context("display.max_colwidth", 120):
 #   with one seed, trained on two CPU cores; the `full` profile (the paper's input size, up to 100
 #   epochs, five seeds) needs a GPU (README). The *seeds* column says how many training seeds a
 #   verdict rests on.
+# - **Phase 1's evidence runs against the target here.** A transfer model whose validation AUC never
+#   rises is kept at an early epoch and still ranks patients as its phase 1 stroke detector does; in
+#   this cohort a more conspicuous lesion (brighter on DWI and FLAIR) is a later one, so that ranking
+#   puts late patients first and the test AUC falls below 0.5. The Results page measures both
+#   (*Why a TSS model can rank below chance*); whether real lesions behave so depends on how their
+#   DWI and FLAIR signal evolve in the first hours.
 # - **The cohort is synthetic.** Its FLAIR signal follows time since onset by construction (a sigmoid
 #   with a per-patient midpoint and amplitude), and its oracle AUC (Data chapter) bounds every model;
 #   the paper's patients have physiology, scanners and confounders that we do not simulate. A

@@ -323,36 +323,31 @@ def true_geometry(row: dict, seed: int, index: int, anat: Anatomy) -> Geometry:
     return _geometry(_patient_rng(seed, index), row, anat)
 
 
-def _render_patient(row: dict, seed: int, index: int, anat: Anatomy) -> dict:
-    rng = _patient_rng(seed, index)
+def _tissue_fractions(rng, row: dict, anat: Anatomy) -> dict:
+    """Where the head lies in each scanner's frame, the native DWI and FLAIR grids, and the tissue
+    (and lesion) fractions of every native voxel, with cortical thinning applied."""
     g = _geometry(rng, row, anat)
-    lesion, lo, lesion_ml, deform = g.lesion, g.lesion_lo, g.lesion_ml, g.deform
-    R, t, Rf, tf = g.R, g.t, g.Rf, g.tf
-    lesion_s = Sampler(lesion[None])
+    lesion_s = Sampler(g.lesion[None])
     anat_s = anatomy_sampler(anat)
     head_centre = np.array([0.0, -18.0, 10.0])
-
-    dwi_shape, dwi_aff = native_grid(rng, param("dwi_inplane_mm"), R @ head_centre + t + rng.normal(0, 4, 3))
-    fl_shape, fl_aff = native_grid(rng, param("flair_inplane_mm"), Rf @ head_centre + tf + rng.normal(0, 4, 3))
+    dwi_shape, dwi_aff = native_grid(rng, param("dwi_inplane_mm"), g.R @ head_centre + g.t + rng.normal(0, 4, 3))
+    fl_shape, fl_aff = native_grid(rng, param("flair_inplane_mm"), g.Rf @ head_centre + g.tf + rng.normal(0, 4, 3))
 
     def fracs(shape, aff, Rm, tv):
-        f = sample_fractions(anat_s, anat, lesion_s, lo, shape, aff,
-                             lambda w: (w - tv) @ Rm, deform)
-        a = deform.atrophy  # cortical thinning: part of GM becomes CSF
+        f = sample_fractions(anat_s, anat, lesion_s, g.lesion_lo, shape, aff, lambda w: (w - tv) @ Rm, g.deform)
+        a = g.deform.atrophy  # cortical thinning: part of GM becomes CSF
         f[CHANNELS.index("CSF")] += a * f[0]
         f[0] *= 1 - a
         return f
 
-    f_dwi = fracs(dwi_shape, dwi_aff, R, t)
-    f_fl = fracs(fl_shape, fl_aff, Rf, tf)
+    return {"g": g, "dwi_shape": dwi_shape, "dwi_aff": dwi_aff, "fl_shape": fl_shape, "fl_aff": fl_aff,
+            "f_dwi": fracs(dwi_shape, dwi_aff, g.R, g.t), "f_fl": fracs(fl_shape, fl_aff, g.Rf, g.tf)}
 
-    tissues = tissue_table(row["field_T"])
-    t2inc = float(row["latent_t2_increase"])
-    adc_rel = float(adc_ratio(row["onset_to_mri_min"], row["adc_drop"]))
-    les_t = {k: lesion_tissue(tissues[k], t2inc, adc_rel) for k in ("GM", "WM")}
+
+def _dwi_contrast(rng, tissues: dict, les_t: dict) -> dict:
+    """Spin-echo EPI signal (b0 and b1000) of each tissue and of the lesion, at a drawn TR and TE."""
     b = param("b_value")
     fatsat = param("epi_fat_suppression")
-
     (tr_lo, tr_hi), (te_lo, te_hi) = param("dwi_tr_te_ms")
     tr, te = rng.uniform(tr_lo, tr_hi), rng.uniform(te_lo, te_hi)
     b0_t, dwi_t = {}, {}
@@ -364,65 +359,91 @@ def _render_patient(row: dict, seed: int, index: int, anat: Anatomy) -> dict:
     b0_l, dwi_l = {}, {}
     for name, v in les_t.items():
         b0_l[name], dwi_l[name] = se_epi(*v, tr, te, b)
+    return {"tr": tr, "te": te, "b0_t": b0_t, "dwi_t": dwi_t, "b0_l": b0_l, "dwi_l": dwi_l}
 
+
+def _flair_contrast(rng, tissues: dict, les_t: dict) -> dict:
+    """FLAIR signal of each tissue and of the lesion, at a drawn TR and TE and the TI that nulls CSF."""
     (ftr_lo, ftr_hi), (fte_lo, fte_hi) = param("flair_tr_te_ms")
     ftr, fte = rng.uniform(ftr_lo, ftr_hi), rng.uniform(fte_lo, fte_hi)
     t1_csf = tissues["CSF"][1]
     ti = t1_csf * np.log(2 / (1 + np.exp(-ftr / t1_csf)))  # nulls CSF
     fl_t = {name: flair_signal(pd, t1, t2, ftr, fte, ti) for name, (pd, t1, t2, _) in tissues.items()}
     fl_l = {name: flair_signal(pd, t1, t2, ftr, fte, ti) for name, (pd, t1, t2, _) in les_t.items()}
+    return {"ftr": ftr, "fte": fte, "ti": ti, "fl_t": fl_t, "fl_l": fl_l}
 
-    bias_dwi = bias_field(rng, dwi_shape)
-    bias_fl = bias_field(rng, fl_shape)
-    b0_clean = mix(f_dwi, b0_t, b0_l) * bias_dwi
-    dwi_clean = mix(f_dwi, dwi_t, dwi_l) * bias_dwi
-    fl_clean = mix(f_fl, fl_t, fl_l) * bias_fl
 
-    sd_b0 = b0_t["WM"] / rng.uniform(*param("snr_b0"))
+def _acquire(rng, geo: dict, dwi: dict, fl: dict) -> dict:
+    """Mix the tissue signals by their fractions, apply each scanner's bias field and Rician noise;
+    the lesion-to-healthy signal ratios are measured here, noise included."""
+    f_dwi, f_fl = geo["f_dwi"], geo["f_fl"]
+    bias_dwi = bias_field(rng, geo["dwi_shape"])
+    bias_fl = bias_field(rng, geo["fl_shape"])
+    b0_clean = mix(f_dwi, dwi["b0_t"], dwi["b0_l"]) * bias_dwi
+    dwi_clean = mix(f_dwi, dwi["dwi_t"], dwi["dwi_l"]) * bias_dwi
+    fl_clean = mix(f_fl, fl["fl_t"], fl["fl_l"]) * bias_fl
+
+    sd_b0 = dwi["b0_t"]["WM"] / rng.uniform(*param("snr_b0"))
     sd_dwi = sd_b0 / np.sqrt(param("dwi_trace_averages"))
-    sd_fl = fl_t["WM"] / rng.uniform(*param("snr_flair"))
-    b0 = rician(rng, b0_clean, sd_b0)
-    dwi = rician(rng, dwi_clean, sd_dwi)
-    fl = rician(rng, fl_clean, sd_fl)
-
-    ratios = {
-        "dwi_ratio": _ratio(f_dwi, dwi, mix(f_dwi, dwi_t, None) * bias_dwi),
-        "b0_ratio": _ratio(f_dwi, b0, mix(f_dwi, b0_t, None) * bias_dwi),
-        "flair_ratio": _ratio(f_fl, fl, mix(f_fl, fl_t, None) * bias_fl),
+    sd_fl = fl["fl_t"]["WM"] / rng.uniform(*param("snr_flair"))
+    out = {"b0": rician(rng, b0_clean, sd_b0), "dwi": rician(rng, dwi_clean, sd_dwi), "fl": rician(rng, fl_clean, sd_fl),
+           "sd_b0": sd_b0, "sd_fl": sd_fl}
+    out["ratios"] = {
+        "dwi_ratio": _ratio(f_dwi, out["dwi"], mix(f_dwi, dwi["dwi_t"], None) * bias_dwi),
+        "b0_ratio": _ratio(f_dwi, out["b0"], mix(f_dwi, dwi["b0_t"], None) * bias_dwi),
+        "flair_ratio": _ratio(f_fl, out["fl"], mix(f_fl, fl["fl_t"], None) * bias_fl),
     }
+    return out
 
-    # scanner units: one gain per acquisition (b0 and b1000 share it), stored as int16
-    gain_dwi = rng.uniform(800, 3000) / np.percentile(b0, 99.5)
-    gain_fl = rng.uniform(800, 3000) / np.percentile(fl, 99.5)
+
+def _store(rng, geo: dict, sig: dict) -> tuple[dict, str, np.ndarray]:
+    """Scanner units (one gain per acquisition: b0 and b1000 share it) as int16, the lesion mask, and
+    a drawn on-disk voxel order; returns the images (name -> (array, affine)), that order and the mask."""
+    gain_dwi = rng.uniform(800, 3000) / np.percentile(sig["b0"], 99.5)
+    gain_fl = rng.uniform(800, 3000) / np.percentile(sig["fl"], 99.5)
     to16 = lambda x, g: np.clip(np.round(x * g), 0, 32767).astype(np.int16)  # noqa: E731
-    mask = (f_dwi[len(CHANNELS)] >= 0.5).astype(np.uint8)
-
+    mask = (geo["f_dwi"][len(CHANNELS)] >= 0.5).astype(np.uint8)
     orient = str(rng.choice(param("storage_orientations")))
+    dwi_aff, fl_aff = geo["dwi_aff"], geo["fl_aff"]
     images = {}
-    for name, arr, aff in (("b1000", to16(dwi, gain_dwi), dwi_aff), ("b0", to16(b0, gain_dwi), dwi_aff),
-                           ("lesion_mask", mask, dwi_aff), ("flair", to16(fl, gain_fl), fl_aff)):
+    for name, arr, aff in (("b1000", to16(sig["dwi"], gain_dwi), dwi_aff), ("b0", to16(sig["b0"], gain_dwi), dwi_aff),
+                           ("lesion_mask", mask, dwi_aff), ("flair", to16(sig["fl"], gain_fl), fl_aff)):
         images[name] = reorient_storage(arr, aff, orient)
+    return images, orient, mask
 
+
+def _render_patient(row: dict, seed: int, index: int, anat: Anatomy) -> dict:
+    # the stages draw from one generator in this order; reordering them changes every patient
+    rng = _patient_rng(seed, index)
+    geo = _tissue_fractions(rng, row, anat)
+    tissues = tissue_table(row["field_T"])
+    adc_rel = float(adc_ratio(row["onset_to_mri_min"], row["adc_drop"]))
+    les_t = {k: lesion_tissue(tissues[k], float(row["latent_t2_increase"]), adc_rel) for k in ("GM", "WM")}
+    dwi = _dwi_contrast(rng, tissues, les_t)
+    fl = _flair_contrast(rng, tissues, les_t)
+    sig = _acquire(rng, geo, dwi, fl)
+    images, orient, mask = _store(rng, geo, sig)
+    g, dwi_aff, fl_aff = geo["g"], geo["dwi_aff"], geo["fl_aff"]
     truth = {
         "patient_id": row["patient_id"],
-        "lesion_ml": lesion_ml,
+        "lesion_ml": g.lesion_ml,
         "lesion_voxels_dwi": int(mask.sum()),
-        **ratios,
+        **sig["ratios"],
         "adc_ratio": adc_rel,
         "storage_orientation": orient,
-        "head_rotation_world_from_mni": R.tolist(),
-        "head_translation_mm": t.tolist(),
-        "flair_rotation_world_from_mni": Rf.tolist(),
-        "flair_translation_mm": tf.tolist(),
-        "head_scale": float(deform.scale),
-        "atrophy": deform.atrophy,
+        "head_rotation_world_from_mni": g.R.tolist(),
+        "head_translation_mm": g.t.tolist(),
+        "flair_rotation_world_from_mni": g.Rf.tolist(),
+        "flair_translation_mm": g.tf.tolist(),
+        "head_scale": float(g.deform.scale),
+        "atrophy": g.deform.atrophy,
         "dwi_voxel_mm": [float(x) for x in np.abs(np.diag(dwi_aff)[:3])],
         "flair_voxel_mm": [float(x) for x in np.abs(np.diag(fl_aff)[:3])],
-        "dwi_shape": list(dwi_shape),
-        "flair_shape": list(fl_shape),
-        "dwi_tr_te_ms": [float(tr), float(te)],
-        "flair_tr_te_ti_ms": [float(ftr), float(fte), float(ti)],
-        "snr_b0": float(b0_t["WM"] / sd_b0),
-        "snr_flair": float(fl_t["WM"] / sd_fl),
+        "dwi_shape": list(geo["dwi_shape"]),
+        "flair_shape": list(geo["fl_shape"]),
+        "dwi_tr_te_ms": [float(dwi["tr"]), float(dwi["te"])],
+        "flair_tr_te_ti_ms": [float(fl["ftr"]), float(fl["fte"]), float(fl["ti"])],
+        "snr_b0": float(dwi["b0_t"]["WM"] / sig["sd_b0"]),
+        "snr_flair": float(fl["fl_t"]["WM"] / sig["sd_fl"]),
     }
     return {"images": images, "truth": truth}
