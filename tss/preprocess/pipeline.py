@@ -82,45 +82,35 @@ def hemisphere_labels(lesion: np.ndarray | None, side: str) -> tuple[int, int, s
     return int(side in ("left", "both")), int(side in ("right", "both")), "manifest stroke_side"
 
 
-def process_patient(row: dict) -> dict:
-    """Steps 1-5 and the second brain masking for one patient. Returns arrays and metadata."""
-    t0 = time.perf_counter()
-    tpl = steps.load_template()
-    step = "load"
-    b1000_img = steps.load_volume(row["b1000"], "b1000", pick="b1000")
+def _load_inputs(row: dict) -> dict:
+    """Step 0: the patient's images (b0 derived from b1000 and ADC when only those were acquired)."""
+    out = {"b1000": steps.load_volume(row["b1000"], "b1000", pick="b1000")}
     if _present(row.get("b0")):
-        b0_img = steps.load_volume(row["b0"], "b0", pick="b0")
-        b0_source = "acquired"
+        out["b0"], out["b0_source"] = steps.load_volume(row["b0"], "b0", pick="b0"), "acquired"
     elif _present(row.get("adc")):
-        step = "derive_b0"
         adc_img = steps.load_volume(row["adc"], "adc")
         b = steps.sidecar_b_value(Path(row["b1000"]))
-        b0_img = steps.derive_b0(b1000_img, adc_img, b)
-        b0_source = f"derived: b1000 * exp({b:g} s/mm2 * ADC)"
+        out["b0"] = steps.derive_b0(out["b1000"], adc_img, b)
+        out["b0_source"] = f"derived: b1000 * exp({b:g} s/mm2 * ADC)"
     else:
         raise PatientError("load", "no b0 and no adc to derive it from")
-    flair_img = steps.load_volume(row["flair"], "flair")
-    if b0_img.shape != b1000_img.shape:
-        raise PatientError("load", f"b0 grid {b0_img.shape} differs from b1000 grid {b1000_img.shape}")
-    lesion_img = steps.load_volume(row["lesion_mask"], "lesion_mask") if _present(row.get("lesion_mask")) else None
+    out["flair"] = steps.load_volume(row["flair"], "flair")
+    if out["b0"].shape != out["b1000"].shape:
+        raise PatientError("load", f"b0 grid {out['b0'].shape} differs from b1000 grid {out['b1000'].shape}")
+    out["lesion"] = steps.load_volume(row["lesion_mask"], "lesion_mask") if _present(row.get("lesion_mask")) else None
+    return out
 
-    step = "n4"  # b1000 is corrected with b0's field: same acquisition, same coil
-    b0, log_bias = steps.n4(steps.to_sitk(b0_img))
-    b1000 = steps.apply_bias(steps.to_sitk(b1000_img), log_bias)
-    flair, _ = steps.n4(steps.to_sitk(flair_img))
 
-    step = "reorient"
-    b0, b1000, flair = steps.reorient(b0), steps.reorient(b1000), steps.reorient(flair)
-
+def _register(b0, flair, tpl) -> tuple:
+    """Steps 3-4: b0 (T2w) to the T2w MNI head template (affine), the template's brain mask carried
+    back into b0's space, and FLAIR's own affine into the same space. Returns (tx, M, mask, M_flair)."""
+    step = "register"
     try:
-        step = "register"  # b0 (T2w) -> T2w MNI head template, affine
         tx = steps.register_to_template(b0, tpl)
         M = steps.affine_matrix(tx)
-
-        step = "skull_strip"  # the template's brain mask carried back into the b0's space
+        step = "skull_strip"
         mask = steps.skull_strip(b0, tpl, tx)
         steps.check_registration(M, _volume_ml(mask))
-
         # b1000 shares b0's acquisition: same transform. FLAIR has its own grid and pose: its own
         # affine registration into the registered b0's (template) space, started from b0's
         # transform. (A rigid FLAIR -> b0 registration had a biased optimum, 2-8 mm off.)
@@ -130,33 +120,51 @@ def process_patient(row: dict) -> dict:
         raise
     except Exception as e:  # ITK raises RuntimeError on divergence or empty overlap
         raise PatientError(step, f"registration failed: {e}".splitlines()[0]) from None
+    return tx, M, mask, M_flair
 
-    step = "resample"
+
+def _mask_brain(vols: dict, tpl) -> np.ndarray:
+    """The second brain masking, on the registered volumes (zeroes everything outside it, in place)."""
+    brain = tpl.target_mask & (vols["b0"] > 0.05 * np.percentile(vols["b0"][tpl.target_mask], 50))
+    for k in vols:
+        vols[k] = np.where(brain, np.clip(vols[k], 0, None), 0).astype(np.float32)
+        if not vols[k][brain].any():
+            raise PatientError("mask", f"{k} is empty inside the brain after registration")
+    return brain
+
+
+def process_patient(row: dict) -> dict:
+    """Steps 1-5 and the second brain masking for one patient. Returns arrays and metadata."""
+    t0 = time.perf_counter()
+    tpl = steps.load_template()
+    img = _load_inputs(row)
+
+    # step 1, N4: b1000 is corrected with b0's field (same acquisition, same coil); step 2, reorient
+    b0, log_bias = steps.n4(steps.to_sitk(img["b0"]))
+    b1000 = steps.apply_bias(steps.to_sitk(img["b1000"]), log_bias)
+    flair, _ = steps.n4(steps.to_sitk(img["flair"]))
+    b0, b1000, flair = steps.reorient(b0), steps.reorient(b1000), steps.reorient(flair)
+    tx, M, mask, M_flair = _register(b0, flair, tpl)
+
+    # step 5: resample onto the 224 x 224 x 26 target grid
     vols = {
         "b1000": steps.to_array(steps.resample(b1000, tpl.target, tx)),
         "b0": steps.to_array(steps.resample(b0, tpl.target, tx)),
         "flair": steps.to_array(steps.resample(flair, tpl.target, steps.matrix_transform(M_flair))),
     }
     lesion = None
-    if lesion_img is not None:
-        les = steps.reorient(steps.to_sitk(lesion_img))
+    if img["lesion"] is not None:
+        les = steps.reorient(steps.to_sitk(img["lesion"]))
         lesion = steps.to_array(steps.resample(les, tpl.target, tx)) > 0.5
-
     corr = steps.template_correlation(vols["b0"], tpl)
     if corr < steps.MIN_TEMPLATE_CORRELATION:
         raise PatientError("register", f"registered b0 correlates {corr:.2f} with the template "
                                        f"(< {steps.MIN_TEMPLATE_CORRELATION}): registration failed its sanity check")
-
-    step = "mask"  # second brain masking on the registered volume
-    brain = tpl.target_mask & (vols["b0"] > 0.05 * np.percentile(vols["b0"][tpl.target_mask], 50))
-    for k in vols:
-        vols[k] = np.where(brain, np.clip(vols[k], 0, None), 0).astype(np.float32)
-        if not vols[k][brain].any():
-            raise PatientError(step, f"{k} is empty inside the brain after registration")
+    brain = _mask_brain(vols, tpl)
 
     left, right, label_source = hemisphere_labels(lesion, row.get("stroke_side", ""))
     meta = {
-        "b0_source": b0_source,
+        "b0_source": img["b0_source"],
         "tx_template_to_dwi_lps": M.tolist(),
         "tx_template_to_flair_lps": M_flair.tolist(),
         "brain_ml_native": _volume_ml(mask),
