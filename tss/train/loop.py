@@ -303,16 +303,7 @@ class Run:
         val = self._eval_set("val", 10_000 + self.seed)
         train_fixed = (self._examples("train", self.tp.medical_per_epoch, torch.Generator().manual_seed(20_000 + self.seed))
                        if self.spec.task == "tumour" else None)
-        state = {"epoch": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "log": [], "seconds": 0.0}
-        last = self.dir / "last.pt"
-        if last.exists():
-            ck = torch.load(last, map_location=self.device, weights_only=False)
-            if ck.get("key") == self.key:
-                model.load_state_dict(ck["model"])
-                opt.load_state_dict(ck["opt"])
-                scaler.load_state_dict(ck["scaler"])
-                gen.set_state(ck["gen"])
-                state = ck["state"]
+        state = self._resume(model, opt, scaler, gen)
         self._encode_frozen(model)
         bar = tqdm(total=self.max_epochs, initial=state["epoch"], desc=self.exp.name, unit="epoch",
                    disable=not self.progress, leave=False)
@@ -322,39 +313,19 @@ class Run:
                 x, y = self._examples("train", self.tp.genesis_cubes, gen)
             else:
                 x, y = train_fixed if train_fixed is not None else self._examples("train")
-            model.train()
-            perm = torch.randperm(len(x), generator=gen).to(self.device)
-            total, n, ok = torch.zeros((), device=self.device), 0, []
             epoch = state["epoch"] + 1
-            for i in range(0, len(x), self.spec.batch_size):
-                b = perm[i:i + self.spec.batch_size]
-                if len(b) < 2 and i > 0:
-                    continue  # batch norm needs two examples; the last one waits for the next epoch
-                loss, finite = self._loss(model, self._batch_x(x[b]), None if y is None else y[b], gen)
-                ok.append(finite & torch.isfinite(loss))
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                _quiet_step(opt, scaler)
-                total += loss.detach() * len(b)
-                n += len(b)
-            self._check_finite(torch.stack(ok), epoch, "step")  # also the GPU's synchronisation point
+            perm, mean_loss, n = self._train_epoch(model, opt, scaler, gen, x, y, epoch)
             train_s = time.perf_counter() - t0
             if self.spec.task != "restore":  # Genesis: a fresh draw each epoch, validation MSE = training MSE
                 self._precise_bn(model, x[perm[:self.tp.precise_bn_batches * self.spec.batch_size]])
             val_loss, score = self._score(model, val, epoch)
             state["epoch"] = epoch
-            improved = score > state["best"] + 1e-9
-            if improved:
-                state.update(best=score, best_epoch=state["epoch"], bad=0)
-                with atomic_path(self.dir / "best.pt") as tmp:
-                    torch.save({"model": model.state_dict(), "epoch": state["epoch"], "key": self.key}, tmp)
-            else:
-                state["bad"] += 1
+            improved = self._keep_if_best(model, state, score)
             state["seconds"] += time.perf_counter() - t0
-            state["log"].append({"epoch": state["epoch"], "train_loss": (total / max(n, 1)).item(),
+            state["log"].append({"epoch": state["epoch"], "train_loss": mean_loss,
                                  "val_loss": val_loss, self.spec.monitor: score, "train_seconds": train_s,
                                  "examples_per_s": n / train_s, "best": improved})
-            with atomic_path(last) as tmp:
+            with atomic_path(self.dir / "last.pt") as tmp:
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "scaler": scaler.state_dict(),
                             "gen": gen.get_state(), "state": state, "key": self.key}, tmp)
             self._write_log(state)
@@ -369,6 +340,51 @@ class Run:
         write_text(self.dir / "summary.json", json.dumps(summary, indent=1, default=str))
         (self.dir / "skipped.json").unlink(missing_ok=True)
         return summary
+
+    def _resume(self, model, opt, scaler, gen) -> dict:
+        """The training state: from ``last.pt`` when it belongs to this configuration (model, optimiser,
+        scaler and generator restored in place), else a fresh one."""
+        state = {"epoch": 0, "best": -math.inf, "best_epoch": 0, "bad": 0, "log": [], "seconds": 0.0}
+        last = self.dir / "last.pt"
+        if last.exists():
+            ck = torch.load(last, map_location=self.device, weights_only=False)
+            if ck.get("key") == self.key:
+                model.load_state_dict(ck["model"])
+                opt.load_state_dict(ck["opt"])
+                scaler.load_state_dict(ck["scaler"])
+                gen.set_state(ck["gen"])
+                state = ck["state"]
+        return state
+
+    def _train_epoch(self, model, opt, scaler, gen, x, y, epoch: int) -> tuple[torch.Tensor, float, int]:
+        """One pass over ``x`` in a random order drawn from ``gen``; returns that order, the mean
+        training loss and the number of examples seen. Raises :class:`NonFinite` on a non-finite step."""
+        model.train()
+        perm = torch.randperm(len(x), generator=gen).to(self.device)
+        total, n, ok = torch.zeros((), device=self.device), 0, []
+        for i in range(0, len(x), self.spec.batch_size):
+            b = perm[i:i + self.spec.batch_size]
+            if len(b) < 2 and i > 0:
+                continue  # batch norm needs two examples; the last one waits for the next epoch
+            loss, finite = self._loss(model, self._batch_x(x[b]), None if y is None else y[b], gen)
+            ok.append(finite & torch.isfinite(loss))
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            _quiet_step(opt, scaler)
+            total += loss.detach() * len(b)
+            n += len(b)
+        self._check_finite(torch.stack(ok), epoch, "step")  # also the GPU's synchronisation point
+        return perm, (total / max(n, 1)).item(), n
+
+    def _keep_if_best(self, model, state: dict, score: float) -> bool:
+        """Early stopping's bookkeeping: a better score saves ``best.pt`` and resets the patience."""
+        if score > state["best"] + 1e-9:
+            state.update(best=score, best_epoch=state["epoch"], bad=0)
+            with atomic_path(self.dir / "best.pt") as tmp:
+                torch.save({"model": model.state_dict(), "epoch": state["epoch"], "key": self.key}, tmp)
+            return True
+        state["bad"] += 1
+        return False
 
     def _write_log(self, state) -> None:
         """``epochs.csv`` from the checkpointed log, atomically."""
