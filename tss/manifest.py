@@ -548,52 +548,43 @@ def _sorted(findings: list[Finding]) -> list[Finding]:
     return sorted(set(findings), key=lambda f: (f.patient_id != "-", f.patient_id, f.field, not f.fatal, f.problem))
 
 
-def validate(cohort: str | Path, check_data: bool = True, data_roots=()) -> list[Finding]:
-    """Check a cohort's manifest and files; return findings sorted by patient then field.
-
-    Never raises for bad content (an unreadable or missing manifest is a fatal finding with
-    patient "-", field "manifest"). Includes :func:`safety_findings`: a path cell outside the data
-    roots (the manifest's folder, then ``data_roots``) is fatal and its file is not opened. With
-    ``check_data`` every image is read fully (a truncated ``.nii.gz`` is caught); without it only
-    headers are read.
-    """
-    try:
-        mpath, df = _read(cohort)
-    except _READ_ERRORS as e:
-        return [Finding("-", "manifest", f"cannot read manifest: {e}")]
-    labels = _labels(df)
-    findings = _id_findings(df, labels)
-    add = lambda pid, field, problem, fatal=True: findings.append(Finding(pid, field, problem, fatal))  # noqa: E731
-
+def _table_findings(df: pd.DataFrame, labels: list[str], header_rows: set[int]) -> list[Finding]:
+    """What the table alone shows: missing columns, no rows, bad cells, an empty split, a missing path."""
+    out = []
+    add = lambda pid, field, problem, fatal=True: out.append(Finding(pid, field, problem, fatal))  # noqa: E731
     for f in COLUMNS:
         if f.required and f.name not in df.columns:
             add("-", f.name, "missing required column")
     if df.empty:
         add("-", "manifest", "manifest has no patient rows")
-
-    header_rows = {i for i, pid in enumerate(df.get("patient_id", [])) if _is_header(pid)}
     for name in _NAMES:
         if name in df.columns and _BY_NAME[name].kind not in ("id", "path"):
             for i, raw in enumerate(df[name]):
                 if i not in header_rows and (problem := _check_cell(name, raw)) is not None:
                     add(labels[i], name, problem)
-
     if "split" in df.columns and not df.empty:
         present = set(df["split"].str.lower())
         for s in SPLITS:
             if s not in present:
                 add("-", "split", f"empty split: no patients in {s!r}")
-
-    # files: path values inside the data roots, then each distinct file opened once
     for name in _PATHS:
         for i, raw in enumerate(df[name] if name in df.columns else []):
             if raw == "" and i not in header_rows:
                 derivable = name == "b0" and "adc" in df.columns and df.at[i, "adc"] != ""
                 if _BY_NAME[name].required and not derivable:
                     add(labels[i], name, "missing path" + (" (give b0, or adc to derive it)" if name == "b0" else ""))
+    return out
+
+
+def _file_findings(df: pd.DataFrame, labels: list[str], header_rows: set[int], mpath: Path, data_roots,
+                   check_data: bool) -> list[Finding]:
+    """What the files show: path values inside the data roots, then each distinct file opened once
+    (unreadable, not a volume, a b0 or mask on another grid than b1000, one file used twice)."""
+    out = []
+    add = lambda pid, field, problem, fatal=True: out.append(Finding(pid, field, problem, fatal))  # noqa: E731
     roots, bad_roots = _roots(mpath, data_roots)
     todo, outside = _locate(df.drop(index=sorted(header_rows)), labels, mpath, roots)
-    findings += bad_roots + outside
+    out += bad_roots + outside
     probed = _probe_all([p for _, _, p in todo], check_data)
     shapes: dict[tuple[int, str], tuple] = {}
     for i, name, p in todo:
@@ -618,7 +609,27 @@ def validate(cohort: str | Path, check_data: bool = True, data_roots=()) -> list
         if others := sorted(users[p] - {(labels[i], name)}):
             said = ", ".join(f"{pid} {field}" for pid, field in others)
             add(labels[i], name, f"same file as {said}: {p.name}", False)
+    return out
 
+
+def validate(cohort: str | Path, check_data: bool = True, data_roots=()) -> list[Finding]:
+    """Check a cohort's manifest and files; return findings sorted by patient then field.
+
+    Never raises for bad content (an unreadable or missing manifest is a fatal finding with
+    patient "-", field "manifest"). Includes :func:`safety_findings`: a path cell outside the data
+    roots (the manifest's folder, then ``data_roots``) is fatal and its file is not opened. With
+    ``check_data`` every image is read fully (a truncated ``.nii.gz`` is caught); without it only
+    headers are read.
+    """
+    try:
+        mpath, df = _read(cohort)
+    except _READ_ERRORS as e:
+        return [Finding("-", "manifest", f"cannot read manifest: {e}")]
+    labels = _labels(df)
+    header_rows = {i for i, pid in enumerate(df.get("patient_id", [])) if _is_header(pid)}
+    findings = _id_findings(df, labels)
+    findings += _table_findings(df, labels, header_rows)
+    findings += _file_findings(df, labels, header_rows, mpath, data_roots, check_data)
     return _sorted(findings)
 
 
