@@ -373,7 +373,9 @@ def inherited_ranking(runs_root, experiments, seed: int = 0) -> pd.DataFrame:
             d = both[both["split"] == split]
             rows.append({"experiment": name, "split": split, "n": len(d), "auc": stats.auc_or_nan(d["target"], d["prob"]),
                          "detector_auc": stats.auc_or_nan(d["target"], d["prob_detector"]),
-                         "spearman": float(spearmanr(d["prob"], d["prob_detector"])[0]) if len(d) > 2 else np.nan})
+                         # constant scores have no rank correlation (and scipy would warn)
+                         "spearman": float(spearmanr(d["prob"], d["prob_detector"])[0])
+                         if len(d) > 2 and d["prob"].nunique() > 1 and d["prob_detector"].nunique() > 1 else np.nan})
     return pd.DataFrame(rows, columns=["experiment", "split", "n", "auc", "detector_auc", "spearman"])
 
 
