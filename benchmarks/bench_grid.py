@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from tss import precision, profiles
-from tss.train import Hemispheres, grid, run_grid
 from tss.paper import TSS_45H_MIN
+from tss.train import Hemispheres, grid, run_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 # a few examples of each synthetic task and one epoch: enough to run every code path once
