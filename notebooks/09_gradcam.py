@@ -136,8 +136,9 @@ isles_cache = PreprocessCache(cache_dir.parent / "preprocess-isles")
 # the phase 1 (stroke detection) models first: which hemisphere each scores as stroke; then phase 3-4
 detectors = [results.experiment_name(a, "stroke", "random") for a in ("2d", "3d")]
 isles_exps = [e for e in detectors if tree.checkpoint(e) is not None] + have
-if PreprocessCache(cache_dir).assembled() and isles_exps and isles_cache.patient_ids():
-    pid = isles_cache.patient_ids()[0]
+isles_ids = isles_cache.patient_ids()
+if PreprocessCache(cache_dir).assembled() and isles_exps and isles_ids:
+    pid = isles_ids[0]
     rows_out, examples = [], []
     for e in isles_exps:
         row, ex = gradcam.external_case(tree.checkpoint(e).parent, isles_cache.root, pid,

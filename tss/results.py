@@ -362,12 +362,15 @@ def inherited_ranking(runs_root, experiments, seed: int = 0) -> pd.DataFrame:
     is whatever that evidence says about TSS in this cohort."""
     from scipy.stats import spearmanr
 
-    rows = []
+    rows, detectors = [], {}  # arch -> its detector's patient scores (read once), None when it has not run
     for name in experiments:
         e = Experiment.parse(name)
-        if seed not in seeds(runs_root, name) or not seeds(runs_root, experiment_name(e.arch, "stroke", "random")):
+        if e.arch not in detectors:
+            ran = seeds(runs_root, experiment_name(e.arch, "stroke", "random"))
+            detectors[e.arch] = detector_scores(runs_root, e.arch) if ran else None
+        if seed not in seeds(runs_root, name) or detectors[e.arch] is None:
             continue
-        both = predictions(runs_root, name, seed).merge(detector_scores(runs_root, e.arch), on=["patient_id", "split"],
+        both = predictions(runs_root, name, seed).merge(detectors[e.arch], on=["patient_id", "split"],
                                                         suffixes=("", "_detector"))
         for split in ("val", "test"):
             d = both[both["split"] == split]
