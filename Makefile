@@ -15,13 +15,14 @@ PROFILE_CMD = $${PROFILE:-$$($(PY) -m tss default-profile)}
 NOTEBOOKS := 01_cohort 02_preprocessing 03_models 04_training_pretrain 05_training_tss 06_training_attention 06b_data_size 07_baseline_lee 08_results 09_gradcam 10_reproduction 11_provenance
 GENERATED := book/generated
 
-.PHONY: setup lock test book cohort notebooks html bench clean help
+.PHONY: setup lock test book cohort notebooks html check-book bench clean help
 
 help:
 	@echo "make book    regenerate every result and build the book into book/_build/html"
 	@echo "make test    run the test suite"
 	@echo "make setup   create/refresh $(VENV) from $(LOCK) (the exact versions of every package)"
 	@echo "make lock    re-resolve $(LOCK) from pyproject.toml's ranges and lock-constraints.txt"
+	@echo "make check-book  open every built page in headless Chromium (images, links, console, captions, search, table widths); screenshots in book/_build/screenshots"
 	@echo "make bench   benchmarks (preprocessing s/patient; training steps: hemispheres/s, memory; frozen-stage cache, whole epochs against bare steps, the quick grid before and after the CPU speed-ups, as ratios)"
 	@echo "options: PROFILE=quick|lowres|full JOBS=N"
 
@@ -63,7 +64,7 @@ notebooks: $(STAMP)
 	  $(PY) -m jupytext --quiet --to ipynb --output $$tmp/$$nb.ipynb notebooks/$$src.py; \
 	  $(PY) -m papermill --kernel python3 --language python --cwd notebooks $$tmp/$$nb.ipynb $(GENERATED)/$$nb.ipynb \
 	    -p profile $$profile -p jobs $(JOBS) "$${extra[@]}"; \
-	  $(PY) tools/hide_parameters.py $(GENERATED)/$$nb.ipynb; \
+	  $(PY) tools/prepare_pages.py $(GENERATED)/$$nb.ipynb; \
 	  $(PY) -m tss.provenance results/$$profile --stage $$nb --since $$start; \
 	done
 
@@ -75,6 +76,10 @@ html: $(STAMP)
 
 book: notebooks html
 	@echo "book: book/_build/html/index.html"
+
+# the built book in a real browser, served over HTTP as a static host would serve it (needs Debian's chromium)
+check-book: $(STAMP)
+	$(PY) tools/check_book.py book/_build/html --screenshots book/_build/screenshots
 
 # throughput goals live here, not in tests
 bench: $(STAMP)

@@ -100,6 +100,10 @@ for (x0, y0), (x1, y1) in zip(pos[:-1], pos[1:]):
 ax.set_title("Figure 2 (ours): preprocessing pipeline, paper order", fontsize=10)
 fig.savefig(results_dir / "figure2_pipeline.png", dpi=130, bbox_inches="tight")
 
+# %% [markdown] tags=["caption=fig-pipeline"]
+# The preprocessing pipeline in the paper's order (our Figure 2), with the library that does each
+# step.
+
 # %% [markdown]
 # ## Running it
 #
@@ -193,6 +197,11 @@ for c, (name, p) in enumerate(cases):
 fig.tight_layout()
 fig.savefig(results_dir / "figure3_registered.png", dpi=110)
 
+# %% [markdown] tags=["caption=fig-registered"]
+# Registered and normalised DWI b1000, FLAIR and b0 on the 224 x 224 x 26 grid (the paper's Figure 3),
+# three slices each: a synthetic patient (left) and the real ISLES'22 case (right; red: its expert
+# lesion mask, carried through the same transforms). Neurological orientation.
+
 # %% [markdown]
 # ## The hemisphere tensors
 #
@@ -214,6 +223,10 @@ for ax, (_, r) in zip(axes, pair.iterrows()):
     ax.set_xticks([])
     ax.set_yticks([])
 fig.tight_layout()
+
+# %% [markdown] tags=["caption=fig-hemispheres"]
+# One patient's two hemisphere tensors as the models see them (DWI b1000, middle slice): the right
+# hemisphere is flipped onto the left, so both run from the lateral edge to the midline.
 
 # %% tags=["hide-input"]
 summary_out = {

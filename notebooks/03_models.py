@@ -153,6 +153,10 @@ if PreprocessCache(cache_dir).assembled():
 else:
     print(f"No hemisphere tensors in {cache_dir}: run the Preprocessing chapter first.")
 
+# %% [markdown] tags=["caption=fig-genesis"]
+# The Models Genesis transforms on one sub-volume of our cohort (DWI and FLAIR, middle slice); the
+# yellow line bounds the region each transform was allowed to change.
+
 # %% [markdown]
 # ## ImageNet weights
 #

@@ -53,7 +53,7 @@
 # One notebook, three chapters: `make book` executes this notebook three times with papermill, once
 # per value of `phases` ("genesis,medical,stroke"; "tss3,tss45"; "attention"), into the pages
 # 04_training_pretrain, 05_training_tss and 06_training_attention. A cell tagged "page=NAME" belongs
-# to that page only (tools/hide_parameters.py drops it from the others). By hand: set `phases`.
+# to that page only (tools/prepare_pages.py drops it from the others). By hand: set `phases`.
 # Parameters (papermill injects new values below this cell)
 profile = "quick"
 seed = 0             # first seed; the profile says how many (quick 1, full 5)
@@ -125,6 +125,11 @@ for p, d in views.items():
         if any(report.epochs(d, n).size for n in names):
             fig = report.plot_curves(d, names, title=f"{arch.upper()} ({p} profile)")
             plt.show()
+
+# %% [markdown] tags=["caption"]
+# Learning curves, one column per run: training loss (solid) and validation loss (dashed) on top, the
+# score early stopping watches below; the star marks the epoch whose weights were kept. Title: the
+# architecture and the profile whose runs these are.
 
 # %% [markdown]
 # ## Runs

@@ -69,3 +69,8 @@ for p in shown:
             .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.6em; font-size: 0.85em"}]))
 if not shown:
     display(Markdown("No profile has a data-size study here yet: run `make book` or `python -m tss study`."))
+
+# %% [markdown] tags=["caption"]
+# Test AUC of the 2D transfer chain against the number of training stroke hemispheres, per input size,
+# with 95% bootstrap confidence intervals; validation and test patients held fixed. The heading above
+# names the profile.

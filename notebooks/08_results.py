@@ -93,6 +93,10 @@ fig.tight_layout()
 fig.savefig(out_dir / "figures6_7.png", dpi=120, bbox_inches="tight")
 plt.show()
 
+# %% [markdown] tags=["caption=fig-auc-by-init"]
+# Test AUC by initialisation (the paper's Figures 6 and 7): TSS < 3 h (left, phase 2) and TSS < 4.5 h
+# (right, phase 3). Grey: the paper's bars; blue: ours, with 95% confidence intervals.
+
 # %% [markdown]
 # ### Relative gains, computed one way
 #
@@ -128,6 +132,11 @@ results.plot_figure8(runs_dir, lee_dir, cohort_dir / "latent.csv", cohort_manife
 ax.set_title(f"Figure 8: TSS < 4.5 h, test split ({shown} profile)", fontsize=10)
 fig.savefig(out_dir / "figure8_roc.png", dpi=120, bbox_inches="tight")
 plt.show()
+
+# %% [markdown] tags=["caption=fig-roc"]
+# ROC curves for TSS < 4.5 h on the test split (the paper's Figure 8): both architectures from scratch
+# and with the paper's pretraining (+P), the Lee et al. baseline on its usable patients, the simulated
+# readers and the oracle, this cohort's ceiling.
 
 # %% [markdown]
 # ## Why a TSS model can rank below chance: it still scores stroke

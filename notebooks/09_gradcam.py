@@ -122,6 +122,11 @@ if examples:
     fig.savefig(out_dir / "figure9_gradcam.png", dpi=110, bbox_inches="tight")
     plt.show()
 
+# %% [markdown] tags=["caption=fig-gradcam"]
+# Grad-CAM of each model (the paper's Figure 9) on the test patient with the largest lesion: DWI b1000
+# and FLAIR with the CAM over them, lesion outlined in white; colour relative to each hemisphere's CAM
+# maximum.
+
 # %% [markdown]
 # ## The real ISLES'22 case
 #
@@ -156,3 +161,7 @@ if files["isles"].exists() and files["isles_cams"].exists():
     plt.show()
 else:
     print("ISLES'22 case not preprocessed here (Preprocessing chapter) or no checkpoints: skipped.")
+
+# %% [markdown] tags=["caption=fig-gradcam-isles"]
+# Grad-CAM on the real ISLES'22 case, hemisphere with the expert lesion (outlined in white), for the
+# phase 1 detectors and the TSS models; colour relative to each CAM's maximum.

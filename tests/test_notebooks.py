@@ -20,7 +20,7 @@ SOURCES = sorted((ROOT / "notebooks").glob("*.py"))
 PAGES = {"04_training": ["04_training_pretrain", "05_training_tss", "06_training_attention"]}
 
 sys.path.insert(0, str(ROOT / "tools"))
-from hide_parameters import hide, keep_own_page  # noqa: E402
+from prepare_pages import attach_captions, hide, keep_own_page  # noqa: E402
 
 
 def _toc_files() -> list[str]:
@@ -116,3 +116,75 @@ def test_the_shared_training_notebook_has_one_title_per_page():
     titles = [t for c in nb.cells for t in c.metadata.get("tags", [])
               if t.startswith("page=") and c.cell_type == "markdown" and c.source.startswith("# ")]
     assert titles == [f"page={p}" for p in PAGES["04_training"]]
+
+
+def test_a_caption_cell_becomes_the_caption_of_the_figure_above_it(tmp_path):
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [code("fig = plot()"), md("Lesion ratio\nagainst time."), code("fig2 = plot()"), md("Curves."),
+                md("## Next section")]
+    nb.cells[0].metadata["tags"] = ["hide-input"]
+    nb.cells[0].outputs = nb.cells[2].outputs = [nbformat.v4.new_output("display_data", data={"image/png": "x"})]
+    nb.cells[1].metadata["tags"] = ["caption=fig-ratio"]
+    nb.cells[3].metadata["tags"] = ["caption"]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    assert attach_captions(str(path)) == 2
+    cells = nbformat.read(path, as_version=4).cells
+    assert [c.source for c in cells] == ["fig = plot()", "fig2 = plot()", "## Next section"]
+    assert cells[0].metadata["mystnb"] == {"figure": {"caption": "Lesion ratio against time.", "name": "fig-ratio"}}
+    assert cells[0].metadata["tags"] == ["hide-input"]
+    assert cells[1].metadata["mystnb"] == {"figure": {"caption": "Curves."}}  # no name: a loop draws several
+
+
+def test_a_caption_cell_that_follows_no_code_cell_is_an_error(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_markdown_cell("A caption.")]
+    nb.cells[1].metadata["tags"] = ["caption"]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(ValueError, match="right below the code cell"):
+        attach_captions(str(path))
+
+
+DRAWS = re.compile(r"plt\.subplots|plt\.show\(\)|\.figure9\(|genesis_figure\(|plot_curves\(|study\.plot\(")
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_every_cell_that_draws_a_figure_has_a_caption_below_it(path):
+    cells = jupytext.read(path).cells
+    for i, cell in enumerate(cells):
+        if cell.cell_type == "code" and DRAWS.search(cell.source):
+            nxt = cells[i + 1] if i + 1 < len(cells) else None
+            tags = nxt.metadata.get("tags", []) if nxt is not None else []
+            assert any(t == "caption" or t.startswith("caption=") for t in tags), \
+                f"{path.name}: the cell drawing {DRAWS.search(cell.source).group()} has no caption cell below it"
+
+
+def _display(mime: str) -> dict:
+    return nbformat.v4.new_output("display_data", data={mime: "x"})
+
+
+def test_only_the_images_of_a_captioned_cell_become_figures(tmp_path):
+    """A loop that prints a heading, draws and shows a table: the tables keep no caption."""
+    nb = nbformat.v4.new_notebook()
+    draw = nbformat.v4.new_code_cell("for p in profiles: show(p)")
+    draw.outputs = [_display("text/markdown"), _display("image/png"), _display("text/html"), _display("image/png")]
+    cap = nbformat.v4.new_markdown_cell("Curves.")
+    cap.metadata["tags"] = ["caption"]
+    nb.cells = [draw, cap]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    attach_captions(str(path))
+    cells = nbformat.read(path, as_version=4).cells
+    assert [[next(iter(o["data"])) for o in c.outputs] for c in cells] == [
+        ["text/markdown"], ["image/png"], ["text/html"], ["image/png"]]
+    assert [c.metadata.get("mystnb") for c in cells] == [None, {"figure": {"caption": "Curves."}}, None,
+                                                         {"figure": {"caption": "Curves."}}]
+    assert cells[0].source == draw.source and all("remove-input" in c.metadata["tags"] for c in cells[1:])
+    assert all(c.source.strip() for c in cells)  # MyST-NB would drop an empty one, outputs and all
+
+    cap.metadata["tags"] = ["caption=fig-curves"]  # one name, two images: the book would fail on it
+    nbformat.write(nb, path)
+    with pytest.raises(ValueError, match="this cell draws 2"):
+        attach_captions(str(path))
