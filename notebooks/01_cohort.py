@@ -23,8 +23,8 @@ profile = "quick"    # quick: small cohort (CPU); full: the paper's 422 patients
 n = None             # number of patients; None: the profile's size
 seed = 0
 jobs = -1            # worker processes for generation (-1: all cores)
-cohort_dir = None    # None: ../data/synthetic-<profile>; or a real cohort folder with manifest.csv
-results_dir = None   # None: ../results/<profile>/cohort
+cohort_dir = None    # None: data/synthetic-<profile> in the project folder; or a real cohort folder with manifest.csv
+results_dir = None   # None: results/<profile>/cohort
 n_boot = 2000        # bootstrap replicates for confidence intervals
 
 # %% tags=["hide-input"]
@@ -42,12 +42,13 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from tss import manifest, paper, profiles, results, stats, synth, tables, viz
+from tss import manifest, paper, profiles, project, results, stats, synth, tables, viz
 
 profiles.check(profile)
 n = n or profiles.COHORT[profile].n_patients
-cohort_dir = Path(cohort_dir or f"../data/synthetic-{profile}")
-results_dir = Path(results_dir or f"../results/{profile}/cohort")
+P = project.paths(profile)  # every folder from the project root, whatever the working directory
+cohort_dir = Path(cohort_dir or P.cohort)
+results_dir = Path(results_dir or P.stage("cohort"))
 results_dir.mkdir(parents=True, exist_ok=True)
 sns.set_theme(context="notebook", style="whitegrid")
 pd.options.display.float_format = "{:.3f}".format

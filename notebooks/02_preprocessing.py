@@ -41,10 +41,10 @@
 profile = "quick"
 seed = 0
 jobs = -1
-cohort_dir = None    # None: ../data/synthetic-<profile> (written by 01_cohort)
-cache_dir = None     # None: ../results/<profile>/cache/preprocess
-results_dir = None   # None: ../results/<profile>/preprocess
-isles_manifest = "../data_manifest/isles22-sample.csv"
+cohort_dir = None    # None: data/synthetic-<profile> (written by 01_cohort)
+cache_dir = None     # None: results/<profile>/cache/preprocess
+results_dir = None   # None: results/<profile>/preprocess
+isles_manifest = None  # None: data_manifest/isles22-sample.csv
 n_qc = None          # synthetic patients measured against their known truth (None: all, ~1 s each)
 
 # %% tags=["hide-input"]
@@ -61,13 +61,14 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tss import manifest, preprocess, profiles
+from tss import manifest, preprocess, profiles, project
 from tss.preprocess import qc
 
 profiles.check(profile)
-cohort_dir = Path(cohort_dir or f"../data/synthetic-{profile}")
-cache_dir = Path(cache_dir or f"../results/{profile}/cache/preprocess")
-results_dir = Path(results_dir or f"../results/{profile}/preprocess")
+P = project.paths(profile)  # every folder from the project root, whatever the working directory
+cohort_dir = Path(cohort_dir or P.cohort)
+cache_dir = Path(cache_dir or P.cache)
+results_dir = Path(results_dir or P.stage("preprocess"))
 results_dir.mkdir(parents=True, exist_ok=True)
 pd.options.display.float_format = "{:.2f}".format
 
@@ -158,7 +159,7 @@ qc.summarise(qct).round(3)
 # the same transforms).
 
 # %% tags=["remove-stderr"]
-isles_csv = Path(isles_manifest)
+isles_csv = Path(isles_manifest or P.manifests / "isles22-sample.csv")
 isles_ok = isles_csv.exists() and all(p is None or Path(p).exists() for p in
                                       manifest.load_cohort(isles_csv, check=False).table[["b1000", "flair"]].iloc[0])
 if isles_ok:

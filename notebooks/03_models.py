@@ -35,9 +35,9 @@
 profile = "quick"
 seed = 0
 jobs = -1            # torch threads (-1: torch's default)
-cache_dir = None     # None: ../results/<profile>/cache/preprocess (written by 02_preprocessing)
-results_dir = None   # None: ../results/<profile>/models
-bench_dir = "../results/bench"   # written by `make bench` (benchmarks/bench_models.py)
+cache_dir = None     # None: results/<profile>/cache/preprocess (written by 02_preprocessing)
+results_dir = None   # None: results/<profile>/models
+bench_dir = None     # None: results/bench, written by `make bench` (benchmarks/bench_models.py)
 
 # %% tags=["hide-input"]
 import json
@@ -52,13 +52,15 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from tss import paper, profiles, viz
+from tss import paper, profiles, project, viz
 from tss.models import Attention3DNet, SliceAttentionNet, UNet3D, imagenet, parameter_table, shape_table
 from tss.preprocess import PreprocessCache
 
 profiles.check(profile)
-cache_dir = Path(cache_dir or f"../results/{profile}/cache/preprocess")
-results_dir = Path(results_dir or f"../results/{profile}/models")
+P = project.paths(profile)  # every folder from the project root, whatever the working directory
+cache_dir = Path(cache_dir or P.cache)
+results_dir = Path(results_dir or P.stage("models"))
+bench_dir = Path(bench_dir or P.bench)
 results_dir.mkdir(parents=True, exist_ok=True)
 if jobs > 0:
     torch.set_num_threads(jobs)

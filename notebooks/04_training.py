@@ -61,8 +61,8 @@ n_seeds = None       # None: the profile's number of seeds
 archs = "2d,3d"      # architectures to run
 inits = "all"        # all, or e.g. "random,transfer"
 jobs = -1            # torch CPU threads (-1: torch's default)
-cache_dir = None     # None: ../results/<profile>/cache/preprocess (written by 02_preprocessing)
-runs_dir = None      # None: ../results/<profile>/runs
+cache_dir = None     # None: results/<profile>/cache/preprocess (written by 02_preprocessing)
+runs_dir = None      # None: results/<profile>/runs
 phases = "genesis,medical,stroke"  # this page's phases (see above)
 
 # %% tags=["hide-input"]
@@ -78,13 +78,14 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from tss import profiles
+from tss import profiles, project
 from tss.runtree import RunTree
 from tss.train import Hemispheres, grid, report, run_grid
 
 profiles.check(profile)
-cache_dir = Path(cache_dir or f"../results/{profile}/cache/preprocess")
-runs_dir = Path(runs_dir or f"../results/{profile}/runs")
+P = project.paths(profile)  # every folder from the project root, whatever the working directory
+cache_dir = Path(cache_dir or P.cache)
+runs_dir = Path(runs_dir or P.runs)
 if jobs > 0:
     torch.set_num_threads(jobs)
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -118,7 +119,7 @@ for r in results:
 
 # %% tags=["hide-input"]
 # every profile with runs here, the largest first (committed lowres / full results), then this build's
-views = report.views("../results", profile, runs_dir)
+views = report.views(P.results_root, profile, runs_dir)
 for p, d in views.items():
     for arch in arch_list:
         names = [e.name for e in exps if e.arch == arch]
@@ -181,7 +182,7 @@ if not every.empty:
 # default memory layout (adopted for the 3D models only, where it paid).
 
 # %% tags=["hide-input", "page=06_training_attention"]
-speed = report.cpu_speedups("../results/bench")
+speed = report.cpu_speedups(P.bench)
 if speed.empty:
     display(Markdown("No CPU benchmark results here: run `make bench`."))
 else:

@@ -26,7 +26,7 @@
 profile = "quick"
 seed = 0             # training seed of every run of the study
 jobs = -1            # torch CPU threads (-1: torch's default)
-cache_dir = None     # None: ../results/<profile>/cache/preprocess (written by 02_preprocessing)
+cache_dir = None     # None: results/<profile>/cache/preprocess (written by 02_preprocessing)
 train = True         # run (or read back) this profile's study; False: only show the committed ones
 n_boot = 1000
 
@@ -42,17 +42,18 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from tss import profiles
+from tss import profiles, project
 from tss.train import study
 
 profiles.check(profile)
-root = Path("../results")
+P = project.paths(profile)  # every folder from the project root, whatever the working directory
+root = P.results_root
 if jobs > 0:
     torch.set_num_threads(jobs)
 if train:
-    study.run_study(Path(cache_dir or root / profile / "cache" / "preprocess"), root / profile / "study", profile,
+    study.run_study(Path(cache_dir or P.cache), P.study, profile,
                     seed=seed, device="cuda" if torch.cuda.is_available() else "cpu", progress=False,
-                    grid_root=root / profile / "runs")  # the grid's runs on the whole split are reused
+                    grid_root=P.runs)  # the grid's runs on the whole split are reused
 
 # %% tags=["hide-input"]
 shown = [p for p in profiles.BY_SIZE if study.summaries(root / p / "study")]

@@ -20,9 +20,9 @@
 # %% tags=["parameters"]
 # Parameters (papermill injects new values below this cell)
 profile = "quick"     # the profile make book ran; full, then lowres results, when present, are shown first
-results_root = "../results"
-cohort_dir = None     # None: ../data/synthetic-<profile>
-cache_dir = None      # None: ../results/<profile>/cache/preprocess
+results_root = None  # None: the project's results/ folder
+cohort_dir = None     # None: data/synthetic-<profile>
+cache_dir = None      # None: results/<profile>/cache/preprocess
 seed = 0              # bootstrap seed
 n_boot = 1000         # bootstrap replicates for every confidence interval
 jobs = -1
@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tss import profiles, results, stats
+from tss import profiles, project, results, stats
 
 profiles.check(profile)
-results_root = Path(results_root)
+results_root = Path(results_root or project.paths(profile).results_root)
 # the largest profile that has training runs here (full, lowres, then the one make book ran), its folders
 page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
 shown, runs_dir, cohort_dir, cache_dir, out_dir = page.shown, page.runs_dir, page.cohort_dir, page.cache_dir, page.out_dir

@@ -15,13 +15,11 @@ profile = "quick"
 seed = 0
 
 # %% tags=["hide-input"]
-from pathlib import Path
-
 from IPython.display import Markdown, display
 
-from tss import profiles, provenance
+from tss import profiles, project, provenance
 
-root = Path("../results")
+root = project.root() / "results"
 shown = [p for p in profiles.PROFILES if (root / p / "provenance.json").exists() or (root / p / "runs").exists()]
 for p in shown:
     display(Markdown(f"## Profile `{p}`"))

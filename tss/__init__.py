@@ -3,6 +3,7 @@
 Modules, in the order the data flows through them
 -------------------------------------------------
 profiles    run profiles (quick, lowres, full): cohort size, input size, epoch budget
+project     the project's folders (cohort, caches, runs, results) from its root, from any working directory
 paths       paths from untrusted values (manifest cells, patient ids) that stay in their folder
 manifest    cohort manifest: schema, loading, validation
 template    the MNI152 head (brain tissues, CSF, skull, scalp, neck): preprocessing's target, synth's anatomy

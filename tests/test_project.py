@@ -1,0 +1,59 @@
+"""The project's folders resolve from the project root, whatever the working directory (make book
+runs the notebooks from notebooks/, a student from the repository root, Colab from /content)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import pytest
+
+from tss import project
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_root_is_this_checkout():
+    assert project.root() == ROOT
+
+
+@pytest.mark.parametrize("cwd", ["/", "notebooks", "."])
+def test_the_same_folders_from_any_working_directory(cwd):
+    code = "from tss import project; print(project.paths('quick').cache)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / cwd, capture_output=True, text=True, check=True)
+    assert Path(out.stdout.strip()) == ROOT / "results" / "quick" / "cache" / "preprocess"
+
+
+def test_one_profiles_folders():
+    p = project.paths("lowres", base=ROOT)
+    assert p.cohort == ROOT / "data" / "synthetic-lowres"
+    assert p.runs == ROOT / "results" / "lowres" / "runs"
+    assert p.study == ROOT / "results" / "lowres" / "study"
+    assert p.stage("models") == ROOT / "results" / "lowres" / "models"
+    assert p.bench == ROOT / "results" / "bench"
+
+
+def test_an_unknown_profile_is_refused():
+    with pytest.raises(ValueError):
+        project.paths("huge", base=ROOT)
+
+
+def test_tss_root_names_the_project_or_fails_clearly(monkeypatch, tmp_path):
+    monkeypatch.setenv(project.ENV_ROOT, str(ROOT))
+    assert project.root() == ROOT
+    monkeypatch.setenv(project.ENV_ROOT, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="is not this project's folder"):
+        project.root()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.py")), ids=lambda p: p.stem)
+def test_no_notebook_code_names_a_folder_relative_to_the_working_directory(path):
+    for cell in jupytext.read(path).cells:
+        if cell.cell_type != "code":
+            continue
+        for line in cell.source.splitlines():
+            code = line.split("#")[0]
+            assert not re.search(r"""["']\.\./(results|data)""", code), f"{path.name}: {line.strip()}"

@@ -1,0 +1,101 @@
+"""Where the project's folders are, from any working directory.
+
+The notebooks, the command line and the tests all name the same folders: the cohort
+``data/synthetic-<profile>``, and under ``results/<profile>/`` the preprocessing caches, the runs,
+the data-size study and one folder of result files per chapter. :class:`ProfilePaths` is the one
+place that spells them, from the project root that :func:`root` finds, so that a notebook runs the
+same from ``notebooks/`` (``make book``), from the repository root, or from Colab's ``/content``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tss import profiles
+
+ENV_ROOT = "TSS_ROOT"
+
+
+def _is_root(folder: Path) -> bool:
+    return (folder / "pyproject.toml").is_file() and (folder / "tss" / "__init__.py").is_file()
+
+
+def root() -> Path:
+    """The project root: ``$TSS_ROOT`` when set; else the checkout this package was imported from
+    (a clone, or an editable install); else the nearest folder at or above the working directory that
+    holds the project. Raises FileNotFoundError saying what to set when none does (a wheel installed
+    into site-packages has no ``results/`` beside it)."""
+    if env := os.environ.get(ENV_ROOT):
+        folder = Path(env).expanduser().resolve()
+        if not _is_root(folder):
+            raise FileNotFoundError(f"{ENV_ROOT}={env} is not this project's folder (no pyproject.toml and tss/ there)")
+        return folder
+    here = Path(__file__).resolve().parents[1]
+    if _is_root(here):
+        return here
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if _is_root(folder):
+            return folder
+    raise FileNotFoundError(f"cannot find the project folder from {cwd}: clone the repository and work inside "
+                            f"it, or set {ENV_ROOT} to it")
+
+
+@dataclass(frozen=True)
+class ProfilePaths:
+    """One profile's folders under the project root."""
+
+    profile: str
+    base: Path
+
+    @property
+    def results_root(self) -> Path:
+        """``results/``: every profile's results (the book shows the largest profile that has runs)."""
+        return self.base / "results"
+
+    @property
+    def results(self) -> Path:
+        """``results/<profile>/``."""
+        return self.results_root / self.profile
+
+    @property
+    def cohort(self) -> Path:
+        """The synthetic cohort ``data/synthetic-<profile>/`` (a real cohort is named explicitly instead)."""
+        return self.base / "data" / f"synthetic-{self.profile}"
+
+    @property
+    def cache(self) -> Path:
+        """The processed cohort: ``results/<profile>/cache/preprocess``."""
+        return self.results / "cache" / "preprocess"
+
+    @property
+    def runs(self) -> Path:
+        """The training runs: ``results/<profile>/runs`` (a :class:`tss.runtree.RunTree`)."""
+        return self.results / "runs"
+
+    @property
+    def study(self) -> Path:
+        """The data-size study: ``results/<profile>/study``."""
+        return self.results / "study"
+
+    @property
+    def bench(self) -> Path:
+        """``results/bench``: what ``make bench`` measured (profile-independent)."""
+        return self.results_root / "bench"
+
+    @property
+    def manifests(self) -> Path:
+        """``data_manifest/``: committed manifests of real data (the ISLES'22 sample)."""
+        return self.base / "data_manifest"
+
+    def stage(self, name: str) -> Path:
+        """A chapter's result files: ``results/<profile>/<name>`` (cohort, preprocess, models, lee, results)."""
+        return self.results / name
+
+
+def paths(profile: str, base: str | Path | None = None) -> ProfilePaths:
+    """The folders of ``profile`` under ``base`` (default: :func:`root`)."""
+    profiles.check(profile)
+    return ProfilePaths(profile, Path(base).resolve() if base is not None else root())
