@@ -25,6 +25,7 @@ viz         figure helpers for native images
 provenance  how a result was made: machine, software, commit, wall time
 atomic      atomic file writes
 parallel    one parallel map over patients (joblib): ordered results, a failure never stops the rest
+engine      the grid, synthesis and preprocessing on a Dask cluster: runs wait for their weight source
 cli         ``python -m tss ...`` entry point
 """
 

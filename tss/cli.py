@@ -16,18 +16,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from tss import synth
+    from tss import engine, synth
 
-    out = synth.generate(args.out, n=args.n, seed=args.seed, jobs=args.jobs)
+    client = engine.connect(args.scheduler, args.workers)
+    with engine.patients_on(client):  # one patient per task on the cluster, when there is one
+        out = synth.generate(args.out, n=args.n, seed=args.seed, jobs=-1 if client else args.jobs)
     print(f"wrote {out.n_patients} patients to {out.root} in {out.seconds:.0f} s "
           f"({out.n_generated} generated, {out.n_cached} reused from cache)")
     return 0
 
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:
-    from tss import preprocess
+    from tss import engine, preprocess
 
-    run = preprocess.preprocess_cohort(args.cohort, args.out, jobs=args.jobs, data_roots=args.data_roots)
+    client = engine.connect(args.scheduler, args.workers)
+    with engine.patients_on(client):  # one patient per task on the cluster, when there is one
+        run = preprocess.preprocess_cohort(args.cohort, args.out, jobs=-1 if client else args.jobs,
+                                           data_roots=args.data_roots)
     print(run.summary())
     if args.assemble and len(run.failures) < len(run.outcomes):
         path = preprocess.assemble(args.out, args.cohort, reference=args.reference)
@@ -41,7 +46,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from tss import profiles
+    from tss import engine, profiles
     from tss.runtree import RunTree
     from tss.train import Hemispheres, grid, report, run_grid
 
@@ -58,7 +63,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"{len(exps)} experiments x {len(seeds)} seeds, profile {args.profile} (at most {tp.max_epochs} epochs, "
           f"patience {tp.patience}), {device} -> {runs}", flush=True)
-    for arch in archs:
+    client = engine.connect(args.scheduler, args.workers)
+    if client is not None:  # the grid as a task graph on the cluster: each run waits for its weight source
+        print(f"on the Dask cluster at {client.scheduler.address}", flush=True)
+        done = engine.train_grid(client, exps, seeds, engine.CohortSource(str(cache.resolve()), args.profile),
+                                 runs.resolve(), args.profile, threads=max(args.threads, 0), gpus=args.gpus)
+        for r in done:
+            if "skipped" in r or "failed" in r:
+                print(f"{r['experiment']} (seed {r['seed']}): {r.get('skipped') or r.get('failed')}", flush=True)
+    for arch in archs if client is None else ():
         cohort = Hemispheres.load(cache, profiles.MODEL[args.profile].downsample(arch), device)
         for s in seeds:
             for r in run_grid([e for e in exps if e.arch == arch], cohort, RunTree(runs).seed_dir(s), args.profile, s):
@@ -113,6 +126,14 @@ def _add_data_root(p: argparse.ArgumentParser) -> None:
                         "folder (repeatable); a path anywhere else is refused")
 
 
+def _add_cluster(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster whose scheduler is at ADDRESS "
+                   "(tcp://host:8786); workers must share this filesystem")
+    g.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="run on a local Dask cluster of N worker processes (default: in this process)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tss", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -129,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", type=Path, required=True, help="output cohort folder")
     s.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
+    _add_cluster(s)
     s.set_defaults(func=_cmd_synth)
 
     pp = sub.add_parser("preprocess", help="N4, reorient, skull strip, register to MNI 224x224x26, "
@@ -140,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--no-assemble", dest="assemble", action="store_false",
                     help="only process patients; do not write the hemisphere array")
     _add_data_root(pp)
+    _add_cluster(pp)
     pp.set_defaults(func=_cmd_preprocess)
 
     t = sub.add_parser("train", help="train the grid of Table 2 (or part of it) for a profile "
@@ -151,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the profile's)")
     t.add_argument("--cache", type=Path, help="processed cohort (default: results/<profile>/cache/preprocess)")
     t.add_argument("--out", type=Path, help="run folder (default: results/<profile>/runs)")
-    t.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default)")
+    t.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default; per task on a cluster)")
+    _add_cluster(t)
+    t.add_argument("--gpus", action="store_true", help="on a cluster: each run takes one GPU (workers started "
+                                                      "with --resources GPU=1)")
     t.set_defaults(func=_cmd_train)
 
     st = sub.add_parser("study", help="the data-size study: the 2D transfer chain's test AUC against "
