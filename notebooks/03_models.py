@@ -153,7 +153,7 @@ if PreprocessCache(cache_dir).assembled():
     fig.tight_layout()
     fig.savefig(results_dir / "genesis_transforms.png", dpi=120)
 else:
-    print(f"No hemisphere tensors in {cache_dir}: run the Preprocessing chapter first.")
+    print(f"No hemisphere tensors in {project.shown(cache_dir)}: run the Preprocessing chapter first.")
 
 # %% [markdown] tags=["caption=fig-genesis"]
 # The Models Genesis transforms on one sub-volume of our cohort (DWI and FLAIR, middle slice); the
@@ -201,7 +201,7 @@ if rows:
         display(Markdown("No GPU row yet: these numbers come from a CPU. `make bench` on a machine with a CUDA "
                          "GPU adds `models-cuda.json`."))
 else:
-    print(f"No benchmark results in {bench_dir}: run `make bench`.")
+    print(f"No benchmark results in {project.shown(bench_dir)}: run `make bench`.")
 
 # %% tags=["hide-input"]
 summary = {"profile": profile,

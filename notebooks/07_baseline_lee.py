@@ -46,7 +46,7 @@ results_root = Path(results_root or project.paths(profile).results_root)
 # the largest profile that has training runs here (full, lowres, then the one make book ran), its folders
 page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
 shown, runs_dir, cohort_dir, cache_dir, out_dir = page.shown, page.runs_dir, page.cohort_dir, page.cache_dir, page.out_dir
-print(f"results of the {shown} profile (make book ran {profile}); runs in {runs_dir}")
+print(f"results of the {shown} profile (make book ran {profile}); runs in {project.shown(runs_dir)}")
 
 # %% tags=["hide-input", "remove-stderr"]
 from tss.baselines import lee

@@ -57,3 +57,8 @@ def test_no_notebook_code_names_a_folder_relative_to_the_working_directory(path)
         for line in cell.source.splitlines():
             code = line.split("#")[0]
             assert not re.search(r"""["']\.\./(results|data)""", code), f"{path.name}: {line.strip()}"
+
+
+def test_a_path_is_shown_relative_to_the_project_so_no_page_reveals_the_build_folder(tmp_path):
+    assert project.shown(ROOT / "results" / "lowres" / "runs") == "results/lowres/runs"
+    assert project.shown(tmp_path) == str(tmp_path)  # outside the project: as given

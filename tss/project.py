@@ -43,6 +43,16 @@ def root() -> Path:
                             f"it, or set {ENV_ROOT} to it")
 
 
+def shown(path: str | Path) -> str:
+    """``path`` as a reader should see it: relative to the project root when inside it (a page of
+    the book must not reveal the folder it was built in), else as given."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(root()).as_posix()
+    except (ValueError, FileNotFoundError):
+        return str(p)
+
+
 @dataclass(frozen=True)
 class ProfilePaths:
     """One profile's folders under the project root."""
