@@ -457,3 +457,24 @@ def test_an_experiment_is_parsed_from_its_name_and_nothing_else_is():
     for bad in ("2d-tss45", "4d-tss45-random", "2d-tss4-random", "2d-tss45-pretrained", "lee-et-al-2020"):
         with pytest.raises(ValueError, match="not an experiment name"):
             Experiment.parse(bad)
+
+
+def test_learning_curves_of_many_runs_wrap_into_rows_that_stay_readable(tmp_path):
+    from tss.train import report
+
+    names = [e.name for e in grid(("2d",), imagenet=False)][:7]
+    fig = report.plot_curves(tmp_path, names)
+    axes = np.array(fig.axes).reshape(4, report.PANELS_PER_ROW)  # two rows of runs: loss above score
+    assert [ax.get_title() for ax in axes[0]] == names[:4]
+    assert [ax.get_title() for ax in axes[2, :3]] == names[4:]
+    assert not axes[2, 3].axison and not axes[3, 3].axison  # the short last row leaves no empty frame
+    assert fig.get_size_inches()[0] <= 2.9 * report.PANELS_PER_ROW
+
+
+def test_the_runs_table_leaves_out_columns_that_no_shown_run_has():
+    from tss.train import report
+
+    df = pd.DataFrame({"experiment": ["2d-stroke-random", "2d-tss3-transfer"], "seed": [0, 0], "epochs": [3, 4],
+                       "val_auc": [0.7, 0.6], "val_neg_mse": [np.nan, np.nan], "wall_seconds": [10.0, 5.0]})
+    t = report.table(df)
+    assert "val_neg_mse" not in t and list(t.columns) == ["seeds", "epochs", "val_auc", "wall_seconds"]

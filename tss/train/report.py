@@ -32,14 +32,22 @@ def epochs(runs_root, experiment: str) -> pd.DataFrame:
     return pd.concat(frames) if frames else pd.DataFrame()
 
 
+PANELS_PER_ROW = 4  # runs side by side; more would shrink each panel's text below reading size in the book
+
+
 def plot_curves(runs_root, experiments, title: str = ""):
-    """Training loss and the early-stopping score per epoch, one panel pair per experiment; the
-    best epoch of each seed is marked."""
+    """Training loss and the early-stopping score per epoch, one panel pair (loss above score) per
+    experiment, at most :data:`PANELS_PER_ROW` runs to a row; the best epoch of each seed is marked."""
     experiments = list(experiments)
-    fig, axes = plt.subplots(2, len(experiments), figsize=(2.9 * len(experiments), 5.2), squeeze=False)
-    for j, name in enumerate(experiments):
+    cols = min(PANELS_PER_ROW, len(experiments))
+    rows = -(-len(experiments) // cols)
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(2.9 * cols, 5.2 * rows), squeeze=False)
+    for ax in axes[:, len(experiments) % cols or cols:][-2:].flat:  # the empty places of a short last row
+        ax.axis("off")
+    for k, name in enumerate(experiments):
+        r, j = divmod(k, cols)
         log = epochs(runs_root, name)
-        ax_l, ax_s = axes[0, j], axes[1, j]
+        ax_l, ax_s = axes[2 * r, j], axes[2 * r + 1, j]
         ax_l.set_title(name, fontsize=8)
         if log.empty:
             ax_l.text(0.5, 0.5, "not run", ha="center", transform=ax_l.transAxes)
@@ -56,7 +64,7 @@ def plot_curves(runs_root, experiments, title: str = ""):
         ax_s.set_ylabel({"val_auc": "validation AUC", "val_neg_mse": "validation -MSE",
                          "val_score": "validation score"}[monitor], fontsize=8)
         ax_s.set_xlabel("epoch")
-    shown = [ax for ax in axes[0] if ax.get_legend_handles_labels()[0]]
+    shown = [ax for ax in axes[0::2].flat if ax.get_legend_handles_labels()[0]]
     if shown:  # the first panel that has curves (the first experiment may not have run)
         shown[0].legend(fontsize=6)
     if title:
@@ -77,6 +85,7 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in ("epochs", "best_epoch", "val_auc", "val_score", "val_neg_mse", "val_auc_patient",
                         "test_auc_patient", "test_score", "wall_seconds", "examples_per_s") if c in df]
     runs = _ran(df)
+    cols = [c for c in cols if runs[c].notna().any()]  # a column no shown run has (Genesis's MSE beside classifiers)
     g = runs.groupby("experiment", sort=False)[cols]
     out = g.mean()
     if runs["seed"].nunique() > 1:
