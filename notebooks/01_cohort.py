@@ -264,7 +264,7 @@ params["value"] = params["value"].map(lambda v: json.dumps(v) if isinstance(v, (
 with pd.option_context("display.max_colwidth", 200, "display.max_rows", 200):
     display(params.style.hide(axis="index"))
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 summary = {
     "profile": profile, "n": int(n), "seed": seed,
     "generation_seconds": meta["seconds"], "generated": meta["n_generated"], "jobs": meta["jobs"],

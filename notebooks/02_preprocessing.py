@@ -229,7 +229,7 @@ fig.tight_layout()
 # One patient's two hemisphere tensors as the models see them (DWI b1000, middle slice): the right
 # hemisphere is flipped onto the left, so both run from the lateral edge to the midline.
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 summary_out = {
     "profile": profile, "patients": len(run.outcomes), "failed": len(run.failures),
     "seconds_per_patient_median": float(seconds.median()),

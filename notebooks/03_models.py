@@ -191,19 +191,23 @@ for f in sorted(Path(bench_dir).glob("models-*.json")):
     rows += json.loads(f.read_text())
 if rows:
     b = pd.DataFrame(rows)
-    b["ceiling hemis/s (H100 bf16 b8)"] = b["arch"].map(lambda a: paper.H100_CEILING_BF16_BATCH8[a]["hemis_per_s"])
-    b["ceiling peak GiB"] = b["arch"].map(lambda a: paper.H100_CEILING_BF16_BATCH8[a]["peak_gib"])
-    b["paper GB at b8"] = b["arch"].map(paper.GPU_MEMORY_GB_BATCH8)
+    b["H100 hemis/s"] = b["arch"].map(lambda a: paper.H100_CEILING_BF16_BATCH8[a]["hemis_per_s"])
+    b["H100 GiB"] = b["arch"].map(lambda a: paper.H100_CEILING_BF16_BATCH8[a]["peak_gib"])
+    b["paper GB"] = b["arch"].map(paper.GPU_MEMORY_GB_BATCH8)
     b = b[["arch", "device", "precision", "batch", "threads", "seconds_per_step", "hemis_per_s", "peak_gib",
-           "ceiling hemis/s (H100 bf16 b8)", "ceiling peak GiB", "paper GB at b8"]]
-    display(b.style.format({"seconds_per_step": "{:.2f}", "hemis_per_s": "{:.1f}", "peak_gib": "{:.2f}"}).hide(axis="index"))
+           "H100 hemis/s", "H100 GiB", "paper GB"]].rename(columns={"seconds_per_step": "s/step",
+                                                                    "hemis_per_s": "hemis/s", "peak_gib": "GiB"})
+    display(Markdown("*H100*: the ceiling of the same bare steps on one H100 (bf16, batch 8); *paper GB*: the "
+                     "paper's reported GPU memory at batch 8."))
+    display(b.style.format({"s/step": "{:.2f}", "hemis/s": "{:.1f}", "GiB": "{:.2f}", "H100 GiB": "{:.1f}",
+                            "paper GB": "{:.0f}"}).hide(axis="index"))
     if not (b["device"] != "cpu").any():
         display(Markdown("No GPU row yet: these numbers come from a CPU. `make bench` on a machine with a CUDA "
                          "GPU adds `models-cuda.json`."))
 else:
     print(f"No benchmark results in {project.shown(bench_dir)}: run `make bench`.")
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 summary = {"profile": profile,
            "inputs": {p: {a: profiles.MODEL[p].input_shape(a) for a in ("2d", "3d")} for p in ("full", "quick")},
            "parameters": {k: int(v) for k, v in totals.items()},

@@ -85,7 +85,7 @@ display(op_part.style.hide(axis="index").format(na_rep="").set_properties(**{"fo
 # Figure 7): the paper's bars (grey) beside ours (blue, with 95% CIs).
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), sharey=True)
+fig, axes = plt.subplots(2, 1, figsize=(9, 7.4), sharey=True)  # stacked: readable at the text column's width
 for ax, phase, title in zip(axes, ("tss3", "tss45"), ("Figure 6: TSS < 3 h (phase 2)", "Figure 7: TSS < 4.5 h (phase 3)")):
     results.plot_auc_by_init(raw, phase, ax=ax)
     ax.set_title(f"{title}, {shown} profile", fontsize=10)
@@ -94,8 +94,8 @@ fig.savefig(out_dir / "figures6_7.png", dpi=120, bbox_inches="tight")
 plt.show()
 
 # %% [markdown] tags=["caption=fig-auc-by-init"]
-# Test AUC by initialisation (the paper's Figures 6 and 7): TSS < 3 h (left, phase 2) and TSS < 4.5 h
-# (right, phase 3). Grey: the paper's bars; blue: ours, with 95% confidence intervals.
+# Test AUC by initialisation (the paper's Figures 6 and 7): TSS < 3 h (top, phase 2) and TSS < 4.5 h
+# (bottom, phase 3). Grey: the paper's bars; blue: ours, with 95% confidence intervals.
 
 # %% [markdown]
 # ### Relative gains, computed one way

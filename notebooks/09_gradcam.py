@@ -14,8 +14,9 @@
 #   (a visual judgement that we cannot replicate exactly);
 # - **peak in lesion**: the CAM's maximum voxel is inside the dilated lesion.
 #
-# Masks and CAMs are compared at the model's input resolution (the quick profile pools slices 4x (2D)
-# and 8x (3D) in-plane, which makes small lesions a few voxels: a hard test).
+# Masks and CAMs are compared at the model's input resolution: the quick profile pools slices 4x (2D)
+# and 8x (3D) in-plane, lowres 4x for both, full not at all; pooled, a small lesion is a few voxels, a
+# hard test.
 
 # %% tags=["parameters"]
 # Parameters (papermill injects new values below this cell)
@@ -92,7 +93,8 @@ if study is not None:
     summary["hit rate (95% CI)"] = [stats.with_ci(summary.at[e, "hit_rate"], ci[e]) for e in summary.index]
     summary["paper"] = ["96% (>50% overlap, radiologist; models not separated)"] + [""] * (len(summary) - 1)
     summary.to_csv(out_dir / "gradcam_summary.csv")
-    display(summary.style.format({"energy_in_lesion": "{:.2f}", "hit_rate": "{:.0%}", "peak_in_lesion": "{:.0%}"}))
+    shown_t = summary.drop(columns="hit_rate").rename(columns=lambda c: c.replace("_", " "))  # headers that wrap
+    display(shown_t.style.format({"energy in lesion": "{:.1%}", "peak in lesion": "{:.0%}"}))
 else:
     print("Neither checkpoints nor a stored overlap table: train the grid first (Training chapter).")
 
@@ -156,7 +158,9 @@ if PreprocessCache(cache_dir).assembled() and isles_exps and isles_ids:
 if files["isles"].exists() and files["isles_cams"].exists():
     display(Markdown(f"**{shown} profile.** *P*: the model's probability (stroke for phase 1, TSS < 4.5 h "
                      "after); the CAM measures are on the hemisphere with the expert lesion."))
-    display(pd.read_csv(files["isles"]).style.format(precision=2).hide(axis="index"))
+    isles_t = pd.read_csv(files["isles"]).rename(columns=lambda c: c.replace("_", " "))  # headers that wrap
+    display(isles_t.style.format(precision=2).format({"energy in lesion": "{:.2%}", "high in lesion": "{:.0%}"})
+            .hide(axis="index"))
     fig = gradcam.figure9(gradcam.load_examples(files["isles_cams"]))
     plt.show()
 else:
