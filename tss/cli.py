@@ -46,7 +46,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from tss import engine, profiles
+    from tss import engine, profiles, project
     from tss.runtree import RunTree
     from tss.train import Hemispheres, grid, report, run_grid
 
@@ -58,8 +58,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             if args.inits == "all" or e.init in args.inits.split(",")]
     tp = profiles.TRAIN[args.profile]
     seeds = args.seeds or list(tp.seeds)
-    runs = args.out or Path("results") / args.profile / "runs"
-    cache = args.cache or Path("results") / args.profile / "cache" / "preprocess"
+    where = project.paths(args.profile)  # the project's folders, from any working directory
+    runs = args.out or where.runs
+    cache = args.cache or where.cache
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"{len(exps)} experiments x {len(seeds)} seeds, profile {args.profile} (at most {tp.max_epochs} epochs, "
           f"patience {tp.patience}), {device} -> {runs}", flush=True)
@@ -87,25 +88,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_study(args: argparse.Namespace) -> int:
     import torch
 
+    from tss import project
     from tss.train import study
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     exps = study.CHAIN + (study.RANDOM if args.random else ())
     sizes = [None if s == "all" else int(s) for s in args.sizes] if args.sizes else None
-    root = args.out or Path("results") / args.profile / "study"
-    study.run_study(args.cache or Path("results") / args.profile / "cache" / "preprocess", root,
+    where = project.paths(args.profile)  # the project's folders, from any working directory
+    root = args.out or where.study
+    study.run_study(args.cache or where.cache, root,
                     profile=args.profile, downsamples=args.downsample, sizes=sizes, experiments=exps,
                     seed=args.seed, device="cuda" if torch.cuda.is_available() else "cpu",
-                    grid_root=None if args.out else Path("results") / args.profile / "runs")
+                    grid_root=None if args.out else where.runs)
     print(study.table(root).to_string(index=False))
     return 0
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from tss import profiles, reproduction, results
+    from tss import profiles, project, reproduction, results
 
     profiles.check(args.profile)
+    args.results_root = args.results_root or project.paths(args.profile).results_root
     tables = results.write_tables(args.results_root, args.profile, n_boot=args.n_boot, seed=args.seed)
     print(results.table2_parts(tables["table2"])[0].to_string(index=False))
     print(f"\nreproduction ({args.profile}): {reproduction.counts(tables['reproduction'])}")
@@ -172,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--phases", help="comma-separated phases (default: all): genesis,medical,stroke,tss3,tss45,attention")
     t.add_argument("--inits", default="all", help="all, or comma-separated: random,imagenet,genesis,medical,transfer")
     t.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the profile's)")
-    t.add_argument("--cache", type=Path, help="processed cohort (default: results/<profile>/cache/preprocess)")
-    t.add_argument("--out", type=Path, help="run folder (default: results/<profile>/runs)")
+    t.add_argument("--cache", type=Path, help="processed cohort (default: the project's results/<profile>/cache/preprocess)")
+    t.add_argument("--out", type=Path, help="run folder (default: the project's results/<profile>/runs)")
     t.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default; per task on a cluster)")
     _add_cluster(t)
     t.add_argument("--gpus", action="store_true", help="on a cluster: each run takes one GPU (workers started "
@@ -183,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("study", help="the data-size study: the 2D transfer chain's test AUC against "
                                       "training-set size at two input sizes (cached, resumable)")
     st.add_argument("--profile", default="lowres", help="optimiser settings, early stopping, epoch cap")
-    st.add_argument("--cache", type=Path, help="processed cohort (default: results/<profile>/cache/preprocess)")
+    st.add_argument("--cache", type=Path, help="processed cohort (default: the project's results/<profile>/cache/preprocess)")
     st.add_argument("--out", type=Path, help="run folder (default: results/<profile>/study)")
     st.add_argument("--downsample", type=int, nargs="+", help="in-plane poolings (default: the profile's; lowres: 4 2)")
     st.add_argument("--sizes", nargs="+", help="training stroke hemispheres per size, or 'all' "
@@ -198,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "claims table of a profile's runs, as CSV (what the Results and "
                                        "Reproduction chapters compute; no training)")
     r.add_argument("--profile", default="quick", help="whose runs: results/<profile>/runs")
-    r.add_argument("--results-root", type=Path, default=Path("results"), help="folder holding <profile>/runs")
+    r.add_argument("--results-root", type=Path, help="folder holding <profile>/runs (default: the project's results/)")
     r.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of every confidence interval")
     r.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     r.set_defaults(func=_cmd_results)

@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import precision, profiles, provenance, stats
 from ..atomic import atomic_path, write_text
-from ..models import SliceAttentionNet, UNet3D, build, genesis, load_imagenet, load_matching
+from ..models import load_imagenet, load_matching
 from .config import Experiment
-from .data import Hemispheres, patient_predictions, tumour_examples
+from .data import Hemispheres, patient_predictions
+from .tasks import task_for
 
 TRAIN_VERSION = "5"  # 2: batch-norm statistics recomputed before each evaluation; 3: vectorised Genesis
 # distortions, Genesis validated on restoring fixed distorted cubes (it scored clean ones); 4: convolutions
@@ -64,11 +64,6 @@ def _quiet_step(opt, scaler: torch.amp.GradScaler) -> None:
     scaler.update()
 
 
-def _dice(prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    inter = (prob * mask).flatten(1).sum(1)
-    return (2 * inter + 1) / (prob.flatten(1).sum(1) + mask.flatten(1).sum(1) + 1)
-
-
 class Run:
     """Everything one experiment needs; :meth:`fit` trains (or resumes, or reuses) it.
 
@@ -97,6 +92,7 @@ class Run:
                  model_profile: profiles.ModelProfile | None = None):
         self.exp, self.cohort, self.profile, self.seed = exp, cohort, profiles.check(profile), seed
         self.spec = exp.spec
+        self.task = task_for(self.spec.task, exp.arch)  # what differs between phases: data, model, loss, score
         self.tp, self.mp = train_profile or profiles.TRAIN[profile], model_profile or profiles.MODEL[profile]
         self.max_epochs = max_epochs or self.tp.max_epochs
         self.root = Path(out_root)
@@ -124,15 +120,7 @@ class Run:
     # -- model ------------------------------------------------------------------------------
     def _model(self):
         torch.manual_seed(self.seed)
-        t, arch = self.spec.task, self.exp.arch
-        if t == "restore":
-            m = UNet3D()
-        elif t == "tumour" and arch == "3d":
-            m = UNet3D(out_channels=1)
-        elif t == "tumour":
-            m = SliceAttentionNet(n_slices=self.cohort.x.shape[2])
-        else:
-            m = build(arch, n_slices=self.cohort.x.shape[2])
+        m = self.task.model(self.exp.arch, self.cohort.x.shape[2])
         report = None
         if self.exp.init == "imagenet":
             report = load_imagenet(m)  # raises WeightsUnavailable with where to put the file
@@ -160,23 +148,14 @@ class Run:
     # -- data -------------------------------------------------------------------------------
     def _examples(self, split: str, n: int | None = None, gen: torch.Generator | None = None):
         """(x, y) of a split for the phase's task; y is None for Genesis (the target is x)."""
-        c, t = self.cohort, self.spec.task
-        rows = c.rows(split, self.spec.hemispheres)
-        if t == "restore":
-            return genesis.random_cubes(c.x, n, self.mp.genesis_cube, gen, rows=rows), None
-        if t == "tumour":
-            return tumour_examples(c.x, rows, n, gen, segmentation=self.exp.arch == "3d", cube=self.mp.genesis_cube)
-        y = torch.as_tensor(c.labels(t)[rows], dtype=torch.float32, device=self.device)
-        return torch.as_tensor(rows, device=self.device), y
+        return self.task.examples(self, split, n, gen)
 
     def _eval_set(self, split: str, seed: int):
         """A fixed evaluation set: the split's examples, or for the synthetic tasks ``n`` drawn from
         ``seed``; for Genesis (distorted cubes, originals), so that it scores restoration."""
         gen = torch.Generator().manual_seed(seed)
         x, y = self._examples(split, self.tp.synthetic_eval, gen)
-        if self.spec.task == "restore":
-            return genesis.genesis_batch(x, gen)
-        return x, y
+        return self.task.eval_set(x, y, gen)
 
     def _autocast(self):
         dtype = self.precision.dtype
@@ -198,7 +177,7 @@ class Run:
         are a fixed function of the input: frozen weights, batch norms in eval mode, no
         augmentation); the training steps and evaluations then start after them."""
         self._enc = self._pos = None
-        if not self.cache_frozen or self.spec.task in ("restore", "tumour") or not model.frozen_stages():
+        if not self.cache_frozen or not self.task.caches_frozen or not model.frozen_stages():
             return
         rows = np.concatenate([self.cohort.rows(s, self.spec.hemispheres) for s in ("train", "val", "test")])
         rows = torch.as_tensor(rows, device=self.device)
@@ -212,18 +191,11 @@ class Run:
 
     def _loss(self, model, xb, yb, gen=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, whether every output is finite); both stay on the device (no sync per step)."""
-        t = self.spec.task
-        if t == "restore":
-            xb, target = genesis.genesis_batch(xb, gen)
+        xb, target = self.task.batch(xb, yb, gen)
         with self._autocast():
             out = model(xb)
         out = out.float()
-        finite = torch.isfinite(out).all()
-        if t == "restore":
-            return F.mse_loss(out, target.float()), finite
-        if t == "tumour" and self.exp.arch == "3d":
-            return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), yb) + (1 - _dice(out, yb)).mean(), finite
-        return F.binary_cross_entropy_with_logits(out, yb), finite
+        return self.task.loss(out, target), torch.isfinite(out).all()
 
     def _check_finite(self, ok: torch.Tensor, epoch: int, where: str) -> None:
         """Raise :class:`NonFinite` naming the experiment, epoch and step when ``ok`` (one flag per
@@ -270,16 +242,7 @@ class Run:
     def _score(self, model, data, epoch: int = 0, split: str = "validation") -> tuple[float, float]:
         """(loss, score) on a fixed evaluation set; early stopping maximises the score."""
         x, y = data
-        out = self._predict(model, x, epoch=epoch, split=split)
-        t = self.spec.task
-        if t == "restore":  # y: the original cubes of the distorted x
-            mse = F.mse_loss(out, y.float()).item()
-            return mse, -mse
-        if t == "tumour" and self.exp.arch == "3d":
-            return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), y).item(), _dice((out > 0.5).float(), y).mean().item()
-        loss = F.binary_cross_entropy_with_logits(out, y).item()
-        auc = stats.auc_or_nan(y.cpu().numpy(), torch.sigmoid(out).cpu().numpy())
-        return loss, (auc if not math.isnan(auc) else -loss)
+        return self.task.score(self._predict(model, x, epoch=epoch, split=split), y)
 
     # -- the run ----------------------------------------------------------------------------
     def done(self) -> bool:
@@ -299,24 +262,24 @@ class Run:
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.scaler)
         gen = torch.Generator().manual_seed(self.seed)
         # fixed synthetic evaluation sets, and a fixed tumour training set, from their own seeds
-        synthetic = self.spec.task in ("restore", "tumour")
+        synthetic = self.task.synthetic
         val = self._eval_set("val", 10_000 + self.seed)
         train_fixed = (self._examples("train", self.tp.medical_per_epoch, torch.Generator().manual_seed(20_000 + self.seed))
-                       if self.spec.task == "tumour" else None)
+                       if self.task.fixed_train_set else None)
         state = self._resume(model, opt, scaler, gen)
         self._encode_frozen(model)
         bar = tqdm(total=self.max_epochs, initial=state["epoch"], desc=self.exp.name, unit="epoch",
                    disable=not self.progress, leave=False)
         while state["epoch"] < self.max_epochs and state["bad"] < self.tp.patience:
             t0 = time.perf_counter()
-            if self.spec.task == "restore":
+            if self.task.fresh_each_epoch:  # Genesis: a new draw of sub-volumes every epoch
                 x, y = self._examples("train", self.tp.genesis_cubes, gen)
             else:
                 x, y = train_fixed if train_fixed is not None else self._examples("train")
             epoch = state["epoch"] + 1
             perm, mean_loss, n = self._train_epoch(model, opt, scaler, gen, x, y, epoch)
             train_s = time.perf_counter() - t0
-            if self.spec.task != "restore":  # Genesis: a fresh draw each epoch, validation MSE = training MSE
+            if self.task.recalibrates_bn:  # not Genesis: a fresh draw each epoch, validation MSE = training MSE
                 self._precise_bn(model, x[perm[:self.tp.precise_bn_batches * self.spec.batch_size]])
             val_loss, score = self._score(model, val, epoch)
             state["epoch"] = epoch
