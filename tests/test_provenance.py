@@ -57,3 +57,15 @@ def test_runs_are_grouped_by_the_machine_that_trained_them(tmp_path):
     recorded = t.drop("not recorded")
     assert len(recorded) == 1 and recorded["runs"].iloc[0] == 2 and recorded["hours"].iloc[0] == 1.5
     assert t.loc["not recorded", "hours"] == 0.25
+
+
+def test_the_record_follows_the_threads_a_process_sets_after_its_first_record():
+    before = torch.get_num_threads()
+    try:
+        provenance.brief()
+        torch.set_num_threads(1)
+        assert provenance.brief()["torch_threads"] == 1  # a Dask worker sets its threads per task
+        torch.set_num_threads(2)
+        assert provenance.brief()["torch_threads"] == 2
+    finally:
+        torch.set_num_threads(before)

@@ -76,13 +76,18 @@ def _torch() -> dict:
 
 @lru_cache(maxsize=1)
 def _static() -> dict:
+    """What cannot change within a process."""
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(),
-            "cpu_count": os.cpu_count(), **_torch(), "lock_sha256": lock_hash(), **git_commit()}
+            "cpu_count": os.cpu_count(), **_torch()}
 
 
 def brief() -> dict:
-    """What a training summary records: Python, torch, CPU/GPU, threads, lock hash, commit."""
-    return dict(_static())
+    """What a training summary records: Python, torch, CPU/GPU, threads, lock hash, commit. Threads,
+    lock and commit are read at each call: a process may set its threads after its first run (a Dask
+    worker, ``--threads``), and a notebook session outlives commits."""
+    import torch
+
+    return {**_static(), "torch_threads": torch.get_num_threads(), "lock_sha256": lock_hash(), **git_commit()}
 
 
 def environment() -> dict:
