@@ -72,13 +72,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         for r in done:
             if "skipped" in r or "failed" in r:
                 print(f"{r['experiment']} (seed {r['seed']}): {r.get('skipped') or r.get('failed')}", flush=True)
-    for arch in archs if client is None else ():
-        cohort = Hemispheres.load(cache, profiles.MODEL[args.profile].downsample(arch), device)
-        for s in seeds:
-            for r in run_grid([e for e in exps if e.arch == arch], cohort, RunTree(runs).seed_dir(s), args.profile, s):
-                if "skipped" in r:
-                    print(f"{r['experiment']} (seed {s}) skipped: {r['skipped']}", flush=True)
-        del cohort
+    else:  # in this process, one architecture's cohort at a time
+        for arch in archs:
+            cohort = Hemispheres.load(cache, profiles.MODEL[args.profile].downsample(arch), device)
+            for s in seeds:
+                for r in run_grid([e for e in exps if e.arch == arch], cohort, RunTree(runs).seed_dir(s),
+                                  args.profile, s):
+                    if "skipped" in r:
+                        print(f"{r['experiment']} (seed {s}) skipped: {r['skipped']}", flush=True)
+            del cohort
     df = report.summaries(runs)
     if not df.empty:
         print(report.table(df[df["experiment"].isin([e.name for e in exps])]).to_string())
