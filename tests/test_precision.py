@@ -12,7 +12,7 @@ from torch import nn
 
 from tss import precision
 from tss.models import PartsModel
-from tss.train import Experiment, Run, loop
+from tss.train import Experiment, Run, tasks
 
 AVX512_BF16 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
 AMX = "flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile amx_int8\n"
@@ -74,7 +74,7 @@ class _Tiny(PartsModel):
 def test_fp16_with_a_gradient_scaler_trains_resumes_and_keys_its_runs_apart(tmp_path, monkeypatch):
     exp = Experiment("2d", "stroke", "random")
     c = _cohort()
-    monkeypatch.setattr(loop, "build", lambda arch, n_slices: _Tiny(n_slices))
+    monkeypatch.setattr(tasks, "build", lambda arch, n_slices: _Tiny(n_slices))
     monkeypatch.setenv("TSS_PRECISION", "fp16")  # the T4 path, here on the CPU
     run = Run(exp, c, tmp_path, "quick", 0, max_epochs=2, progress=False, train_profile=TINY)
     s = run.fit()
