@@ -15,7 +15,7 @@ PROFILE_CMD = $${PROFILE:-$$($(PY) -m tss default-profile)}
 NOTEBOOKS := 01_cohort 02_preprocessing 03_models 04_training_pretrain 05_training_tss 06_training_attention 06b_data_size 07_baseline_lee 08_results 09_gradcam 10_reproduction 11_provenance
 GENERATED := book/generated
 
-.PHONY: setup lock test book cohort notebooks html check-book bench clean help
+.PHONY: setup lock test book cohort notebooks html check-book check-colab bench clean help
 
 help:
 	@echo "make book    regenerate every result and build the book into book/_build/html"
@@ -23,6 +23,7 @@ help:
 	@echo "make setup   create/refresh $(VENV) from $(LOCK) (the exact versions of every package)"
 	@echo "make lock    re-resolve $(LOCK) from pyproject.toml's ranges and lock-constraints.txt"
 	@echo "make check-book  open every built page in headless Chromium (images, links, console, captions, search, table widths); screenshots in book/_build/screenshots"
+	@echo "make check-colab  run the first chapter as on Colab (fresh environment, install cell, working directory elsewhere)"
 	@echo "make bench   benchmarks (preprocessing s/patient; training steps: hemispheres/s, memory; frozen-stage cache, whole epochs against bare steps, the quick grid before and after the CPU speed-ups, as ratios)"
 	@echo "options: PROFILE=quick|lowres|full JOBS=N"
 
@@ -80,6 +81,11 @@ book: notebooks html
 # the built book in a real browser, served over HTTP as a static host would serve it (needs Debian's chromium)
 check-book: $(STAMP)
 	$(PY) tools/check_book.py book/_build/html --screenshots book/_build/screenshots
+
+# a chapter run as on Colab: a fresh environment, the working directory elsewhere, the install cell
+# fetching this checkout's last commit (tools/colab.py)
+check-colab: $(STAMP)
+	$(PY) tools/colab.py check --page 01_cohort
 
 # throughput goals live here, not in tests
 bench: $(STAMP)

@@ -40,10 +40,8 @@ def hide(path: str) -> int:
     return n
 
 
-def keep_own_page(path: str) -> int:
-    """Drop the cells tagged ``page=NAME`` for another page than this file's; returns how many."""
-    nb = nbformat.read(path, as_version=4)
-    page = Path(path).stem
+def drop_other_pages(nb, page: str) -> int:
+    """Drop from ``nb`` the cells tagged ``page=NAME`` for another page than ``page``; returns how many."""
     keep = []
     for cell in nb.cells:
         pages = [t.removeprefix(PAGE_TAG) for t in cell.metadata.get("tags", []) if t.startswith(PAGE_TAG)]
@@ -51,6 +49,13 @@ def keep_own_page(path: str) -> int:
             keep.append(cell)
     dropped = len(nb.cells) - len(keep)
     nb.cells = keep
+    return dropped
+
+
+def keep_own_page(path: str) -> int:
+    """Drop the cells tagged ``page=NAME`` for another page than this file's; returns how many."""
+    nb = nbformat.read(path, as_version=4)
+    dropped = drop_other_pages(nb, Path(path).stem)
     nbformat.write(nb, path)
     return dropped
 
