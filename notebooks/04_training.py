@@ -24,6 +24,15 @@
 # `quick` profile keeps these settings but stops after a few epochs on downsampled hemispheres (Models
 # chapter), so the whole grid runs in minutes on a CPU. Every run checkpoints each epoch and resumes
 # where it stopped; a finished run is read back instead of retrained.
+#
+# **Where the grid can run.** These pages train in the notebook's own process. The same grid runs
+# from a shell (`python -m tss train --profile P`, with `--archs`, `--phases`, `--inits`, `--seeds`)
+# and on a [Dask](https://distributed.dask.org) cluster: `--workers N` starts a local one,
+# `--scheduler tcp://HOST:8786` uses an existing one (for example from dask-jobqueue on a SLURM
+# system). Each (seed, experiment) is then one task that waits for the task of its weight source, so
+# independent runs and seeds train at once; `--gpus` gives each task one GPU; a task whose worker dies
+# goes to another worker and resumes from its last checkpoint (`tests/test_engine.py` kills one to
+# check). The runs land in the same run tree, so these pages then read them back instead of training.
 
 # %% [markdown] tags=["page=05_training_tss"]
 # # Training II: Phases 2 and 3, time since onset
