@@ -23,7 +23,7 @@ paper       the paper's own numbers (its Tables 1 and 2), never ours
 tables      tables computed from a cohort (Table 1)
 viz         figure helpers for native images
 provenance  how a result was made: machine, software, commit, wall time
-atomic      atomic file writes
+atomic      atomic file writes and the content key of every cached step
 parallel    one parallel map over patients (joblib): ordered results, a failure never stops the rest
 engine      the grid, synthesis and preprocessing on a Dask cluster: runs wait for their weight source
 cli         ``python -m tss ...`` entry point

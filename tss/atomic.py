@@ -1,7 +1,10 @@
-"""Atomic file writes: a reader never sees half a file, and a killed run leaves no partial output."""
+"""Atomic file writes (a reader never sees half a file, and a killed run leaves no partial output) and
+the content key of every cached step."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,3 +28,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def content_key(content) -> str:
+    """The key of a cached step: 16 hex digits of the sha256 of ``content``, a string as it is, any
+    other value as its canonical JSON (sorted keys, ``str`` for what JSON lacks). Every cache in the
+    project (cohort patients, processed patients and cohort, Lee features, pooled hemispheres, runs)
+    is keyed by it; a stored output whose key differs is recomputed."""
+    text = content if isinstance(content, str) else json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -23,7 +23,6 @@ a rerun with the same content key reads them back.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import time
 import traceback
@@ -34,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tss import manifest, stats
-from tss.atomic import atomic_path, write_text
+from tss.atomic import atomic_path, content_key, write_text
 from tss.paper import TSS_45H_MIN
 
 LEE_VERSION = "1"
@@ -466,7 +465,7 @@ def _key(cache_dir, table: pd.DataFrame, seed: int, b_value: float) -> str:
     labels = table[["patient_id", "split", "onset_to_mri_min"]].astype(str).to_numpy().tolist()
     constants = {k: v for k, v in globals().items() if k.isupper() and k != "META_COLUMNS"}  # as now set
     obj = [json.loads(meta.read_text())["key"], LEE_VERSION, constants, seed, b_value, labels]
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return content_key(obj)
 
 
 def stored(out_dir) -> dict:

@@ -16,7 +16,6 @@ exist is not generated again, so an interrupted run resumes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from tss import paths as safe_paths
-from tss.atomic import atomic_path, write_text
+from tss.atomic import atomic_path, content_key, write_text
 from tss.synth.cohort import (
     oracle_scores,
     population_oracle_auc,
@@ -68,9 +67,7 @@ def patient_paths(pid: str) -> dict[str, str]:
 
 def _cache_key(plan: dict, seed: int, index: int) -> str:
     image_params = [r for r in as_records() if r["group"] != "readers"]  # readers don't touch images
-    blob = json.dumps({"v": GENERATOR_VERSION, "seed": seed, "index": index,
-                       "params": image_params, "plan": plan}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return content_key({"v": GENERATOR_VERSION, "seed": seed, "index": index, "params": image_params, "plan": plan})
 
 
 def _save_nifti(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:

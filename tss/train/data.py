@@ -6,14 +6,13 @@ index selections, no per-step host copies).
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from .. import precision, preprocess
+from ..atomic import content_key
 from ..paper import TSS_3H_MIN, TSS_45H_MIN
 
 
@@ -50,7 +49,7 @@ class Hemispheres:
         for i in range(0, len(arr), 32):  # pool in chunks: the float32 copy of 422 patients is 6 GiB
             x = pool_in_plane(torch.from_numpy(np.asarray(arr[i:i + 32], dtype=np.float32)), downsample)
             chunks.append(x.to(device, dtype))
-        key = hashlib.sha256(f"{meta['key']}:{downsample}:{dtype}".encode()).hexdigest()[:16]
+        key = content_key(f"{meta['key']}:{downsample}:{dtype}")
         return cls(torch.cat(chunks), index, key)
 
     def rows(self, split: str, hemispheres: str = "all") -> np.ndarray:

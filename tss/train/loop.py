@@ -10,7 +10,6 @@ repeated.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -24,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import precision, profiles, provenance, stats
-from ..atomic import atomic_path, write_text
+from ..atomic import atomic_path, content_key, write_text
 from ..models import load_imagenet, load_matching
 from .config import Experiment
 from .data import Hemispheres, patient_predictions
@@ -46,7 +45,7 @@ class NonFinite(FloatingPointError):
 
 
 def _key(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return content_key(obj)
 
 
 def _adabound(params, lr: float, final_lr: float):

@@ -12,7 +12,6 @@ figure are read back from their files.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import profiles, results, stats
+from ..atomic import content_key
 from ..paper import TSS_45H_MIN
 from ..runtree import RunTree
 from .config import Experiment
@@ -60,7 +60,7 @@ def train_subset(cohort: Hemispheres, n_stroke: int | None, seed: int = 0) -> He
         raise ValueError(f"the training split has {int(counts[-1])} stroke hemispheres, fewer than {n_stroke}")
     keep = set(order[: int(np.searchsorted(counts, n_stroke)) + 1])
     rows = np.flatnonzero(((idx["split"] != "train") | idx["patient_id"].isin(keep)).to_numpy())
-    key = hashlib.sha256(f"{cohort.key}:train{n_stroke}:order{seed}".encode()).hexdigest()[:16]
+    key = content_key(f"{cohort.key}:train{n_stroke}:order{seed}")
     return Hemispheres(cohort.x[rows], idx.iloc[rows], key=key)
 
 
