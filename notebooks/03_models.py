@@ -162,10 +162,12 @@ else:
 # %% [markdown]
 # ## ImageNet weights
 #
-# The paper's ImageNet baseline initialises the 2D trunk with ImageNet ResNet-18 weights. Nothing is
-# downloaded at run time: `tss.models.load_imagenet` reads torchvision's `resnet18-f37072fd.pth` from
-# `$TSS_IMAGENET_WEIGHTS` or torch's hub cache, and says where to put it when it is absent; the ImageNet
-# rows of the Training and Results chapters are then skipped with that message.
+# The paper's ImageNet baseline initialises the 2D trunk with ImageNet ResNet-18 weights.
+# `tss.models.load_imagenet` reads torchvision's `resnet18-f37072fd.pth` from `$TSS_IMAGENET_WEIGHTS`
+# or torch's hub cache. Nothing is downloaded unless you opt in: with a network (Colab, say), set
+# the environment variable `TSS_IMAGENET_DOWNLOAD=1` (in a notebook: `os.environ["TSS_IMAGENET_DOWNLOAD"] = "1"`
+# before this cell) and torchvision downloads its file into that cache. Without the file, it says
+# where to put it, and the ImageNet rows of the Training and Results chapters are skipped with that message.
 
 # %% tags=["hide-input"]
 try:

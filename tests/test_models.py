@@ -354,3 +354,42 @@ def test_the_shape_table_lists_each_module_at_each_profiles_input():
     cube = profiles.MODEL["quick"].genesis_cube
     assert t[("U-Net (Genesis)", "out")] == " x ".join(map(str, (3, *cube)))   # the U-Net restores its input
     assert len(t) == sum(len(m) + 1 for m in SHAPE_MODULES.values())
+
+
+def test_imagenet_weights_download_only_when_the_user_opts_in(tmp_path, monkeypatch):
+    """TSS_IMAGENET_DOWNLOAD=1 fetches torchvision's own file through torchvision's API into torch's
+    hub cache (here a fake fetch that writes weights made here); without it nothing is fetched."""
+    from torchvision.models import ResNet18_Weights
+
+    from tss.models import imagenet
+
+    hub, fetched = tmp_path / "hub", []
+    ref = torchvision.models.resnet18(weights=None)
+
+    def fake_fetch(url, *args, **kwargs):
+        fetched.append(url)
+        (hub / "checkpoints").mkdir(parents=True, exist_ok=True)
+        torch.save(ref.state_dict(), hub / "checkpoints" / imagenet.FILENAME)
+        return ref.state_dict()
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", fake_fetch)
+    monkeypatch.delenv("TSS_IMAGENET_WEIGHTS", raising=False)
+    monkeypatch.delenv(imagenet.DOWNLOAD_ENV, raising=False)
+    with pytest.raises(WeightsUnavailable, match=imagenet.DOWNLOAD_ENV):
+        load_imagenet(SliceAttentionNet(n_slices=2))
+    assert not fetched and not imagenet.available()
+    monkeypatch.setenv(imagenet.DOWNLOAD_ENV, "1")
+    m = SliceAttentionNet(n_slices=2)
+    assert load_imagenet(m).loaded and fetched == [ResNet18_Weights.IMAGENET1K_V1.url]
+    assert torch.equal(m.state_dict()["layer4.1.conv2.weight"], ref.state_dict()["layer4.1.conv2.weight"])
+    load_imagenet(SliceAttentionNet(n_slices=2))
+    assert len(fetched) == 1  # the second time the hub cache has it
+
+    def offline(url, *args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsUnavailable, match="download .* failed .*network unreachable"):
+        load_imagenet(SliceAttentionNet(n_slices=2))

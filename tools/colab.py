@@ -67,7 +67,8 @@ INTRO = """\
 installs it with pip and works inside it (about two minutes); anywhere else it does nothing. The
 `quick` profile runs on Colab's CPU. For the paper's scale choose *Runtime > Change runtime type >
 T4 GPU* and set `profile = "full"` in the parameters cell; the T4 trains in fp16 with a gradient
-scaler (`tss.precision`). Each Colab notebook starts on an empty machine: a chapter recomputes what
+scaler (`tss.precision`); to train the ImageNet rows, run `os.environ["TSS_IMAGENET_DOWNLOAD"] = "1"`
+first and torchvision downloads its weights. Each Colab notebook starts on an empty machine: a chapter recomputes what
 the chapters before it wrote (cached steps), or reads the committed results."""
 
 INSTALL = '''\
