@@ -25,3 +25,17 @@ def test_the_key_format_is_pinned():
     assert content_key(obj) == "1f7748e09187d1c4"
     assert content_key(obj) == hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
     assert content_key("k:4:torch.float32") == hashlib.sha256(b"k:4:torch.float32").hexdigest()[:16]
+
+
+def test_a_cached_step_is_reused_only_when_its_marker_holds_the_key_and_its_outputs_exist(tmp_path):
+    from tss.atomic import cached
+
+    marker, out = tmp_path / "summary.json", tmp_path / "predictions.csv"
+    assert cached(marker, "k1", [out]) is None  # never ran
+    out.write_text("p\n")
+    marker.write_text(json.dumps({"key": "k1", "auc": 0.7}))
+    assert cached(marker, "k1", [out]) == {"key": "k1", "auc": 0.7}
+    assert cached(marker, "k2", [out]) is None  # another configuration
+    assert cached(marker, "k1", [out], field="cache_key") is None  # the key is read from the named field
+    out.unlink()
+    assert cached(marker, "k1", [out]) is None  # an output went missing

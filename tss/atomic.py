@@ -37,3 +37,15 @@ def content_key(content) -> str:
     is keyed by it; a stored output whose key differs is recomputed."""
     text = content if isinstance(content, str) else json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached(marker: str | Path, key: str, outputs=(), field: str = "key") -> dict | None:
+    """A cached step's stored record, if it is current: the JSON ``marker`` (written last by the step,
+    so its presence marks completion) when its ``field`` equals ``key`` and every file of ``outputs``
+    exists; else None, and the step runs again. Every cached step (a cohort patient, a processed
+    patient, the processed cohort, the Lee baseline, a training run) asks this before it computes."""
+    marker = Path(marker)
+    if not marker.exists() or not all(Path(p).exists() for p in outputs):
+        return None
+    record = json.loads(marker.read_text())
+    return record if record.get(field) == key else None

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tss import manifest, stats
-from tss.atomic import atomic_path, content_key, write_text
+from tss.atomic import atomic_path, cached, content_key, write_text
 from tss.paper import TSS_45H_MIN
 
 LEE_VERSION = "1"
@@ -500,10 +500,8 @@ def run(cache_dir, cohort_dir, out_dir, seed: int = 0, jobs: int = -1, progress:
     table = manifest.load_cohort(cohort_dir, check=False).table
     key = _key(cache_dir, table, seed, b_value)
     files = {n: out_dir / n for n in ("features.csv", "predictions.csv", "models.csv", "summary.json")}
-    if all(f.exists() for f in files.values()):
-        summary = json.loads(files["summary.json"].read_text())
-        if summary.get("key") == key:
-            return summary
+    if (summary := cached(files["summary.json"], key, files.values())) is not None:
+        return summary
     out_dir.mkdir(parents=True, exist_ok=True)
 
     feats = feature_table(cache_dir, table, jobs=jobs, progress=progress, b_value=b_value)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from tss import paths as safe_paths
-from tss.atomic import atomic_path, content_key, write_text
+from tss.atomic import atomic_path, cached, content_key, write_text
 from tss.synth.cohort import (
     oracle_scores,
     population_oracle_auc,
@@ -92,10 +92,9 @@ def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, boo
     pid = plan["patient_id"]
     paths = {k: safe_paths.inside(root, v) for k, v in patient_paths(pid).items()}
     key = _cache_key({k: plan[k] for k in _PLAN_COLUMNS}, seed, index)
-    if paths["truth"].exists():
-        truth = json.loads(paths["truth"].read_text())
-        if truth.get("cache_key") == key and all(paths[k].exists() for k in ("b1000", "b0", "flair", "lesion_mask")):
-            return truth, True
+    images = [paths[k] for k in ("b1000", "b0", "flair", "lesion_mask")]
+    if (truth := cached(paths["truth"], key, images, field="cache_key")) is not None:
+        return truth, True
 
     from tss.synth.acquire import render_patient
     from tss.template import load_anatomy

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import precision, profiles, provenance, stats
-from ..atomic import atomic_path, content_key, write_text
+from ..atomic import atomic_path, cached, content_key, write_text
 from ..models import load_imagenet, load_matching
 from .config import Experiment
 from .data import Hemispheres, patient_predictions
@@ -245,8 +245,7 @@ class Run:
 
     # -- the run ----------------------------------------------------------------------------
     def done(self) -> bool:
-        s = self.dir / "summary.json"
-        return s.exists() and json.loads(s.read_text()).get("key") == self.key
+        return cached(self.dir / "summary.json", self.key) is not None
 
     def fit(self, stop_after: int | None = None) -> dict:
         """Train to early stopping (or ``max_epochs``), resuming from ``last.pt`` when it belongs
