@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tss.atomic import atomic_path, write_text
+from tss.atomic import atomic_path, cached, content_key, write_text
 from tss.preprocess import steps
 from tss.preprocess.cache import PreprocessCache
 from tss.preprocess.steps import PatientError
@@ -64,7 +64,7 @@ def _file_hash(path) -> str:
 def _cache_key(row: dict) -> str:
     parts = [PIPELINE_VERSION, str(row.get("stroke_side"))]
     parts += [_file_hash(row.get(k)) for k in ("b1000", "b0", "flair", "lesion_mask", "adc")]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return content_key("|".join(parts))
 
 
 def _present(v) -> bool:
@@ -215,10 +215,8 @@ def run_patient(row: dict, cache_dir: str) -> Outcome:
         return Outcome(str(pid), False, step="manifest", reason=str(e))
     npz.parent.mkdir(parents=True, exist_ok=True)
     key = _cache_key(row)
-    if meta_path.exists() and npz.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("cache_key") == key:
-            return Outcome(pid, True, cached=True, seconds=meta.get("seconds", 0.0), meta=meta)
+    if (meta := cached(meta_path, key, [npz], field="cache_key")) is not None:
+        return Outcome(pid, True, cached=True, seconds=meta.get("seconds", 0.0), meta=meta)
     t0 = time.perf_counter()
     try:
         out = process_patient(row)
@@ -387,11 +385,11 @@ def assemble(cache_dir, cohort_dir, reference: str | None = None, progress: bool
     if reference is None:  # the first training patient (sorted ids), else the first patient
         train = sorted(p for p in done if table.set_index("patient_id").at[p, "split"] == "train")
         reference = (train or sorted(done))[0]
-    key = hashlib.sha256(json.dumps([PIPELINE_VERSION, reference, keys], sort_keys=True).encode()).hexdigest()[:16]
+    key = content_key([PIPELINE_VERSION, reference, keys])
     store = PreprocessCache(cache_dir)
     store.cohort_dir.mkdir(exist_ok=True)
     arr_path, index_path, meta_path = store.hemispheres_npy, store.index_csv, store.cohort_json
-    if meta_path.exists() and json.loads(meta_path.read_text()).get("key") == key and arr_path.exists():
+    if cached(meta_path, key, [arr_path]) is not None:
         return arr_path
 
     ref = load_patient(cache_dir, reference)
