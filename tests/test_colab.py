@@ -116,3 +116,35 @@ def test_without_an_address_export_says_what_to_pass(tmp_path):
     env = {**os.environ, "GIT_DIR": str(tmp_path / ".git")}
     r = subprocess.run(["git", "remote", "add", "origin", URL], env=env)
     assert r.returncode == 0 and colab.repository_from_git(tmp_path) == URL
+
+
+def test_a_page_first_makes_what_earlier_chapters_write_for_its_profile(exported, monkeypatch, tmp_path):
+    nb = exported["06_training_attention"]
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    tags = [c.metadata.get("tags", []) for c in cells]
+    i = next(k for k, t in enumerate(tags) if "colab" in t and k > 0)
+    assert "injected-parameters" in tags[i - 1]  # it reads the notebook's `profile`
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append(cmd))
+    monkeypatch.setenv(colab.SIMULATE, "1")
+    exec(compile(cells[i].source, "prerequisites", "exec"), {"profile": "lowres", "os": os, "subprocess": subprocess,
+                                                             "sys": sys})
+    assert [c[3:] for c in calls] == [["synth", "--profile", "lowres"], ["preprocess", "--profile", "lowres"],
+                                      ["train", "--phases", "genesis,medical,stroke,tss3,tss45", "--profile", "lowres"]]
+    monkeypatch.delenv(colab.SIMULATE)
+    calls.clear()
+    exec(compile(cells[i].source, "prerequisites", "exec"), {"profile": "lowres", "os": os, "subprocess": subprocess,
+                                                             "sys": sys})
+    assert not calls  # off Colab it does nothing
+    assert sum("colab" in t for t in (c.metadata.get("tags", []) for c in exported["01_cohort"].cells)) == 1
+
+
+def test_each_prerequisite_is_a_command_that_exists():
+    from tss import cli
+
+    parser = cli.build_parser()
+    for page, steps in colab.NEEDS.items():
+        assert page in colab.PAGES
+        for step in steps:
+            args = parser.parse_args([*step, "--profile", "quick"])
+            assert args.profile == "quick" and callable(args.func), (page, step)

@@ -62,3 +62,34 @@ def test_no_notebook_code_names_a_folder_relative_to_the_working_directory(path)
 def test_a_path_is_shown_relative_to_the_project_so_no_page_reveals_the_build_folder(tmp_path):
     assert project.shown(ROOT / "results" / "lowres" / "runs") == "results/lowres/runs"
     assert project.shown(tmp_path) == str(tmp_path)  # outside the project: as given
+
+
+def test_synth_and_preprocess_take_a_profiles_folders_or_say_what_is_missing(monkeypatch):
+    """`tss synth --profile P` and `tss preprocess --profile P` (what a Colab notebook runs before its
+    chapter) use the profile's folders and size; without a profile the folders must be named."""
+    from tss import cli, preprocess, profiles, synth
+
+    seen = {}
+
+    class Generated:
+        n_patients, root, seconds, n_generated, n_cached = 0, "", 0.0, 0, 0
+
+    class Processed:
+        failures, outcomes = [], []
+
+        def summary(self):
+            return ""
+
+    monkeypatch.setattr(synth, "generate", lambda out, n, seed, jobs: seen.update(synth=(out, n)) or Generated())
+    monkeypatch.setattr(preprocess, "preprocess_cohort",
+                        lambda cohort, out, jobs, data_roots: seen.update(prep=(cohort, out)) or Processed())
+    P = project.paths("quick")
+    assert cli.main(["synth", "--profile", "quick"]) == 0
+    assert seen["synth"] == (P.cohort, profiles.COHORT["quick"].n_patients)
+    assert cli.main(["preprocess", "--profile", "quick", "--no-assemble"]) == 0
+    assert seen["prep"] == (P.cohort, P.cache)
+    assert cli.main(["synth", "--out", "elsewhere"]) == 0 and seen["synth"] == (Path("elsewhere"), 422)
+    with pytest.raises(SystemExit, match="give --profile, or COHORT and --out"):
+        cli.main(["preprocess"])
+    with pytest.raises(SystemExit, match="give --profile, or --out"):
+        cli.main(["synth", "--n", "5"])

@@ -62,14 +62,30 @@ PAGES = {
     "11_provenance": ("11_provenance", {}),
 }
 
+# what a page reads that the chapters before it write, as `python -m tss` commands (each given the
+# notebook's --profile): a Colab machine starts empty, so the notebook makes them first (each step is
+# cached). Pages 08-11 render the committed runs of the larger profiles and this profile's own when
+# there are any, so they need none.
+_COHORT, _PREP = ["synth"], ["preprocess"]
+NEEDS = {
+    "02_preprocessing": [_COHORT],
+    "03_models": [_COHORT, _PREP],
+    "04_training_pretrain": [_COHORT, _PREP],
+    "05_training_tss": [_COHORT, _PREP, ["train", "--phases", "genesis,medical,stroke"]],
+    "06_training_attention": [_COHORT, _PREP, ["train", "--phases", "genesis,medical,stroke,tss3,tss45"]],
+    "06b_data_size": [_COHORT, _PREP],
+    "07_baseline_lee": [_COHORT, _PREP],
+}
+
 INTRO = """\
 **On Colab** the next cell fetches this project at the commit this notebook was exported from,
 installs it with pip and works inside it (about two minutes); anywhere else it does nothing. The
 `quick` profile runs on Colab's CPU. For the paper's scale choose *Runtime > Change runtime type >
 T4 GPU* and set `profile = "full"` in the parameters cell; the T4 trains in fp16 with a gradient
 scaler (`tss.precision`); to train the ImageNet rows, run `os.environ["TSS_IMAGENET_DOWNLOAD"] = "1"`
-first and torchvision downloads its weights. Each Colab notebook starts on an empty machine: a chapter recomputes what
-the chapters before it wrote (cached steps), or reads the committed results."""
+first and torchvision downloads its weights. Each Colab notebook starts on an empty machine, so a
+chapter that reads what earlier chapters write makes it first, below its parameters (the cohort,
+its preprocessing, earlier training phases: cached, so only once per machine)."""
 
 INSTALL = '''\
 # Colab: fetch and install this project, then work inside it (only where google.colab is present,
@@ -87,6 +103,17 @@ if "google.colab" in sys.modules or os.environ.get({simulate!r}) == "1":
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", str(home)], check=True)
     sys.path.insert(0, str(home))  # this running kernel: pip's editable hook is read at start-up only
     os.chdir(home / "notebooks")
+'''
+
+
+PREREQUISITES = '''\
+# Colab: this chapter reads what the chapters before it write, and a Colab machine starts empty:
+# make it here, for the profile above (every step is cached; written by tools/colab.py export)
+NEEDS = {needs!r}
+if "google.colab" in sys.modules or os.environ.get({simulate!r}) == "1":
+    for step in NEEDS:
+        print("python -m tss", *step, "--profile", profile, flush=True)
+        subprocess.run([sys.executable, "-m", "tss", *step, "--profile", profile], check=True)
 '''
 
 
@@ -123,6 +150,11 @@ def notebook(page: str, repository: str, ref: str) -> nbformat.NotebookNode:
         nb.metadata.pop(key, None)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
+    if NEEDS.get(page):  # below the parameters (and the injected ones): it uses `profile`
+        tags = [c.metadata.get("tags", []) for c in nb.cells]
+        after = max(i for i, t in enumerate(tags) if {"parameters", "injected-parameters"} & set(t)) + 1
+        source = PREREQUISITES.format(needs=NEEDS[page], simulate=SIMULATE)
+        nb.cells.insert(after, nbformat.v4.new_code_cell(source, metadata={"tags": ["colab"]}))
     at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0  # below the title
     nb.cells[at:at] = [nbformat.v4.new_markdown_cell(INTRO),
                        nbformat.v4.new_code_cell(install_cell_source(repository, ref), metadata={"tags": ["colab"]})]

@@ -15,9 +15,27 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if any(f.fatal for f in findings) else 0
 
 
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from tss import engine, synth
+def _profile_defaults(args: argparse.Namespace, **defaults) -> None:
+    """Fill the folders (and sizes) left out from ``--profile``: each of ``defaults`` maps an argument
+    to a function of the profile. Without ``--profile`` every one of them must be given."""
+    from tss import profiles, project
 
+    missing = [k for k in defaults if getattr(args, k) is None]
+    if missing and not args.profile:
+        raise SystemExit(f"python -m tss {args.command}: give --profile, or " +
+                         " and ".join(f"--{k.replace('_', '-')}" if k != "cohort" else "COHORT" for k in missing))
+    if args.profile:
+        profiles.check(args.profile)
+        for k in missing:
+            setattr(args, k, defaults[k](args.profile, project.paths(args.profile)))
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from tss import engine, profiles, synth
+
+    if args.n is None and not args.profile:
+        args.n = 422  # the paper's cohort
+    _profile_defaults(args, out=lambda prof, P: P.cohort, n=lambda prof, P: profiles.COHORT[prof].n_patients)
     client = engine.connect(args.scheduler, args.workers)
     with engine.patients_on(client):  # one patient per task on the cluster, when there is one
         out = synth.generate(args.out, n=args.n, seed=args.seed, jobs=-1 if client else args.jobs)
@@ -29,6 +47,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_preprocess(args: argparse.Namespace) -> int:
     from tss import engine, preprocess
 
+    _profile_defaults(args, cohort=lambda prof, P: P.cohort, out=lambda prof, P: P.cache)
     client = engine.connect(args.scheduler, args.workers)
     with engine.patients_on(client):  # one patient per task on the cluster, when there is one
         run = preprocess.preprocess_cohort(args.cohort, args.out, jobs=-1 if client else args.jobs,
@@ -152,17 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_validate)
 
     s = sub.add_parser("synth", help="generate the synthetic cohort")
-    s.add_argument("--n", type=int, default=422, help="number of patients (paper: 422)")
+    s.add_argument("--profile", help="the profile's cohort: its size, in data/synthetic-<profile> of the project")
+    s.add_argument("--n", type=int, help="number of patients (default: the profile's, else the paper's 422)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", type=Path, required=True, help="output cohort folder")
+    s.add_argument("--out", type=Path, help="output cohort folder (default: the profile's)")
     s.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
     _add_cluster(s)
     s.set_defaults(func=_cmd_synth)
 
     pp = sub.add_parser("preprocess", help="N4, reorient, skull strip, register to MNI 224x224x26, "
                                           "normalise, split hemispheres (cached, resumable)")
-    pp.add_argument("cohort", type=Path, help="cohort folder holding manifest.csv, or a manifest CSV")
-    pp.add_argument("--out", type=Path, required=True, help="cache folder for the processed cohort")
+    pp.add_argument("cohort", type=Path, nargs="?",
+                    help="cohort folder holding manifest.csv, or a manifest CSV (default: the profile's)")
+    pp.add_argument("--profile", help="the profile's synthetic cohort and cache folder (results/<profile>/cache/preprocess)")
+    pp.add_argument("--out", type=Path, help="cache folder for the processed cohort (default: the profile's)")
     pp.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
     pp.add_argument("--reference", help="patient id of the histogram reference (default: first training patient)")
     pp.add_argument("--no-assemble", dest="assemble", action="store_false",
