@@ -41,6 +41,7 @@ bench_dir = None     # None: results/bench, written by `make bench` (benchmarks/
 
 # %% tags=["hide-input"]
 import json
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -175,7 +176,7 @@ try:
     report = imagenet.load_imagenet(SliceAttentionNet(n_slices=FULL[0]), path)
     print(f"ImageNet weights found ({path.name}): {report}")
 except imagenet.WeightsUnavailable as e:
-    print(e)
+    print(textwrap.fill(str(e), 88))  # one long line would scroll out of the page
 
 # %% [markdown]
 # ## Training-step throughput and memory
