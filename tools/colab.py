@@ -28,6 +28,7 @@ import sys
 import sysconfig
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import jupytext
 import nbformat
@@ -228,14 +229,9 @@ def check(page: str, work: Path) -> Path:
     export(work / "export", f"file://{ROOT}", head(), [page])
     executed = work / f"{page}.ipynb"
     env = {"JUPYTER_PATH": str(kernels / "share" / "jupyter"), SIMULATE: "1", HOME: str(content)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with mock.patch.dict(os.environ, env):  # the kernel inherits them; restored afterwards
         papermill.execute_notebook(work / "export" / BOOK_PATH / "generated" / f"{page}.ipynb", executed,
                                    kernel_name="colab-sim", cwd=str(elsewhere), progress_bar=False)
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     clone = content / FOLDER
     if not (clone / "results").is_dir():
         raise RuntimeError(f"{page} ran but wrote no results/ inside the clone {clone}")
