@@ -120,3 +120,17 @@ def test_the_whole_split_at_the_profiles_input_is_shared_with_the_grid_and_read_
     assert [r["key"] for r in back] == [r["key"] for r in res]
     log = study_b / "4x" / f"n{study.n_train_stroke(c)}" / "seed0" / "2d-stroke-random" / "epochs.csv"
     assert log.read_text() == (tmp_path / "runs" / "seed0" / "2d-stroke-random" / "epochs.csv").read_text()
+
+
+def test_a_size_whose_later_runs_have_not_finished_shows_a_dash_not_nan():
+    import pandas as pd
+
+    row = dict(input="112 x 56", test_auc_lo=0.5, test_auc_hi=0.9, epochs=17, best_epoch=7, wall_seconds=600.0)
+    t = pd.DataFrame([{**row, "train_stroke_hemispheres": 50, "experiment": "2d-stroke-random", "test_auc": 0.7},
+                      {**row, "train_stroke_hemispheres": 50, "experiment": "2d-tss45-transfer", "test_auc": 0.6},
+                      {**row, "train_stroke_hemispheres": 100, "experiment": "2d-stroke-random", "test_auc": 0.8}])
+    wide = study.pivot(t)
+    late = wide[wide["training stroke hemispheres"] == 100].iloc[0]
+    assert late[study.LABELS["2d-tss45-transfer"]] == "-"
+    assert late[study.LABELS["2d-stroke-random"]].startswith("0.80")
+    assert "nan" not in wide.to_string()

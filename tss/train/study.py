@@ -207,7 +207,7 @@ def pivot(t: pd.DataFrame) -> pd.DataFrame:
     keys = ["input", "train_stroke_hemispheres"]
     wide = t.pivot_table(index=keys, columns="experiment", values="cell", aggfunc="first")
     order = [n for n in LABELS if n in wide.columns]
-    wide = wide[order].rename(columns={n: LABELS[n] for n in order})
+    wide = wide[order].rename(columns={n: LABELS[n] for n in order}).fillna("-")  # a run not finished yet
     stroke = t[t["experiment"] == "2d-stroke-random"].set_index(keys)
     wide["phase 1 epochs (best)"] = [f"{int(stroke.loc[k, 'epochs'])} ({int(stroke.loc[k, 'best_epoch'])})"
                                      if k in stroke.index else "-" for k in wide.index]
