@@ -162,10 +162,10 @@ LABELS = {"2d-stroke-random": "phase 1: stroke detection (per hemisphere)",
 
 
 def plot(t: pd.DataFrame, profile: str = "lowres"):
-    """Test AUC against training stroke hemispheres: stroke detection (left), TSS < 4.5 h (right);
+    """Test AUC against training stroke hemispheres: stroke detection (top), TSS < 4.5 h (bottom);
     one line per input size and model, bars: bootstrap 95% CI; dotted: the paper's 2D (Table 2)."""
     paper_auc = results.paper_aucs()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 6.2), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(8, 11.5))  # stacked: each panel near full size in the text column
     panels = ((axes[0], ("2d-stroke-random",), ("2d", "stroke", "random"), "stroke detection"),
               (axes[1], ("2d-tss45-transfer", "2d-attention-transfer", "2d-tss45-random"),
                ("2d", "attention", "transfer"), "TSS < 4.5 h (per patient)"))
@@ -193,7 +193,7 @@ def plot(t: pd.DataFrame, profile: str = "lowres"):
         ax.set_xticks(sizes, [str(v) for v in sizes])
         ax.minorticks_off()
         ax.tick_params(labelsize=10)
-        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+        ax.legend(fontsize=9.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 
