@@ -97,7 +97,7 @@ class StudyProfile:
 STUDY = {
     # quick: ~53 training stroke hemispheres; one input size (the CI book builds it from nothing)
     "quick": StudyProfile(sizes=(12, 25, None), downsamples=(4,)),
-    # lowres: ~270 training stroke hemispheres, the profile's 56 x 28 and twice that
+    # lowres: 283 training stroke hemispheres, the profile's 56 x 28 and twice that
     "lowres": StudyProfile(sizes=(50, 100, 200, None), downsamples=(4, 2)),
     "full": StudyProfile(sizes=(50, 100, 200, None), downsamples=(1, 2)),
 }

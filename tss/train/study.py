@@ -165,7 +165,7 @@ def plot(t: pd.DataFrame, profile: str = "lowres"):
     """Test AUC against training stroke hemispheres: stroke detection (top), TSS < 4.5 h (bottom);
     one line per input size and model, bars: bootstrap 95% CI; dotted: the paper's 2D (Table 2)."""
     paper_auc = results.paper_aucs()
-    fig, axes = plt.subplots(2, 1, figsize=(8, 11.5))  # stacked: each panel near full size in the text column
+    fig, axes = plt.subplots(2, 1, figsize=(8, 11.5), sharex=True)  # stacked: each panel near full size in the text column
     panels = ((axes[0], ("2d-stroke-random",), ("2d", "stroke", "random"), "stroke detection"),
               (axes[1], ("2d-tss45-transfer", "2d-attention-transfer", "2d-tss45-random"),
                ("2d", "attention", "transfer"), "TSS < 4.5 h (per patient)"))
@@ -192,7 +192,7 @@ def plot(t: pd.DataFrame, profile: str = "lowres"):
         sizes = sorted(t["train_stroke_hemispheres"].unique())
         ax.set_xticks(sizes, [str(v) for v in sizes])
         ax.minorticks_off()
-        ax.tick_params(labelsize=10)
+        ax.tick_params(labelsize=10, labelbottom=True)  # sharex hides the upper panel's tick labels
         ax.legend(fontsize=9.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
