@@ -68,6 +68,9 @@ for p in shown:
                      "phase 1's epochs (best epoch) and the wall time of all runs of that size."))
     display(study.pivot(t).style.hide(axis="index")
             .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.6em; font-size: 0.85em"}]))
+    if said := study.findings(t):
+        display(Markdown("What the runs say (test AUC, read from the table; one seed each, so a difference "
+                         "smaller than the CIs above is not evidence):\n\n" + "\n".join(f"- {s}" for s in said)))
 if not shown:
     display(Markdown("No profile has a data-size study here yet: run `make book` or `python -m tss study`."))
 

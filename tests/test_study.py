@@ -134,3 +134,24 @@ def test_a_size_whose_later_runs_have_not_finished_shows_a_dash_not_nan():
     assert late[study.LABELS["2d-tss45-transfer"]] == "-"
     assert late[study.LABELS["2d-stroke-random"]].startswith("0.80")
     assert "nan" not in wide.to_string()
+
+
+def test_the_findings_read_the_ends_of_each_curve_and_compare_inputs_only_where_both_ran():
+    def row(d, n, exp, auc):
+        return {"downsample": d, "input": f"{224 // d} x {112 // d}", "train_stroke_hemispheres": n,
+                "experiment": exp, "test_auc": auc}
+
+    t = pd.DataFrame([row(2, 100, "2d-stroke-random", 0.82),  # the larger input first, as the folders sort
+                      row(4, 50, "2d-stroke-random", 0.63), row(4, 283, "2d-stroke-random", 0.79),
+                      row(4, 100, "2d-stroke-random", 0.75), row(4, 50, "2d-tss45-transfer", 0.47),
+                      row(4, 283, "2d-tss45-transfer", 0.36), row(2, 50, "2d-stroke-random", 0.67),
+                      row(2, 50, "2d-tss45-transfer", 0.41),
+                      row(4, 50, "2d-tss3-transfer", 0.9)])   # not a model of the figure: left out
+    small, big, both = study.findings(t)
+    label = study.SHORT
+    assert small == (f"At 56 x 28, from 50 to 283 training stroke hemispheres: {label['2d-stroke-random']} "
+                     f"0.63 → 0.79; {label['2d-tss45-transfer']} 0.47 → 0.36.")
+    assert big.startswith("At 112 x 56, from 50 to 100") and "0.67 → 0.82" in big and "0.41" not in big
+    assert both == (f"112 x 56 against 56 x 28, at the sizes run at both: {label['2d-stroke-random']} "
+                    f"0.67 vs 0.63 at 50, 0.82 vs 0.75 at 100; {label['2d-tss45-transfer']} 0.41 vs 0.47 at 50.")
+    assert study.findings(t.iloc[:0]) == []

@@ -159,6 +159,8 @@ LABELS = {"2d-stroke-random": "phase 1: stroke detection (per hemisphere)",
           "2d-tss45-transfer": "phase 3: TSS < 4.5 h, transfer",
           "2d-attention-transfer": "phase 4: + attention fine-tuning",
           "2d-tss45-random": "TSS < 4.5 h, random init."}
+SHORT = {"2d-stroke-random": "stroke detection", "2d-tss45-transfer": "TSS < 4.5 h by transfer",
+         "2d-attention-transfer": "+ attention", "2d-tss45-random": "TSS < 4.5 h from random weights"}
 
 
 def plot(t: pd.DataFrame, profile: str = "lowres"):
@@ -215,3 +217,39 @@ def pivot(t: pd.DataFrame) -> pd.DataFrame:
     out = wide.reset_index().rename(columns={"train_stroke_hemispheres": "training stroke hemispheres"})
     order = out["input"].map(lambda s: int(s.split(" x ")[0]))  # the smaller input first
     return out.assign(_o=order).sort_values(["_o", "training stroke hemispheres"]).drop(columns="_o")
+
+
+def findings(t: pd.DataFrame) -> list[str]:
+    """What the study's table says, in sentences computed from it: per input size, each model's test
+    AUC at the smallest and the largest training-set size run; then, per model, the larger input
+    against the smaller at every training-set size run at both."""
+    if t.empty:
+        return []
+    t = t[t["experiment"].isin(LABELS)]
+    out = []
+    for _d, g in sorted(t.groupby("downsample"), key=lambda kv: -kv[0]):  # the smaller input first, as the table
+        parts = []
+        for name, label in SHORT.items():
+            r = g[g["experiment"] == name].sort_values("train_stroke_hemispheres")
+            if len(r) >= 2:
+                a, b = r.iloc[0], r.iloc[-1]
+                parts.append(f"{label} {a['test_auc']:.2f} → {b['test_auc']:.2f}")
+        if parts:
+            n = g["train_stroke_hemispheres"]
+            out.append(f"At {g['input'].iloc[0]}, from {n.min()} to {n.max()} training stroke hemispheres: "
+                       + "; ".join(parts) + ".")
+    ds = sorted(t["downsample"].unique())
+    if len(ds) >= 2:
+        big, small = t[t["downsample"] == ds[0]], t[t["downsample"] == ds[-1]]
+        parts = []
+        for name, label in SHORT.items():
+            both = big[big["experiment"] == name].merge(small[small["experiment"] == name],
+                                                        on="train_stroke_hemispheres", suffixes=("_b", "_s"))
+            if not both.empty:
+                both = both.sort_values("train_stroke_hemispheres")
+                parts.append(f"{label} " + ", ".join(f"{a:.2f} vs {b:.2f} at {n}" for n, a, b in zip(
+                    both["train_stroke_hemispheres"], both["test_auc_b"], both["test_auc_s"])))
+        if parts:
+            out.append(f"{big['input'].iloc[0]} against {small['input'].iloc[0]}, at the sizes run at both: "
+                       + "; ".join(parts) + ".")
+    return out
