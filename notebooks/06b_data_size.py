@@ -66,8 +66,12 @@ for p in shown:
     plt.show()
     display(Markdown("Test AUC (95% CI) per input size and training-set size; the last columns give "
                      "phase 1's epochs (best epoch) and the wall time of all runs of that size."))
-    display(study.pivot(t).style.hide(axis="index")
-            .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.6em; font-size: 0.85em"}]))
+    wide = study.pivot(t)
+    aucs = [c for c in wide.columns if c in study.LABELS.values()]
+    display(wide.style.hide(axis="index")  # each AUC above its CI: eight columns fit the text column
+            .format(lambda v: v.replace(" (", "<br>(", 1), subset=aucs)
+            .set_table_styles([{"selector": "td, th", "props": "padding: 0.15em 0.6em; font-size: 0.85em"},
+                               {"selector": "td", "props": "white-space: nowrap"}]))
     if said := study.findings(t):
         display(Markdown("What the runs say (test AUC, read from the table; one seed each, so a difference "
                          "smaller than the CIs above is not evidence):\n\n" + "\n".join(f"- {s}" for s in said)))
