@@ -24,7 +24,7 @@ help:
 	@echo "make lock    re-resolve $(LOCK) from pyproject.toml's ranges and lock-constraints.txt"
 	@echo "make check-book  open every built page in headless Chromium (images, links, console, captions, search, table widths); screenshots in book/_build/screenshots"
 	@echo "make check-colab  run the first chapter as on Colab (fresh environment, install cell, working directory elsewhere)"
-	@echo "make bench   benchmarks (preprocessing s/patient; training steps: hemispheres/s, memory; frozen-stage cache, whole epochs against bare steps, the quick grid before and after the CPU speed-ups, as ratios)"
+	@echo "make bench   benchmarks (preprocessing s/patient; training steps: hemispheres/s, memory; frozen-stage cache, whole epochs against bare steps, the quick grid before and after the CPU speed-ups, runs side by side against one run on all cores, as ratios)"
 	@echo "options: PROFILE=quick|lowres|full JOBS=N"
 
 setup: $(STAMP)
@@ -95,6 +95,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_loop.py
 	$(PY) benchmarks/bench_quickgrid.py
 	$(PY) benchmarks/bench_channels_last.py
+	$(PY) benchmarks/bench_lanes.py
 	$(PY) benchmarks/bench_grid.py
 
 clean:

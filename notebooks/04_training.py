@@ -187,8 +187,9 @@ if not every.empty:
 # measurements taken side by side in one run (absolute times on these machines vary from run to run):
 # the training loop (batch selection, precise BN, validation, checkpoints) against its bare training
 # steps; the quick grid with the CPU speed-ups (bf16 autocast, frozen stages computed once per
-# hemisphere, precise BN from 8 batches) against the loop before them; and channels_last against the
-# default memory layout (adopted for the 3D models only, where it paid).
+# hemisphere, precise BN from 8 batches) against the loop before them; channels_last against the
+# default memory layout (adopted for the 3D models only, where it paid); and two independent runs
+# side by side, one thread each (`tss train --workers 2 --threads 1`), against one run on both cores.
 
 # %% tags=["hide-input", "page=06_training_attention"]
 speed = report.cpu_speedups(P.bench)

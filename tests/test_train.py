@@ -426,9 +426,13 @@ def test_the_training_chapter_reads_the_cpu_ratios_make_bench_wrote(tmp_path):
     (tmp_path / "quickgrid-cpu.json").write_text(json.dumps({"patients": 80, "epochs": 2, "after_precision": "bf16",
                                                              "total_seconds": {"before": 240, "after": 169},
                                                              "speedup": 240 / 169, "target": 3.0}))
+    (tmp_path / "lanes-cpu.json").write_text(json.dumps({"threads": 2, "results": [
+        {"arch": "2d", "shape": [26, 56, 28], "lanes": 2, "precision": "bf16", "lanes_over_one": 1.31},
+        {"arch": "3d", "shape": [26, 56, 28], "lanes": 2, "precision": "bf16", "lanes_over_one": 0.95}]}))
     t = report.cpu_speedups(tmp_path)
-    assert t["ratio"].round(2).tolist() == [0.87, 1.42] and t["met"].tolist() == [True, False]
+    assert t["ratio"].round(2).tolist() == [0.87, 1.42, 1.31, 0.95] and t["met"].tolist() == [True, False, True, False]
     assert "240 s -> 169 s" in t["measure"].iloc[1]
+    assert "2D training steps at 56x28, 2 one-thread runs side by side / one 2-thread run" in t["measure"].iloc[2]
 
 
 def test_training_pages_show_the_larger_profiles_first_and_this_builds_runs_last(tmp_path):

@@ -136,7 +136,8 @@ def grid_verdict(df: pd.DataFrame) -> str:
 
 def cpu_speedups(bench_dir) -> pd.DataFrame:
     """The CPU speed-up ratios ``make bench`` measured (results/bench/*-cpu.json), each beside its
-    target: the loop against its bare steps, the quick grid before and after, channels_last."""
+    target: the loop against its bare steps, the quick grid before and after, channels_last, and
+    independent runs side by side (one thread each) against one run on all cores."""
     bench_dir, rows = Path(bench_dir), []
 
     def load(name):
@@ -155,6 +156,12 @@ def cpu_speedups(bench_dir) -> pd.DataFrame:
     for a in load("channels-last-cpu.json") or []:
         rows.append({"measure": f"{a['arch'].upper()} training steps, channels_last / default layout ({a['precision']})",
                      "ratio": a["ratio"], "target": "adopted where > 1.1", "met": a["ratio"] > 1.1})
+    for a in (load("lanes-cpu.json") or {}).get("results", []):
+        rows.append({"measure": f"{a['arch'].upper()} training steps at {'x'.join(map(str, a['shape'][1:]))}, "
+                                f"{a['lanes']} one-thread runs side by side / one {a['lanes']}-thread run "
+                                f"({a['precision']})",
+                     "ratio": a["lanes_over_one"], "target": "side by side where > 1.1",
+                     "met": a["lanes_over_one"] > 1.1})
     return pd.DataFrame(rows)
 
 

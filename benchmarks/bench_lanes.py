@@ -1,0 +1,95 @@
+"""Two runs at once or one run on all cores: throughput of independent training processes on a CPU.
+
+A grid has many independent runs, and a CPU has several cores: they can go to one run (torch's
+intra-op threads) or to several runs at once, one thread each (`tss train --workers N --threads 1`,
+or N shell "lanes"). Small models at small inputs do not keep several threads busy, so the second
+may finish a grid sooner. This measures it at the lowres profile's 2D and 3D inputs: bare training
+steps (forward, BCE, backward, AdaBound; `bench_loop.step_rate`) of one process with N threads,
+then of N one-thread processes started together (their examples over the wall time from a common
+start to the last one's end), then of the N-thread process again. The ratio of the N processes'
+total hemispheres/s to the mean of the two N-thread measurements is the figure to read (> 1: run
+the grid's independent runs side by side).
+
+Run with `make bench` or `.venv/bin/python benchmarks/bench_lanes.py [--lanes N] [--steps S]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from bench_loop import ROOT, step_rate, write_result
+
+from tss import precision, profiles
+from tss.models import build
+
+BATCH = 8  # the grid's batch size of both models
+
+
+def _rate(arch: str, threads: int, steps: int, start=None) -> tuple[float, float, float]:
+    """(examples/s, start time, end time) of ``steps`` bare steps in this process with ``threads``
+    threads; with ``start`` (a barrier) all lanes build their model first, then begin together."""
+    warnings.filterwarnings("ignore", category=UserWarning, module="adabound")
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    shape = (3, *profiles.MODEL["lowres"].input_shape(arch))
+    model = build(arch, n_slices=shape[1]).train()
+    x = torch.rand(BATCH, *shape)
+    p = precision.choose(x.device)
+    if start is not None:
+        start.wait()
+    t0 = time.time()
+    r = step_rate(model, x, p, steps)
+    return r, t0, time.time()
+
+
+def _lane(arch, steps, start, out):
+    out.put(_rate(arch, 1, steps, start))
+
+
+def lanes(arch: str, n: int, steps: int) -> float:
+    """Total examples/s of ``n`` one-thread processes that train side by side."""
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_lane, args=(arch, steps, start, out)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    res = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    t0, t1 = min(r[1] for r in res), max(r[2] for r in res)
+    # each lane's warm-up step is inside [t0, t1] too: count it (steps + 1 per lane)
+    return n * (steps + 1) * BATCH / (t1 - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lanes", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--steps", type=int, default=20, help="bare steps per measurement and lane")
+    ap.add_argument("--archs", default="2d,3d")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    args = ap.parse_args()
+    n, rows = args.lanes, []
+    for arch in args.archs.split(","):
+        shape = profiles.MODEL["lowres"].input_shape(arch)
+        one1 = _rate(arch, n, args.steps)[0]
+        side = lanes(arch, n, args.steps)
+        one2 = _rate(arch, n, args.steps)[0]
+        one = (one1 + one2) / 2
+        rows.append({"arch": arch, "shape": list(shape), "batch": BATCH, "lanes": n,
+                     "precision": precision.choose(torch.device("cpu")).name,
+                     "one_process_hemis_per_s": one, "one_process_runs": [one1, one2],
+                     "lanes_hemis_per_s": side, "lanes_over_one": side / one})
+        print(f"{arch} at {'x'.join(map(str, shape[1:]))}, batch {BATCH}: one process with {n} threads "
+              f"{one:.1f} hemis/s (runs {one1:.1f}, {one2:.1f}); {n} one-thread processes side by side "
+              f"{side:.1f} hemis/s in all = x{side / one:.2f}")
+    write_result(args.out, "lanes-cpu.json", {"threads": n, "results": rows})
+
+
+if __name__ == "__main__":
+    main()
