@@ -63,11 +63,18 @@ display(Markdown(f"## Table 2\n\nOurs: **{shown}** profile, test split of the sy
 auc_part, op_part = results.table2_parts(t2)
 with pd.option_context("display.max_colwidth", 60):
     display(auc_part.style.hide(axis="index").format(na_rep="")
-            .set_properties(**{"font-size": "8pt"}).set_properties(subset=["ours"], **{"max-width": "16em"}))
+            .set_properties(**{"font-size": "8pt"}).set_properties(subset=["ours"], **{"max-width": "16em"})
+            .set_properties(subset=[c for c in ("AUC (95% CI)", "AUC over seeds") if c in auc_part],
+                            **{"white-space": "nowrap"})  # a number and its CI on one line
+            .set_table_styles([{"selector": "th", "props": "font-size: 8pt"}]))
 display(Markdown("**Operating points** at Youden's J (the runs above that have results): sensitivity, "
                  "specificity and accuracy with the threshold chosen on validation (@val thr) and on the "
                  "test split itself (@test-opt), beside the paper's."))
-display(op_part.style.hide(axis="index").format(na_rep="").set_properties(**{"font-size": "8pt"}))
+cis = [c for c in op_part.columns if "@" in c]  # each value above its CI: eleven columns fit the text column
+display(op_part.style.hide(axis="index").format(na_rep="")
+        .format(lambda v: v.replace(" (", "<br>(", 1) if isinstance(v, str) else "", subset=cis)
+        .set_properties(**{"font-size": "8pt"}).set_properties(subset=cis, **{"white-space": "nowrap"})
+        .set_table_styles([{"selector": "th", "props": "font-size: 8pt"}]))
 
 # %% [markdown]
 # Notes on the rows. *Phase 1, 3D*: the paper's row says "Random"; the paper's method (and the issue
