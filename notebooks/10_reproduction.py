@@ -61,9 +61,10 @@ with pd.option_context("display.max_colwidth", 120):
 #   has a 95% CI about 0.4 wide: differences of the paper's size (0.03-0.13) cannot be significant
 #   there, and their sign is noisy. The `lowres` profile has the paper's 422 patients (85 test
 #   patients: a CI about 0.2 wide), its grid and early stopping, at 56 x 28 slices (4x pooling) and
-#   with one seed, trained on two CPU cores; the `full` profile (the paper's input size, up to 100
-#   epochs, five seeds) needs a GPU (README). The *seeds* column says how many training seeds a
-#   verdict rests on.
+#   trained on two CPU cores, one seed for most runs; the `full` profile (the paper's input size, up
+#   to 100 epochs, five seeds) needs a GPU (README). The *seeds* column says how many training seeds
+#   a verdict rests on; with more than one, the verdict is the first seed's and *ours* says in how
+#   many seeds the difference points the paper's way.
 # - **Phase 1's evidence runs against the target here.** A transfer model whose validation AUC never
 #   rises is kept at an early epoch and still ranks patients as its phase 1 stroke detector does; in
 #   this cohort a more conspicuous lesion (brighter on DWI and FLAIR) is a later one, so that ranking
