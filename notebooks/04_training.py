@@ -157,7 +157,8 @@ for p, d in views.items():
         df = df[df["seed"].isin(seeds)] if not df.empty else df
     if not df.empty:
         display(Markdown(f"**{p} profile** ({profiles.COHORT[p].n_patients} patients):"))
-        display(report.table(df).style.format(precision=3, na_rep="-")
+        display(report.readable(report.table(df)).style.hide(axis="index")
+                .set_properties(subset=["experiment"], **{"white-space": "nowrap"})
                 .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.4em; font-size: 0.8em"}]))
 
 # %% [markdown] tags=["page=06_training_attention"]

@@ -490,3 +490,20 @@ def test_the_runs_table_leaves_out_columns_that_no_shown_run_has():
                        "val_auc": [0.7, 0.6], "val_neg_mse": [np.nan, np.nan], "wall_seconds": [10.0, 5.0]})
     t = report.table(df)
     assert "val_neg_mse" not in t and list(t.columns) == ["seeds", "epochs", "val_auc", "wall_seconds"]
+
+
+def test_the_runs_table_for_a_page_puts_each_mean_beside_its_seeds_sd_in_one_cell():
+    from tss.train import report
+
+    df = pd.DataFrame({"experiment": ["2d-tss3-random", "2d-tss3-random", "3d-tss3-random"], "seed": [0, 1, 0],
+                       "epochs": [12, 16, 44], "best_epoch": [2, 6, 34], "val_auc_patient": [0.5, 0.6, np.nan],
+                       "test_auc_patient": [0.51, 0.52, 0.62], "wall_seconds": [517.0, 657.0, 3137.0]})
+    t = report.table(df)
+    assert "epochs sd" in t  # two seeds of one experiment: table() adds the sd columns
+    r = report.readable(t)
+    assert list(r.columns) == ["experiment", "seeds", "epochs", "best epoch", "val auc patient",
+                               "test auc patient", "wall seconds"]
+    two, one = r.iloc[0], r.iloc[1]
+    assert two["experiment"] == "2d-tss3-random" and two["seeds"] == 2
+    assert two["epochs"] == "14.0 ± 2.8" and two["test auc patient"] == "0.52 ± 0.01"
+    assert one["test auc patient"] == "0.62" and one["val auc patient"] == "-" and one["wall seconds"] == "3137"

@@ -94,6 +94,23 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def readable(t: pd.DataFrame) -> pd.DataFrame:
+    """:func:`table` for a page: the experiment as a column, each mean with its seeds' standard
+    deviation in one cell ("0.51 ± 0.01"), epochs and throughput to 1 decimal, AUCs and scores to 2,
+    seconds whole; column names in words. A run that lacks a number shows "-"."""
+    if t.empty:
+        return t
+    digits = {"epochs": 1, "best_epoch": 1, "wall_seconds": 0, "examples_per_s": 1}
+    out = t.reset_index()[["experiment", "seeds"]].copy()
+    for c in (c for c in t.columns if c != "seeds" and not c.endswith(" sd")):
+        d = digits.get(c, 2)
+        sd = t[f"{c} sd"] if f"{c} sd" in t else None
+        out[c.replace("_", " ")] = [
+            "-" if pd.isna(m) else f"{m:.{d}f}" + ("" if sd is None or pd.isna(sd.iloc[i]) else f" ± {sd.iloc[i]:.{d}f}")
+            for i, m in enumerate(t[c])]
+    return out
+
+
 def throughput(df: pd.DataFrame) -> pd.DataFrame:
     """Wall time and training throughput per phase (summed and medianed over seeds), and for GPU
     runs on full-size hemispheres the fraction of the H100 bare-model ceiling (bf16, batch 8) the
