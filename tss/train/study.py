@@ -228,14 +228,15 @@ def findings(t: pd.DataFrame) -> list[str]:
     t = t[t["experiment"].isin(LABELS)]
     out = []
     for _d, g in sorted(t.groupby("downsample"), key=lambda kv: -kv[0]):  # the smaller input first, as the table
-        parts = []
+        parts, n = [], g["train_stroke_hemispheres"]
         for name, label in SHORT.items():
             r = g[g["experiment"] == name].sort_values("train_stroke_hemispheres")
             if len(r) >= 2:
                 a, b = r.iloc[0], r.iloc[-1]
-                parts.append(f"{label} {a['test_auc']:.2f} → {b['test_auc']:.2f}")
+                ends = (a["train_stroke_hemispheres"], b["train_stroke_hemispheres"])
+                span = "" if ends == (n.min(), n.max()) else f" ({ends[0]} to {ends[1]})"  # a size not run yet
+                parts.append(f"{label} {a['test_auc']:.2f} → {b['test_auc']:.2f}{span}")
         if parts:
-            n = g["train_stroke_hemispheres"]
             out.append(f"At {g['input'].iloc[0]}, from {n.min()} to {n.max()} training stroke hemispheres: "
                        + "; ".join(parts) + ".")
     ds = sorted(t["downsample"].unique())
