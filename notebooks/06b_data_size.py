@@ -42,7 +42,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from tss import profiles, project
+from tss import profiles, project, stats
 from tss.train import study
 
 profiles.check(profile)
@@ -69,7 +69,7 @@ for p in shown:
     wide = study.pivot(t)
     aucs = [c for c in wide.columns if c in study.LABELS.values()]
     display(wide.style.hide(axis="index")  # each AUC above its CI: eight columns fit the text column
-            .format(lambda v: v.replace(" (", "<br>(", 1), subset=aucs)
+            .format(stats.ci_below, subset=aucs)
             .set_table_styles([{"selector": "td, th", "props": "padding: 0.15em 0.6em; font-size: 0.85em"},
                                {"selector": "td", "props": "white-space: nowrap"}]))
     if said := study.findings(t):

@@ -72,7 +72,7 @@ display(Markdown("**Operating points** at Youden's J (the runs above that have r
                  "test split itself (@test-opt), beside the paper's."))
 cis = [c for c in op_part.columns if "@" in c]  # each value above its CI: eleven columns fit the text column
 display(op_part.style.hide(axis="index").format(na_rep="")
-        .format(lambda v: v.replace(" (", "<br>(", 1) if isinstance(v, str) else "", subset=cis)
+        .format(stats.ci_below, subset=cis)
         .set_properties(**{"font-size": "8pt"}).set_properties(subset=cis, **{"white-space": "nowrap"})
         .set_table_styles([{"selector": "th", "props": "font-size: 8pt"}]))
 

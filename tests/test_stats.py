@@ -228,6 +228,13 @@ def test_with_ci_formats_and_is_nan_safe():
     assert stats.with_ci(0.5, (np.nan, np.nan)) == "0.50 (n/a)"
 
 
+def test_ci_below_breaks_only_before_the_interval():
+    assert stats.ci_below(stats.with_ci(0.7412, (0.65, 0.834))) == "0.74<br>(0.65-0.83)"
+    assert stats.ci_below("0.50 (n/a)") == "0.50<br>(n/a)"
+    assert stats.ci_below("n/a") == "n/a"  # no interval, nothing to break
+    assert stats.ci_below(np.nan) == "" and stats.ci_below(None) == ""
+
+
 # --- metric_summary ------------------------------------------------------------------------------
 
 def _scores(seed, n, shift=0.0):

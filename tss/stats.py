@@ -86,6 +86,12 @@ def with_ci(value: float, ci: tuple[float, float], digits: int = 2) -> str:
     return f"{value:.{digits}f} ({ci[0]:.{digits}f}-{ci[1]:.{digits}f})"
 
 
+def ci_below(cell) -> str:
+    """A :func:`with_ci` string as HTML with its interval on a second line (``"0.74<br>(0.65-0.83)"``),
+    so that a table of many such columns fits the page; a non-string (a missing cell) becomes ``""``."""
+    return cell.replace(" (", "<br>(", 1) if isinstance(cell, str) else ""
+
+
 def binary_counts(y_true, y_pred) -> dict[str, tuple[int, int]]:
     """(successes, trials) behind each proportion of :func:`binary_metrics`."""
     y, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
