@@ -5,8 +5,8 @@ intra-op threads) or to several runs at once, one thread each (`tss train --work
 or N shell "lanes"). Small models at small inputs do not keep several threads busy, so the second
 may finish a grid sooner. This measures it at the lowres profile's 2D and 3D inputs: bare training
 steps (forward, BCE, backward, AdaBound; `bench_loop.step_rate`) of one process with N threads,
-then of N one-thread processes started together (their examples over the wall time from a common
-start to the last one's end), then of the N-thread process again. The ratio of the N processes'
+then of N one-thread processes timed together after their warm-up steps (their examples over the
+slowest one's time), then of the N-thread process again. The ratio of the N processes'
 total hemispheres/s to the mean of the two N-thread measurements is the figure to read (> 1: run
 the grid's independent runs side by side).
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import time
 import warnings
 from pathlib import Path
 
@@ -31,21 +30,16 @@ from tss.models import build
 BATCH = 8  # the grid's batch size of both models
 
 
-def _rate(arch: str, threads: int, steps: int, start=None) -> tuple[float, float, float]:
-    """(examples/s, start time, end time) of ``steps`` bare steps in this process with ``threads``
-    threads; with ``start`` (a barrier) all lanes build their model first, then begin together."""
+def _rate(arch: str, threads: int, steps: int, start=None) -> float:
+    """Examples/s of ``steps`` bare steps in this process with ``threads`` threads; with ``start`` (a
+    barrier) all lanes build their model and take their warm-up step first, then time together."""
     warnings.filterwarnings("ignore", category=UserWarning, module="adabound")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     shape = (3, *profiles.MODEL["lowres"].input_shape(arch))
     model = build(arch, n_slices=shape[1]).train()
     x = torch.rand(BATCH, *shape)
-    p = precision.choose(x.device)
-    if start is not None:
-        start.wait()
-    t0 = time.time()
-    r = step_rate(model, x, p, steps)
-    return r, t0, time.time()
+    return step_rate(model, x, precision.choose(x.device), steps, ready=None if start is None else start.wait)
 
 
 def _lane(arch, steps, start, out):
@@ -53,18 +47,18 @@ def _lane(arch, steps, start, out):
 
 
 def lanes(arch: str, n: int, steps: int) -> float:
-    """Total examples/s of ``n`` one-thread processes that train side by side."""
+    """Total examples/s of ``n`` one-thread processes that train side by side: all lanes' steps over
+    the slowest lane's time (they start timing together, after their warm-up step, as the one-process
+    rate does)."""
     ctx = mp.get_context("spawn")
     start, out = ctx.Barrier(n), ctx.Queue()
     procs = [ctx.Process(target=_lane, args=(arch, steps, start, out)) for _ in range(n)]
     for p in procs:
         p.start()
-    res = [out.get() for _ in procs]
+    rates = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    t0, t1 = min(r[1] for r in res), max(r[2] for r in res)
-    # each lane's warm-up step is inside [t0, t1] too: count it (steps + 1 per lane)
-    return n * (steps + 1) * BATCH / (t1 - t0)
+    return n * steps * BATCH / max(steps * BATCH / r for r in rates)
 
 
 def main() -> None:
@@ -77,9 +71,9 @@ def main() -> None:
     n, rows = args.lanes, []
     for arch in args.archs.split(","):
         shape = profiles.MODEL["lowres"].input_shape(arch)
-        one1 = _rate(arch, n, args.steps)[0]
+        one1 = _rate(arch, n, args.steps)
         side = lanes(arch, n, args.steps)
-        one2 = _rate(arch, n, args.steps)[0]
+        one2 = _rate(arch, n, args.steps)
         one = (one1 + one2) / 2
         rows.append({"arch": arch, "shape": list(shape), "batch": BATCH, "lanes": n,
                      "precision": precision.choose(torch.device("cpu")).name,

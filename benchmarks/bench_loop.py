@@ -51,9 +51,10 @@ def bare(c: Hemispheres, exp: Experiment, steps: int) -> float:
 
 
 def step_rate(model, x: torch.Tensor, p: precision.Precision, steps: int, lr: float = 1e-4,
-              final_lr: float = 1e-2) -> float:
+              final_lr: float = 1e-2, ready=None) -> float:
     """Examples/s of bare training steps (forward, BCE, backward, AdaBound) on the batch ``x``,
-    after one warm-up step."""
+    after one warm-up step; ``ready`` (say a barrier's ``wait``) is called between the two, so that
+    processes measured side by side all start timing together."""
     import adabound
 
     opt = adabound.AdaBound(model.parameters(), lr=lr, final_lr=final_lr)
@@ -68,6 +69,8 @@ def step_rate(model, x: torch.Tensor, p: precision.Precision, steps: int, lr: fl
         opt.step()
 
     step()
+    if ready is not None:
+        ready()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
