@@ -144,17 +144,15 @@ for p, d in views.items():
 # %% [markdown]
 # ## Runs
 #
-# Read back from each run's `summary.json` (mean over seeds; `sd` columns with several seeds). AUCs
-# here are a first look on small validation and test splits; the Results chapter gives them with
-# confidence intervals beside the paper's Table 2.
+# Read back from each run's `summary.json` (mean over every seed that has run, with its sd where
+# there are several; *seeds* says how many). AUCs here are a first look on small validation and test
+# splits; the Results chapter gives them with confidence intervals beside the paper's Table 2.
 
 # %% tags=["hide-input"]
 names = [e.name for e in exps]
 for p, d in views.items():
     df = report.summaries(d)
-    df = df[df["experiment"].isin(names)] if not df.empty else df
-    if p == profile:
-        df = df[df["seed"].isin(seeds)] if not df.empty else df
+    df = df[df["experiment"].isin(names)] if not df.empty else df  # every seed that has run, as in Results
     if not df.empty:
         display(Markdown(f"**{p} profile** ({profiles.COHORT[p].n_patients} patients):"))
         display(report.readable(report.table(df)).style.hide(axis="index")
