@@ -160,3 +160,27 @@ def test_the_findings_read_the_ends_of_each_curve_and_compare_inputs_only_where_
     assert both == (f"112 x 56 against 56 x 28, at the sizes run at both: {label['2d-stroke-random']} "
                     f"0.67 vs 0.63 at 50, 0.82 vs 0.75 at 100; {label['2d-tss45-transfer']} 0.41 vs 0.47 at 50.")
     assert study.findings(t.iloc[:0]) == []
+
+
+def test_the_random_run_trained_alone_is_found_done_by_the_whole_study(tmp_path, monkeypatch):
+    from tss import cli
+
+    seen = []
+    monkeypatch.setattr(study, "run_study", lambda *a, **k: seen.append(k["experiments"]))
+    monkeypatch.setattr(study, "table", lambda root: pd.DataFrame())
+    assert cli.main(["study", "--only-random", "--out", str(tmp_path / "x")]) == 0
+    assert cli.main(["study", "--no-random", "--out", str(tmp_path / "x")]) == 0
+    assert seen == [study.RANDOM, study.CHAIN]
+    with pytest.raises(SystemExit):
+        cli.main(["study", "--only-random", "--no-random"])
+    monkeypatch.undo()
+
+    # a second process trains the random run; the chain's process then finds it done, not retrained
+    c = _cohort()
+    kw = dict(profile="quick", downsamples=(4,), sizes=(None,), progress=False, load=lambda cache, d, device: c)
+    alone = study.run_study(None, tmp_path / "study", experiments=study.RANDOM, **kw)
+    log = tmp_path / "study" / "4x" / f"n{study.n_train_stroke(c)}" / "seed0" / "2d-tss45-random" / "epochs.csv"
+    before = log.stat().st_mtime_ns
+    both = study.run_study(None, tmp_path / "study", experiments=study.CHAIN[:1] + study.RANDOM, **kw)
+    assert [r["experiment"] for r in both] == ["2d-stroke-random", "2d-tss45-random"]
+    assert both[1]["key"] == alone[0]["key"] and log.stat().st_mtime_ns == before

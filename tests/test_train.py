@@ -507,3 +507,22 @@ def test_the_runs_table_for_a_page_puts_each_mean_beside_its_seeds_sd_in_one_cel
     assert two["experiment"] == "2d-tss3-random" and two["seeds"] == 2
     assert two["epochs"] == "14.0 ± 2.8" and two["test auc patient"] == "0.52 ± 0.01"
     assert one["test auc patient"] == "0.62" and one["val auc patient"] == "-" and one["wall seconds"] == "3137"
+
+
+def test_a_second_process_waits_for_the_run_folder_it_shares_then_reads_the_finished_run(cohort, tmp_path, capsys):
+    import threading
+
+    from tss.atomic import exclusive
+
+    run = Run(Experiment("2d", "stroke", "random"), cohort, tmp_path, "quick", 0, max_epochs=1, progress=False,
+              train_profile=TINY)
+    run.dir.mkdir(parents=True)
+    got = []
+    with exclusive(run.dir / ".lock"):  # another process is training this folder
+        t = threading.Thread(target=lambda: got.append(run.fit()))
+        t.start()
+        t.join(timeout=3)
+        assert t.is_alive() and not (run.dir / "config.json").exists()  # it waits; it trains nothing
+        assert "another process is training it" in capsys.readouterr().out
+    t.join(timeout=300)
+    assert not t.is_alive() and got[0]["experiment"] == "2d-stroke-random" and run.done()

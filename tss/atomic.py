@@ -25,6 +25,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def exclusive(path: str | Path, waiting: str = "") -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) for the ``with`` block; a
+    second process blocks until the first leaves it, printing ``waiting`` first. The operating
+    system releases the lock when its holder dies. POSIX ``flock`` (the standard library's; no
+    library adds more here); elsewhere no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process per run folder is up to the user
+        yield
+        return
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(waiting, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

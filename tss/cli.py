@@ -114,7 +114,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    exps = study.CHAIN + (study.RANDOM if args.random else ())
+    exps = study.RANDOM if args.only_random else study.CHAIN + (study.RANDOM if args.random else ())
     sizes = [None if s == "all" else int(s) for s in args.sizes] if args.sizes else None
     where = project.paths(args.profile)  # the project's folders, from any working directory
     root = args.out or where.study
@@ -216,8 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--downsample", type=int, nargs="+", help="in-plane poolings (default: the profile's; lowres: 4 2)")
     st.add_argument("--sizes", nargs="+", help="training stroke hemispheres per size, or 'all' "
                                                "(default: the profile's; lowres: 50 100 200 all)")
-    st.add_argument("--no-random", dest="random", action="store_false",
-                    help="skip the random-initialisation TSS < 4.5 h run at each size")
+    which = st.add_mutually_exclusive_group()
+    which.add_argument("--no-random", dest="random", action="store_false",
+                       help="skip the random-initialisation TSS < 4.5 h run at each size")
+    which.add_argument("--only-random", action="store_true",
+                       help="train only that run (it needs no other): a second process can train it "
+                            "beside the chain's")
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default)")
     st.set_defaults(func=_cmd_study)

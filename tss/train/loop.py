@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import precision, profiles, provenance, stats
-from ..atomic import atomic_path, cached, content_key, write_text
+from ..atomic import atomic_path, cached, content_key, exclusive, write_text
 from ..models import load_imagenet, load_matching
 from .config import Experiment
 from .data import Hemispheres, patient_predictions
@@ -249,10 +249,18 @@ class Run:
 
     def fit(self, stop_after: int | None = None) -> dict:
         """Train to early stopping (or ``max_epochs``), resuming from ``last.pt`` when it belongs
-        to this configuration. ``stop_after``: raise after that many epochs (tests of resumption)."""
+        to this configuration. ``stop_after``: raise after that many epochs (tests of resumption).
+        One process trains a run folder at a time: another that reaches it (a second study lane, a
+        rerun while the first still trains) waits, then reads the finished run back."""
         if self.done():
             return json.loads((self.dir / "summary.json").read_text())
         self.dir.mkdir(parents=True, exist_ok=True)
+        with exclusive(self.dir / ".lock", f"{self.dir}: another process is training it; waiting for it"):
+            if self.done():
+                return json.loads((self.dir / "summary.json").read_text())
+            return self._fit(stop_after)
+
+    def _fit(self, stop_after: int | None) -> dict:
         write_text(self.dir / "config.json", json.dumps({**self.config, "key": self.key}, indent=1, default=str))
         model, report = self._model()
         trainable = [p for p in model.parameters() if p.requires_grad]
