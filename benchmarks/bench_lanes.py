@@ -28,6 +28,7 @@ from tss import precision, profiles
 from tss.models import build
 
 BATCH = 8  # the grid's batch size of both models
+LANE_TIMEOUT_S = 1800  # no lane waits longer than this for the others, nor the parent for a lane
 
 
 def _rate(arch: str, threads: int, steps: int, start=None) -> float:
@@ -43,7 +44,12 @@ def _rate(arch: str, threads: int, steps: int, start=None) -> float:
 
 
 def _lane(arch, steps, start, out):
-    out.put(_rate(arch, 1, steps, start))
+    try:
+        out.put(_rate(arch, 1, steps, start))
+    except BaseException as e:  # a lane that fails frees the others from the barrier and says why
+        start.abort()
+        out.put(e)
+        raise
 
 
 def lanes(arch: str, n: int, steps: int) -> float:
@@ -51,13 +57,15 @@ def lanes(arch: str, n: int, steps: int) -> float:
     the slowest lane's time (they start timing together, after their warm-up step, as the one-process
     rate does)."""
     ctx = mp.get_context("spawn")
-    start, out = ctx.Barrier(n), ctx.Queue()
+    start, out = ctx.Barrier(n, timeout=LANE_TIMEOUT_S), ctx.Queue()
     procs = [ctx.Process(target=_lane, args=(arch, steps, start, out)) for _ in range(n)]
     for p in procs:
         p.start()
-    rates = [out.get() for _ in procs]
+    rates = [out.get(timeout=LANE_TIMEOUT_S) for _ in procs]  # queue.Empty if a lane died unheard
     for p in procs:
         p.join()
+    if failed := [r for r in rates if isinstance(r, BaseException)]:
+        raise RuntimeError(f"{len(failed)} of {n} lanes failed: {failed[0]!r}")
     return n * steps * BATCH / max(steps * BATCH / r for r in rates)
 
 

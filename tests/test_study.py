@@ -184,3 +184,24 @@ def test_the_random_run_trained_alone_is_found_done_by_the_whole_study(tmp_path,
     both = study.run_study(None, tmp_path / "study", experiments=study.CHAIN[:1] + study.RANDOM, **kw)
     assert [r["experiment"] for r in both] == ["2d-stroke-random", "2d-tss45-random"]
     assert both[1]["key"] == alone[0]["key"] and log.stat().st_mtime_ns == before
+
+
+def test_sharing_a_run_waits_for_a_process_training_the_destination_and_then_leaves_its_run(tmp_path):
+    import threading
+
+    from tss.atomic import exclusive
+
+    src = tmp_path / "study" / "2d-stroke-random"
+    src.mkdir(parents=True)
+    (src / "summary.json").write_text('{"from": "study"}')
+    dest = tmp_path / "runs" / "2d-stroke-random"
+    dest.mkdir(parents=True)
+    got = []
+    with exclusive(dest / ".lock"):  # a grid process is training the destination
+        t = threading.Thread(target=lambda: got.append(study.share(src.parent, dest.parent)), daemon=True)
+        t.start()
+        t.join(timeout=2)
+        assert t.is_alive() and not (dest / "summary.json").exists()
+        (dest / "summary.json").write_text('{"from": "grid"}')  # and finishes
+    t.join(timeout=30)
+    assert got == [[]] and json.loads((dest / "summary.json").read_text()) == {"from": "grid"}

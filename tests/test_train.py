@@ -519,10 +519,27 @@ def test_a_second_process_waits_for_the_run_folder_it_shares_then_reads_the_fini
     run.dir.mkdir(parents=True)
     got = []
     with exclusive(run.dir / ".lock"):  # another process is training this folder
-        t = threading.Thread(target=lambda: got.append(run.fit()))
+        t = threading.Thread(target=lambda: got.append(run.fit()), daemon=True)
         t.start()
         t.join(timeout=3)
         assert t.is_alive() and not (run.dir / "config.json").exists()  # it waits; it trains nothing
         assert "another process is training it" in capsys.readouterr().out
     t.join(timeout=300)
     assert not t.is_alive() and got[0]["experiment"] == "2d-stroke-random" and run.done()
+
+
+def test_a_filesystem_without_flock_warns_and_goes_on_unlocked(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from tss.atomic import exclusive
+
+    def no_lock(f, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_lock)
+    ran = []
+    with pytest.warns(UserWarning, match="no lock on this filesystem"):
+        with exclusive(tmp_path / ".lock"):
+            ran.append(True)
+    assert ran == [True]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +31,7 @@ def exclusive(path: str | Path, waiting: str = "") -> Iterator[None]:
     """Hold an exclusive lock on the file ``path`` (created if missing) for the ``with`` block; a
     second process blocks until the first leaves it, printing ``waiting`` first. The operating
     system releases the lock when its holder dies. POSIX ``flock`` (the standard library's; no
-    library adds more here); elsewhere no lock is taken."""
+    library adds more here); elsewhere, or on a filesystem without it, a warning and no lock."""
     try:
         import fcntl
     except ImportError:  # Windows: one process per run folder is up to the user
@@ -43,6 +44,9 @@ def exclusive(path: str | Path, waiting: str = "") -> Iterator[None]:
             if waiting:
                 print(waiting, flush=True)
             fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError as e:  # a filesystem without flock (NFS mounted nolock, some FUSE mounts)
+            warnings.warn(f"{path}: no lock on this filesystem ({e}); keep to one process per run folder",
+                          stacklevel=3)
         yield
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import profiles, results, stats
-from ..atomic import content_key
+from ..atomic import content_key, exclusive
 from ..paper import TSS_45H_MIN
 from ..runtree import RunTree
 from .config import Experiment
@@ -112,9 +112,14 @@ def share(src: Path, dest_root: Path, names=None) -> list[str]:
         if names is not None and summary.parent.name not in names:
             continue
         dest = Path(dest_root) / summary.parent.name
-        if not (dest / "summary.json").exists():
-            shutil.copytree(summary.parent, dest, dirs_exist_ok=True)
-            copied.append(summary.parent.name)
+        if (dest / "summary.json").exists():
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        # not into a folder that another process is training: wait for it, then copy only if it failed
+        with exclusive(dest / ".lock", f"{dest}: another process is training it; waiting for it"):
+            if not (dest / "summary.json").exists():
+                shutil.copytree(summary.parent, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
+                copied.append(summary.parent.name)
     return copied
 
 
