@@ -252,13 +252,12 @@ class Run:
         to this configuration. ``stop_after``: raise after that many epochs (tests of resumption).
         One process trains a run folder at a time: another that reaches it (a second study lane, a
         rerun while the first still trains) waits, then reads the finished run back."""
-        if self.done():
-            return json.loads((self.dir / "summary.json").read_text())
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with exclusive(self.dir / ".lock", f"{self.dir}: another process is training it; waiting for it"):
-            if self.done():
-                return json.loads((self.dir / "summary.json").read_text())
-            return self._fit(stop_after)
+        if not self.done():  # a finished run is read back without touching its folder
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with training_lock(self.dir):
+                if not self.done():
+                    return self._fit(stop_after)
+        return json.loads((self.dir / "summary.json").read_text())
 
     def _fit(self, stop_after: int | None) -> dict:
         write_text(self.dir / "config.json", json.dumps({**self.config, "key": self.key}, indent=1, default=str))
@@ -392,6 +391,14 @@ class Run:
             pat.to_csv(self.dir / "patients.csv", index=False, mode=mode, header=split == "val")
         pd.concat(frames).to_csv(self.dir / "predictions.csv", index=False)
         return out
+
+
+LOCK = ".lock"  # in each run folder; never committed (.gitignore)
+
+
+def training_lock(run_dir: Path):
+    """The run folder's lock (:func:`tss.atomic.exclusive`): held while a process trains or fills it."""
+    return exclusive(Path(run_dir) / LOCK, f"{run_dir}: another process is training it; waiting for it")
 
 
 def run_grid(experiments, cohort: Hemispheres, out_root, profile: str, seed: int, progress: bool = True,

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 
 from .. import profiles, results, stats
-from ..atomic import content_key, exclusive
+from ..atomic import content_key
 from ..paper import TSS_45H_MIN
 from ..runtree import RunTree
 from .config import Experiment
 from .data import Hemispheres
-from .loop import run_grid
+from .loop import LOCK, run_grid, training_lock
 
 CHAIN = (Experiment("2d", "stroke", "random"), Experiment("2d", "tss3", "transfer"),
          Experiment("2d", "tss45", "transfer"), Experiment("2d", "attention", "transfer"))
@@ -116,9 +116,9 @@ def share(src: Path, dest_root: Path, names=None) -> list[str]:
             continue
         dest.mkdir(parents=True, exist_ok=True)
         # not into a folder that another process is training: wait for it, then copy only if it failed
-        with exclusive(dest / ".lock", f"{dest}: another process is training it; waiting for it"):
+        with training_lock(dest):
             if not (dest / "summary.json").exists():
-                shutil.copytree(summary.parent, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
+                shutil.copytree(summary.parent, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(LOCK))
                 copied.append(summary.parent.name)
     return copied
 
