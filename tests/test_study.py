@@ -12,6 +12,7 @@ import pytest
 import torch
 from test_train import TINY, _cohort
 
+from tss import stats
 from tss.paper import TSS_45H_MIN
 from tss.train import Hemispheres, data, study
 
@@ -205,3 +206,51 @@ def test_sharing_a_run_waits_for_a_process_training_the_destination_and_then_lea
         (dest / "summary.json").write_text('{"from": "grid"}')  # and finishes
     t.join(timeout=30)
     assert got == [[]] and json.loads((dest / "summary.json").read_text()) == {"from": "grid"}
+
+
+def _write_run(root, d, n, experiment, frame):
+    run = root / f"{d}x" / f"n{n}" / "seed0" / experiment
+    run.mkdir(parents=True)
+    frame.to_csv(run / ("predictions.csv" if "stroke" in experiment else "patients.csv"), index=False)
+    return {"downsample": d, "train_stroke_hemispheres": n, "experiment": experiment, "run_dir": str(run)}
+
+
+def test_the_two_inputs_are_compared_by_delong_on_the_same_test_patients_whatever_the_file_order(tmp_path):
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(20), np.zeros(20)]
+    ids = [f"p{i:02d}" for i in range(40)]
+    big = pd.DataFrame({"patient_id": ids, "target": y, "prob": y + rng.normal(0, 0.8, 40), "split": "test"})
+    small = pd.DataFrame({"patient_id": ids, "target": y, "prob": rng.random(40), "split": "test"})
+    val = pd.DataFrame({"patient_id": ["v"], "target": [1.0], "prob": [0.9], "split": ["val"]})  # not tested
+    rows = [_write_run(tmp_path, 2, 50, "2d-tss45-random", pd.concat([big, val])),
+            _write_run(tmp_path, 4, 50, "2d-tss45-random", pd.concat([val, small.iloc[::-1]])),  # another order
+            _write_run(tmp_path, 4, 100, "2d-tss45-random", small)]                          # one input only
+    e = study.input_effect(pd.DataFrame(rows))
+    assert len(e) == 1 and e.loc[0, "train_stroke_hemispheres"] == 50 and e.loc[0, "n_test"] == 40
+    want = stats.delong(y, big["prob"], small["prob"])
+    assert e.loc[0, "auc_large"] == pytest.approx(want["auc1"]) and e.loc[0, "auc_small"] == pytest.approx(want["auc2"])
+    assert e.loc[0, "p"] == pytest.approx(want["p"]) and want["p"] < 0.05
+    assert study.input_said(e) == ("Of 1 comparisons of the two inputs (DeLong on the same test cases, p < 0.05, "
+                                   f"uncorrected), the larger input's test AUC differs for "
+                                   f"{study.SHORT['2d-tss45-random']} at 50 ({want['diff']:+.2f}, "
+                                   f"p = {want['p']:.3f}) training stroke hemispheres.")
+
+
+def test_two_inputs_tested_on_different_patients_are_refused_by_name(tmp_path):
+    y = np.r_[np.ones(5), np.zeros(5)]
+    a = pd.DataFrame({"patient_id": [f"p{i}" for i in range(10)], "target": y, "prob": y, "split": "test"})
+    b = a.assign(patient_id=[f"q{i}" for i in range(10)])
+    rows = [_write_run(tmp_path, 2, 50, "2d-tss45-transfer", a), _write_run(tmp_path, 4, 50, "2d-tss45-transfer", b)]
+    with pytest.raises(ValueError, match="2d-tss45-transfer at 50"):
+        study.input_effect(pd.DataFrame(rows))
+
+
+def test_the_input_sentence_names_the_models_that_never_differ():
+    e = pd.DataFrame({"experiment": ["2d-stroke-random", "2d-stroke-random", "2d-tss45-random"],
+                      "train_stroke_hemispheres": [100, 283, 283], "diff": [0.07, 0.06, -0.08],
+                      "p": [0.003, 0.036, 0.12]})
+    said = study.input_said(e)
+    assert "stroke detection at 100 (+0.07, p = 0.003) and 283 (+0.06, p = 0.036)" in said
+    assert said.endswith(f"and at no size for {study.SHORT['2d-tss45-random']}.")
+    assert study.input_said(e.assign(p=0.5)).endswith("differs in none.")
+    assert study.input_said(e.iloc[:0]) == ""

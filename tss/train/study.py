@@ -142,16 +142,69 @@ def table(root, n_boot: int = 1000) -> pd.DataFrame:
                      "experiment": s["experiment"], "seed": int(s["seed"]), **m,
                      "val_auc": s.get("val_auc_hemisphere" if s["phase"] == "stroke" else "val_auc_patient"),
                      "epochs": int(s["epochs"]),
-                     "best_epoch": int(s["best_epoch"]), "wall_seconds": float(s["wall_seconds"])})
+                     "best_epoch": int(s["best_epoch"]), "wall_seconds": float(s["wall_seconds"]),
+                     "run_dir": str(run_dir)})
     return pd.DataFrame(rows)
+
+
+def _test_predictions(run_dir: Path) -> pd.DataFrame:
+    seed = int(run_dir.parent.name.removeprefix("seed"))
+    pred = results.predictions(run_dir.parent.parent, run_dir.name, seed)
+    return pred[pred["split"] == "test"]
+
+
+def input_effect(t: pd.DataFrame) -> pd.DataFrame:
+    """The larger input against the smaller, per model of the figure and training-set size run at
+    both: the two test AUCs on the same test cases (patients; hemispheres for stroke detection), their
+    difference and DeLong's two-sided p. ``t`` is :func:`table`'s (its ``run_dir`` column)."""
+    cols = ["experiment", "train_stroke_hemispheres", "auc_large", "auc_small", "diff", "p", "n_test"]
+    ds = sorted(t["downsample"].unique()) if not t.empty else []
+    if len(ds) < 2:
+        return pd.DataFrame(columns=cols)
+    t = t[t["experiment"].isin(LABELS)]
+    big, small = t[t["downsample"] == ds[0]], t[t["downsample"] == ds[-1]]
+    both = big.merge(small, on=["experiment", "train_stroke_hemispheres"], suffixes=("_b", "_s"))
+    rows = []
+    for r in both.itertuples(index=False):
+        key = ["patient_id"] if Experiment.parse(r.experiment).phase != "stroke" else ["patient_id", "hemisphere"]
+        a, b = _test_predictions(Path(r.run_dir_b)), _test_predictions(Path(r.run_dir_s))
+        m = a.merge(b, on=key, suffixes=("_b", "_s"), validate="one_to_one")
+        if len(m) != len(a) or len(m) != len(b) or not (m["target_b"] == m["target_s"]).all():
+            raise ValueError(f"{r.experiment} at {r.train_stroke_hemispheres}: the two input sizes were "
+                             f"tested on different cases ({len(a)} and {len(b)}, {len(m)} in common)")
+        d = stats.delong(m["target_b"], m["prob_b"], m["prob_s"])
+        rows.append({"experiment": r.experiment, "train_stroke_hemispheres": r.train_stroke_hemispheres,
+                     "auc_large": d["auc1"], "auc_small": d["auc2"], "diff": d["diff"], "p": d["p"],
+                     "n_test": len(m)})
+    order = {n: i for i, n in enumerate(LABELS)}
+    return (pd.DataFrame(rows, columns=cols).sort_values(["experiment", "train_stroke_hemispheres"],
+                                                         key=lambda c: c.map(order) if c.name == "experiment" else c)
+            .reset_index(drop=True))
+
+
+def input_said(e: pd.DataFrame, alpha: float = 0.05) -> str:
+    """:func:`input_effect` in one sentence: the differences with DeLong's p below ``alpha``
+    (uncorrected, the number of comparisons said), per model; the models with none named as such."""
+    if e.empty:
+        return ""
+    sig = e[e["p"] < alpha]
+    parts = []
+    for name, g in sig.groupby("experiment", sort=False):
+        at = [f"{n} ({d:+.2f}, p = {p:.3f})" for n, d, p in zip(g["train_stroke_hemispheres"], g["diff"], g["p"])]
+        parts.append(f"for {SHORT[name]} at " + (", ".join(at[:-1]) + " and " if len(at) > 1 else "") + at[-1])
+    none = [SHORT[n] for n in e["experiment"].unique() if n not in set(sig["experiment"])]
+    said = (f"Of {len(e)} comparisons of the two inputs (DeLong on the same test cases, p < {alpha:g}, "
+            "uncorrected), the larger input's test AUC differs "
+            + ("; ".join(parts) + " training stroke hemispheres" if parts else "in none"))
+    if parts and none:
+        said += f", and at no size for {', '.join(none)}"
+    return said + "."
 
 
 def _metrics(run_dir: Path, n_boot: int) -> dict:
     """Test AUC with a stratified bootstrap 95% CI: per patient for TSS, per hemisphere for stroke
     detection (every synthetic patient has a stroke: only hemispheres have both classes)."""
-    seed = int(run_dir.parent.name.removeprefix("seed"))
-    pred = results.predictions(run_dir.parent.parent, run_dir.name, seed)
-    test = pred[pred["split"] == "test"]
+    test = _test_predictions(run_dir)
     y, p = test["target"].to_numpy(), test["prob"].to_numpy()
     auc = stats.auc_or_nan(y, p)
     lo, hi = (stats.bootstrap_ci(stats.auc, y, p, n_boot=n_boot, stratify=y) if not np.isnan(auc)
