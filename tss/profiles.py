@@ -53,7 +53,8 @@ MODEL = {
     "quick": ModelProfile(downsample_2d=4, downsample_3d=8, genesis_cube=(16, 16, 8)),
     # full: the paper's input; Models Genesis' cubes are 64 x 64 x 32, our volumes have 26 slices
     # lowres: both models at 56 x 28 (a 1 mL lesion is ~3 pixels across); the data-size study of the
-    # Training chapter measures the 2D chain at this size and at twice it (tss.train.study). Measured
+    # Training chapter measures the 2D chain at this size and at twice it (tss.train.study; twice the
+    # input detected stroke better and changed no TSS model significantly, so 2D stays here). Measured
     # here, training steps at batch 8 in bf16: 2D 20 hemispheres/s, 3D 7.6
     "lowres": ModelProfile(downsample_2d=4, downsample_3d=4, genesis_cube=(16, 32, 16)),
     "full": ModelProfile(downsample_2d=1, downsample_3d=1, genesis_cube=(16, 64, 64)),
