@@ -88,16 +88,20 @@ if not shown:
 # ## What the study decided for the `lowres` profile
 #
 # The `lowres` grid of the Results chapter trains its 2D models at 56 x 28. The study asked whether
-# that input, or the number of patients, is why the 2D transfer chain misses the paper. Its runs
-# above (one seed each) answer no to both:
+# that input, or the number of patients, is why the 2D transfer chain misses the paper. In these
+# runs (one seed per point: the spread between training runs, visible where a curve dips at 200,
+# is as large as some of the differences) the answer is no to both:
 #
 # - **Input.** Twice the input (112 x 56: four times the pixels, several times the minutes in the
-#   table's last column) detects stroke significantly better at two of the four sizes, as small
-#   lesions cover more pixels, but no TSS model differs significantly between the two inputs at any
-#   training-set size, and the transfer chain's test AUC stays under 0.5 at both. So the grid keeps 56 x 28 for 2D: the larger input would
-#   multiply its 2D time and move no TSS verdict.
-# - **Patients.** More training patients help stroke detection and the TSS model from random weights;
-#   they do not lift the transfer chain's test AUC above 0.5 at either input.
-# - What does explain the chain's failure in this cohort is in the Results chapter (*Why a TSS model
-#   can rank below chance*): its TSS models keep ranking patients as their stroke detector does, and
-#   in this cohort the more conspicuous lesion is the later one.
+#   table's last column) gave better stroke detection at three of the four sizes, nominally
+#   significant at two and at none after correcting for the comparisons made. No TSS model differs
+#   significantly between the two inputs at any size (85 test patients: the tests can miss a
+#   difference of 0.1), and the transfer chain's test AUC stays under 0.5 at both. So the grid keeps
+#   56 x 28 for 2D: the larger input would multiply its 2D time for no TSS result that the study
+#   can tell apart.
+# - **Patients.** At 56 x 28, more training patients help stroke detection and the TSS model from
+#   random weights; at 112 x 56 only stroke detection. At neither input do they lift the transfer
+#   chain's test AUC above 0.5.
+# - The Results chapter (*Why a TSS model can rank below chance*) offers an explanation the study
+#   cannot test: the chain's TSS models keep ranking patients as their stroke detector does, and in
+#   this cohort the more conspicuous lesion is the later one.

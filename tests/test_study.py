@@ -208,11 +208,12 @@ def test_sharing_a_run_waits_for_a_process_training_the_destination_and_then_lea
     assert got == [[]] and json.loads((dest / "summary.json").read_text()) == {"from": "grid"}
 
 
-def _write_run(root, d, n, experiment, frame):
-    run = root / f"{d}x" / f"n{n}" / "seed0" / experiment
+def _write_run(root, d, n, experiment, frame, seed=0):
+    run = root / f"{d}x" / f"n{n}" / f"seed{seed}" / experiment
     run.mkdir(parents=True)
     frame.to_csv(run / ("predictions.csv" if "stroke" in experiment else "patients.csv"), index=False)
-    return {"downsample": d, "train_stroke_hemispheres": n, "experiment": experiment, "run_dir": str(run)}
+    return {"downsample": d, "train_stroke_hemispheres": n, "experiment": experiment, "seed": seed,
+            "run_dir": str(run)}
 
 
 def test_the_two_inputs_are_compared_by_delong_on_the_same_test_patients_whatever_the_file_order(tmp_path):
@@ -230,10 +231,33 @@ def test_the_two_inputs_are_compared_by_delong_on_the_same_test_patients_whateve
     want = stats.delong(y, big["prob"], small["prob"])
     assert e.loc[0, "auc_large"] == pytest.approx(want["auc1"]) and e.loc[0, "auc_small"] == pytest.approx(want["auc2"])
     assert e.loc[0, "p"] == pytest.approx(want["p"]) and want["p"] < 0.05
-    assert study.input_said(e) == ("Of 1 comparisons of the two inputs (DeLong on the same test cases, p < 0.05, "
-                                   f"uncorrected), the larger input's test AUC differs for "
+    assert e.loc[0, "p_holm"] == pytest.approx(want["p"])  # one comparison: nothing to adjust
+    assert study.input_said(e) == ("The two inputs compared by DeLong's test on the same test cases, 1 comparison: "
+                                   "the larger input's test AUC differs at p < 0.05 before correction for "
                                    f"{study.SHORT['2d-tss45-random']} at 50 ({want['diff']:+.2f}, "
-                                   f"p = {want['p']:.3f}) training stroke hemispheres.")
+                                   f"p = {want['p']:.3f}, Holm {want['p']:.3f}) training stroke hemispheres. "
+                                   "After Holm's correction for the 1, 1 remains.")
+
+
+def test_stroke_detection_is_compared_per_hemisphere_and_each_seed_with_its_own(tmp_path):
+    rng = np.random.default_rng(4)
+    pts = [f"p{i:02d}" for i in range(30)]
+    hemi = pd.DataFrame({"patient_id": np.repeat(pts, 2), "hemisphere": ["left", "right"] * 30,
+                         "target": [1.0, 0.0] * 30, "split": "test"})
+    rows, want = [], {}
+    for seed in (0, 1):
+        big = hemi.assign(prob=hemi["target"] + rng.normal(0, 1 + seed, 60))
+        small = hemi.assign(prob=rng.random(60))
+        rows += [_write_run(tmp_path, 2, 50, "2d-stroke-random", big, seed),
+                 _write_run(tmp_path, 4, 50, "2d-stroke-random", small.sample(frac=1, random_state=seed), seed)]
+        want[seed] = stats.delong(hemi["target"], big["prob"], small["prob"])
+    e = study.input_effect(pd.DataFrame(rows))
+    assert list(e["seed"]) == [0, 1] and list(e["n_test"]) == [60, 60]  # not seed 0 against seed 1
+    for seed in (0, 1):
+        assert e.loc[seed, "auc_large"] == pytest.approx(want[seed]["auc1"])
+        assert e.loc[seed, "auc_small"] == pytest.approx(want[seed]["auc2"])
+    holm = np.minimum(1, np.maximum.accumulate(np.sort(e["p"]) * [2, 1]))
+    assert np.sort(e["p_holm"]) == pytest.approx(holm)
 
 
 def test_two_inputs_tested_on_different_patients_are_refused_by_name(tmp_path):
@@ -243,14 +267,20 @@ def test_two_inputs_tested_on_different_patients_are_refused_by_name(tmp_path):
     rows = [_write_run(tmp_path, 2, 50, "2d-tss45-transfer", a), _write_run(tmp_path, 4, 50, "2d-tss45-transfer", b)]
     with pytest.raises(ValueError, match="2d-tss45-transfer at 50"):
         study.input_effect(pd.DataFrame(rows))
+    rows = [_write_run(tmp_path, 2, 100, "2d-tss45-transfer", a),
+            _write_run(tmp_path, 4, 100, "2d-tss45-transfer", a.assign(target=1 - y))]  # same patients, other labels
+    with pytest.raises(ValueError, match="2d-tss45-transfer at 100.*targets differ"):
+        study.input_effect(pd.DataFrame(rows))
 
 
-def test_the_input_sentence_names_the_models_that_never_differ():
+def test_the_input_sentence_names_the_models_that_never_differ_and_what_survives_correction():
     e = pd.DataFrame({"experiment": ["2d-stroke-random", "2d-stroke-random", "2d-tss45-random"],
                       "train_stroke_hemispheres": [100, 283, 283], "diff": [0.07, 0.06, -0.08],
-                      "p": [0.003, 0.036, 0.12]})
+                      "p": [0.003, 0.036, 0.12], "p_holm": [0.009, 0.072, 0.12]})
     said = study.input_said(e)
-    assert "stroke detection at 100 (+0.07, p = 0.003) and 283 (+0.06, p = 0.036)" in said
-    assert said.endswith(f"and at no size for {study.SHORT['2d-tss45-random']}.")
-    assert study.input_said(e.assign(p=0.5)).endswith("differs in none.")
+    assert "stroke detection at 100 (+0.07, p = 0.003, Holm 0.009) and 283 (+0.06, p = 0.036, Holm 0.072)" in said
+    assert said.endswith(f"and at no size for {study.SHORT['2d-tss45-random']}. "
+                         "After Holm's correction for the 3, 1 remains.")
+    assert study.input_said(e.assign(p=0.5, p_holm=0.5)).endswith("differs at p < 0.05 before correction in none.")
+    assert study.input_said(e.assign(p_holm=0.2)).endswith("none remains.")
     assert study.input_said(e.iloc[:0]) == ""

@@ -154,50 +154,64 @@ def _test_predictions(run_dir: Path) -> pd.DataFrame:
 
 
 def input_effect(t: pd.DataFrame) -> pd.DataFrame:
-    """The larger input against the smaller, per model of the figure and training-set size run at
-    both: the two test AUCs on the same test cases (patients; hemispheres for stroke detection), their
-    difference and DeLong's two-sided p. ``t`` is :func:`table`'s (its ``run_dir`` column)."""
-    cols = ["experiment", "train_stroke_hemispheres", "auc_large", "auc_small", "diff", "p", "n_test"]
+    """The largest input against the smallest (other input sizes are left out), per model of the
+    figure, training-set size and seed run at both: the two test AUCs on the same test cases
+    (patients; hemispheres for stroke detection, taken as independent though they come in pairs),
+    their difference, DeLong's two-sided p and Holm's adjustment of it over all the rows.
+    ``t`` is :func:`table`'s (its ``run_dir`` column)."""
+    from statsmodels.stats.multitest import multipletests
+
+    keys = ["experiment", "train_stroke_hemispheres", "seed"]
+    cols = keys + ["auc_large", "auc_small", "diff", "p", "p_holm", "n_test"]
     ds = sorted(t["downsample"].unique()) if not t.empty else []
     if len(ds) < 2:
         return pd.DataFrame(columns=cols)
     t = t[t["experiment"].isin(LABELS)]
-    big, small = t[t["downsample"] == ds[0]], t[t["downsample"] == ds[-1]]
-    both = big.merge(small, on=["experiment", "train_stroke_hemispheres"], suffixes=("_b", "_s"))
+    both = t[t["downsample"] == ds[0]].merge(t[t["downsample"] == ds[-1]], on=keys, suffixes=("_b", "_s"))
     rows = []
     for r in both.itertuples(index=False):
+        name = f"{r.experiment} at {r.train_stroke_hemispheres} (seed {r.seed})"
         key = ["patient_id"] if Experiment.parse(r.experiment).phase != "stroke" else ["patient_id", "hemisphere"]
         a, b = _test_predictions(Path(r.run_dir_b)), _test_predictions(Path(r.run_dir_s))
-        m = a.merge(b, on=key, suffixes=("_b", "_s"), validate="one_to_one")
+        if a.duplicated(key).any() or b.duplicated(key).any():
+            raise ValueError(f"{name}: a test case appears twice in a run's predictions")
+        m = a.merge(b, on=key, suffixes=("_b", "_s"))
         if len(m) != len(a) or len(m) != len(b) or not (m["target_b"] == m["target_s"]).all():
-            raise ValueError(f"{r.experiment} at {r.train_stroke_hemispheres}: the two input sizes were "
-                             f"tested on different cases ({len(a)} and {len(b)}, {len(m)} in common)")
+            raise ValueError(f"{name}: the two input sizes were tested on different cases "
+                             f"({len(a)} and {len(b)}, {len(m)} in common, or their targets differ)")
         d = stats.delong(m["target_b"], m["prob_b"], m["prob_s"])
         rows.append({"experiment": r.experiment, "train_stroke_hemispheres": r.train_stroke_hemispheres,
-                     "auc_large": d["auc1"], "auc_small": d["auc2"], "diff": d["diff"], "p": d["p"],
-                     "n_test": len(m)})
+                     "seed": r.seed, "auc_large": d["auc1"], "auc_small": d["auc2"], "diff": d["diff"],
+                     "p": d["p"], "n_test": len(m)})
+    out = pd.DataFrame(rows, columns=[c for c in cols if c != "p_holm"])
+    out["p_holm"] = multipletests(out["p"], method="holm")[1] if len(out) else []
     order = {n: i for i, n in enumerate(LABELS)}
-    return (pd.DataFrame(rows, columns=cols).sort_values(["experiment", "train_stroke_hemispheres"],
-                                                         key=lambda c: c.map(order) if c.name == "experiment" else c)
+    return (out[cols].sort_values(keys, key=lambda c: c.map(order) if c.name == "experiment" else c)
             .reset_index(drop=True))
 
 
 def input_said(e: pd.DataFrame, alpha: float = 0.05) -> str:
-    """:func:`input_effect` in one sentence: the differences with DeLong's p below ``alpha``
-    (uncorrected, the number of comparisons said), per model; the models with none named as such."""
+    """:func:`input_effect` in one sentence: the differences with DeLong's p below ``alpha`` before
+    correction, each with its Holm-adjusted p; the models with none named as such."""
     if e.empty:
         return ""
     sig = e[e["p"] < alpha]
     parts = []
     for name, g in sig.groupby("experiment", sort=False):
-        at = [f"{n} ({d:+.2f}, p = {p:.3f})" for n, d, p in zip(g["train_stroke_hemispheres"], g["diff"], g["p"])]
+        at = [f"{n} ({d:+.2f}, p = {p:.3f}, Holm {h:.3f})"
+              for n, d, p, h in zip(g["train_stroke_hemispheres"], g["diff"], g["p"], g["p_holm"])]
         parts.append(f"for {SHORT[name]} at " + (", ".join(at[:-1]) + " and " if len(at) > 1 else "") + at[-1])
     none = [SHORT[n] for n in e["experiment"].unique() if n not in set(sig["experiment"])]
-    said = (f"Of {len(e)} comparisons of the two inputs (DeLong on the same test cases, p < {alpha:g}, "
-            "uncorrected), the larger input's test AUC differs "
+    n = len(e)
+    said = (f"The two inputs compared by DeLong's test on the same test cases, {n} comparison{'s' * (n > 1)}: "
+            f"the larger input's test AUC differs at p < {alpha:g} before correction "
             + ("; ".join(parts) + " training stroke hemispheres" if parts else "in none"))
     if parts and none:
         said += f", and at no size for {', '.join(none)}"
+    if parts:
+        kept = int((e["p_holm"] < alpha).sum())
+        said += (f". After Holm's correction for the {n}, " + (f"{kept} remain{'s' * (kept == 1)}" if kept
+                 else "none remains"))
     return said + "."
 
 
