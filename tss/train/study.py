@@ -293,8 +293,8 @@ def pivot(t: pd.DataFrame) -> pd.DataFrame:
 
 def findings(t: pd.DataFrame) -> list[str]:
     """What the study's table says, in sentences computed from it: per input size, each model's test
-    AUC at the smallest and the largest training-set size run; then, per model, the larger input
-    against the smaller at every training-set size run at both."""
+    AUC at the smallest and the largest training-set size run (the inputs are compared, with tests,
+    by :func:`input_effect`)."""
     if t.empty:
         return []
     t = t[t["experiment"].isin(LABELS)]
@@ -310,19 +310,5 @@ def findings(t: pd.DataFrame) -> list[str]:
                 parts.append(f"{label} {a['test_auc']:.2f} → {b['test_auc']:.2f}{span}")
         if parts:
             out.append(f"At {g['input'].iloc[0]}, from {n.min()} to {n.max()} training stroke hemispheres: "
-                       + "; ".join(parts) + ".")
-    ds = sorted(t["downsample"].unique())
-    if len(ds) >= 2:
-        big, small = t[t["downsample"] == ds[0]], t[t["downsample"] == ds[-1]]
-        parts = []
-        for name, label in SHORT.items():
-            both = big[big["experiment"] == name].merge(small[small["experiment"] == name],
-                                                        on="train_stroke_hemispheres", suffixes=("_b", "_s"))
-            if not both.empty:
-                both = both.sort_values("train_stroke_hemispheres")
-                parts.append(f"{label} " + ", ".join(f"{a:.2f} vs {b:.2f} at {n}" for n, a, b in zip(
-                    both["train_stroke_hemispheres"], both["test_auc_b"], both["test_auc_s"])))
-        if parts:
-            out.append(f"{big['input'].iloc[0]} against {small['input'].iloc[0]}, at the sizes run at both: "
                        + "; ".join(parts) + ".")
     return out
