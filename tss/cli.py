@@ -122,7 +122,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
                     profile=args.profile, downsamples=args.downsample, sizes=sizes, experiments=exps,
                     seed=args.seed, device="cuda" if torch.cuda.is_available() else "cpu",
                     grid_root=None if args.out else where.runs)
-    print(study.table(root).to_string(index=False))
+    print(study.pivot(study.table(root)).to_string(index=False))  # as the book's table
     return 0
 
 
