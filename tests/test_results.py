@@ -233,7 +233,7 @@ def test_a_model_reaches_the_papers_auc_when_above_it_or_when_its_interval_holds
         {"experiment": "above", "status": "ok", "auc": 0.93, "auc_lo": 0.90, "auc_hi": 0.96, "n": 170,
          "level": "hemisphere", "n_seeds": 1},
         {"experiment": "holds", "status": "ok", "auc": 0.85, "auc_lo": 0.78, "auc_hi": 0.91, "n": 85,
-         "level": "patient", "n_seeds": 2},
+         "level": "patient", "n_seeds": 2, "auc_seeds_mean": 0.812, "auc_seeds_sd": 0.049},
         {"experiment": "below", "status": "ok", "auc": 0.70, "auc_lo": 0.60, "auc_hi": 0.80, "n": 85,
          "level": "patient", "n_seeds": 1},
         {"experiment": "skipped", "status": "no weights", "auc": np.nan, "auc_lo": np.nan, "auc_hi": np.nan, "n": 0,
@@ -242,6 +242,8 @@ def test_a_model_reaches_the_papers_auc_when_above_it_or_when_its_interval_holds
     assert results.reaches_paper(by, "above", 0.89)["verdict"] == "reproduced"
     holds = results.reaches_paper(by, "holds", 0.89)
     assert holds["verdict"] == "reproduced" and holds["seeds"] == 2 and "85 test patients" in holds["ours"]
+    assert holds["ours"].endswith("2 seeds: 0.81 ± 0.05")  # the second seed's spread beside the first's verdict
+    assert "seeds:" not in results.reaches_paper(by, "above", 0.89)["ours"]
     assert results.reaches_paper(by, "below", 0.89)["verdict"].startswith("not reproduced")
     assert results.reaches_paper(by, "skipped", 0.89)["verdict"] == "not run"
     assert results.reaches_paper(by, "absent", 0.89) == {"ours": "not run", "verdict": "not run", "seeds": 0}

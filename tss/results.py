@@ -513,8 +513,11 @@ def reaches_paper(by: pd.DataFrame, experiment: str, paper_auc: float) -> dict:
         return {"ours": "not run", "verdict": "not run", "seeds": 0}
     r = by.loc[experiment]
     ok = r["auc_lo"] <= paper_auc <= r["auc_hi"] or r["auc"] >= paper_auc
-    return {"ours": f"{stats.with_ci(r['auc'], (r['auc_lo'], r['auc_hi']))} ({r['n']:.0f} test {r.get('level', 'patient')}s)",
-            "verdict": "reproduced" if ok else "not reproduced (below the paper's value)", "seeds": int(r["n_seeds"])}
+    ours = f"{stats.with_ci(r['auc'], (r['auc_lo'], r['auc_hi']))} ({r['n']:.0f} test {r.get('level', 'patient')}s)"
+    if r["n_seeds"] > 1:  # the verdict is the first seed's; the others' spread beside it
+        ours += f"; {r['n_seeds']:.0f} seeds: {r['auc_seeds_mean']:.2f} ± {r['auc_seeds_sd']:.2f}"
+    return {"ours": ours, "verdict": "reproduced" if ok else "not reproduced (below the paper's value)",
+            "seeds": int(r["n_seeds"])}
 
 
 def compare_claim(runs_root, better: str, worse: str) -> dict:
