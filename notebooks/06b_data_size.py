@@ -72,7 +72,9 @@ for p in shown:
             .format(stats.ci_below, subset=aucs)
             .set_table_styles([{"selector": "td, th", "props": "padding: 0.15em 0.6em; font-size: 0.85em"},
                                {"selector": "td", "props": "white-space: nowrap"}]))
-    said = study.findings(t) + [s for s in [study.input_said(study.input_effect(t))] if s]
+    said = study.findings(t)
+    if by_input := study.input_said(study.input_effect(t)):  # "" with one input size
+        said.append(by_input)
     if said:
         display(Markdown("What the runs say (test AUC, read from the table; one seed each, so a difference "
                          "smaller than the CIs above is not evidence):\n\n" + "\n".join(f"- {s}" for s in said)))

@@ -327,15 +327,22 @@ def paper_gain_claims(tolerance_pct: float = 0.3) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def case_key(experiment: str) -> list[str]:
+    """The columns that name one case of an experiment's predictions (:func:`predictions`)."""
+    return ["patient_id", "hemisphere"] if Experiment.parse(experiment).phase == "stroke" else ["patient_id"]
+
+
+def paired(a: pd.DataFrame, b: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """Two runs' test rows side by side on the cases both have (``b``'s columns suffixed ``_b``)."""
+    return a.query("split == 'test'").merge(b.query("split == 'test'"), on=case_key(experiment), suffixes=("", "_b"))
+
+
 def delong_vs(runs_root, experiment: str, baseline: str) -> dict:
     """DeLong's test of two experiments' test AUCs on their shared test cases (first seed of each)."""
     s1, s2 = seeds(runs_root, experiment), seeds(runs_root, baseline)
     if not s1 or not s2:
         return {"p": np.nan}
-    key = ["patient_id", "hemisphere"] if Experiment.parse(experiment).phase == "stroke" else ["patient_id"]
-    a = predictions(runs_root, experiment, s1[0]).query("split == 'test'")
-    b = predictions(runs_root, baseline, s2[0]).query("split == 'test'")
-    both = a.merge(b, on=key, suffixes=("", "_b"))
+    both = paired(predictions(runs_root, experiment, s1[0]), predictions(runs_root, baseline, s2[0]), experiment)
     try:
         return stats.delong(both["target"], both["prob"], both["prob_b"])
     except ValueError as e:

@@ -171,15 +171,15 @@ def input_effect(t: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in both.itertuples(index=False):
         name = f"{r.experiment} at {r.train_stroke_hemispheres} (seed {r.seed})"
-        key = ["patient_id"] if Experiment.parse(r.experiment).phase != "stroke" else ["patient_id", "hemisphere"]
+        key = results.case_key(r.experiment)
         a, b = _test_predictions(Path(r.run_dir_b)), _test_predictions(Path(r.run_dir_s))
         if a.duplicated(key).any() or b.duplicated(key).any():
             raise ValueError(f"{name}: a test case appears twice in a run's predictions")
-        m = a.merge(b, on=key, suffixes=("_b", "_s"))
-        if len(m) != len(a) or len(m) != len(b) or not (m["target_b"] == m["target_s"]).all():
+        m = results.paired(a, b, r.experiment)
+        if len(m) != len(a) or len(m) != len(b) or not (m["target"] == m["target_b"]).all():
             raise ValueError(f"{name}: the two input sizes were tested on different cases "
                              f"({len(a)} and {len(b)}, {len(m)} in common, or their targets differ)")
-        d = stats.delong(m["target_b"], m["prob_b"], m["prob_s"])
+        d = stats.delong(m["target"], m["prob"], m["prob_b"])
         rows.append({"experiment": r.experiment, "train_stroke_hemispheres": r.train_stroke_hemispheres,
                      "seed": r.seed, "auc_large": d["auc1"], "auc_small": d["auc2"], "diff": d["diff"],
                      "p": d["p"], "n_test": len(m)})
