@@ -12,7 +12,7 @@ LOCK := requirements.lock
 # profile is decided lazily (needs torch from the venv)
 PROFILE_CMD = $${PROFILE:-$$($(PY) -m tss default-profile)}
 
-NOTEBOOKS := 01_cohort 02_preprocessing 03_models 04_training_pretrain 05_training_tss 06_training_attention 06b_data_size 07_baseline_lee 08_results 09_gradcam 10_reproduction 11_provenance
+NOTEBOOKS := 01_cohort 02_preprocessing 03_models 04_training_pretrain 05_training_tss 06_training_attention 06b_data_size 06c_clock 07_baseline_lee 08_results 09_gradcam 10_reproduction 11_provenance
 GENERATED := book/generated
 
 .PHONY: setup lock test book cohort notebooks html check-book check-colab bench clean help

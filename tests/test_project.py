@@ -93,3 +93,16 @@ def test_synth_and_preprocess_take_a_profiles_folders_or_say_what_is_missing(mon
         cli.main(["preprocess"])
     with pytest.raises(SystemExit, match="give --profile, or --out"):
         cli.main(["synth", "--n", "5"])
+
+
+def test_a_page_shows_the_largest_profile_that_has_its_files(tmp_path):
+    from tss.project import largest_with
+
+    (tmp_path / "pyproject.toml").write_text("")
+    assert largest_with("audit/native.csv", tmp_path) is None
+    for p in ("quick", "lowres"):
+        (tmp_path / "results" / p / "audit").mkdir(parents=True)
+        (tmp_path / "results" / p / "audit" / "native.csv").write_text("patient_id\n")
+    assert largest_with("audit/native.csv", tmp_path) == "lowres"
+    (tmp_path / "results" / "full" / "clock" / "seed0" / "x").mkdir(parents=True)  # a folder, no finished run
+    assert largest_with("clock/seed*/*/summary.json", tmp_path) is None

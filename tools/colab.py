@@ -56,6 +56,7 @@ PAGES = {
     "05_training_tss": ("04_training", {"phases": "tss3,tss45"}),
     "06_training_attention": ("04_training", {"phases": "attention"}),
     "06b_data_size": ("06b_data_size", {}),
+    "06c_clock": ("06c_clock", {}),
     "07_baseline_lee": ("07_baseline_lee", {}),
     "08_results": ("08_results", {}),
     "09_gradcam": ("09_gradcam", {}),
@@ -75,6 +76,7 @@ NEEDS = {
     "05_training_tss": [_COHORT, _PREP, ["train", "--phases", "genesis,medical,stroke"]],
     "06_training_attention": [_COHORT, _PREP, ["train", "--phases", "genesis,medical,stroke,tss3,tss45"]],
     "06b_data_size": [_COHORT, _PREP],
+    "06c_clock": [_COHORT, _PREP],
     "07_baseline_lee": [_COHORT, _PREP],
 }
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tss {synth,validate,preprocess,train,study,results,default-profile}``."""
+"""Command line: ``python -m tss {synth,validate,preprocess,train,study,audit,clock,results,default-profile}``."""
 
 from __future__ import annotations
 
@@ -126,6 +126,63 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import torch
+
+    from tss import audit, manifest, profiles, project
+
+    profiles.check(args.profile)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    where = project.paths(args.profile)
+    cache, cohort = args.cache or where.cache, args.cohort or where.cohort
+    audit.run(cache, cohort, where.audit)
+    if args.probes:
+        audit.run_probes(cache, where.runs, where.audit, args.profile,
+                         device="cuda" if torch.cuda.is_available() else "cpu")
+    man = manifest.load_cohort(cohort, check=False).table
+    latent = where.results / "cohort" / "latent.csv"
+    sc = audit.scores(where.audit, man, pd_read(latent), where.runs, audit.TRAINED, lee=where.results / "baselines" / "lee")
+    t = audit.table(sc, n_boot=args.n_boot)
+    print(t.assign(auc=t["auc"].round(3), lo=t["lo"].round(2), hi=t["hi"].round(2)).to_string(index=False))
+    return 0
+
+
+def pd_read(path):
+    import pandas as pd
+
+    return pd.read_csv(path) if Path(path).exists() else None
+
+
+def _cmd_clock(args: argparse.Namespace) -> int:
+    import torch
+
+    from tss import profiles, project
+    from tss.train import Hemispheres, clock
+
+    profiles.check(args.profile)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    where = project.paths(args.profile)
+    recipes = clock.check_names(args.recipes, clock.RECIPES, "recipe")
+    inits = clock.check_names(args.inits, ("transfer", "random"), "init")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.planted:  # the positive control: profile-independent, minutes
+        clock.run_planted(where.planted, recipes, seeds=args.seeds, device=device)
+        print(clock.pivot(clock.table(where.planted, n_boot=args.n_boot)).drop(columns="what the recipe changes")
+              .to_string(index=False))
+        return 0
+    for arch in clock.check_names(args.archs, profiles.ARCHS, "architecture"):
+        cohort = Hemispheres.load(args.cache or where.cache, profiles.MODEL[args.profile].downsample(arch), device)
+        clock.run_variants(cohort, where.clock, where.runs, args.profile, arch, seeds=args.seeds,
+                           inits=inits, recipes=recipes)
+        del cohort
+    t = clock.table(where.clock, n_boot=args.n_boot)
+    if not t.empty:
+        print(clock.pivot(t).drop(columns="what the recipe changes").to_string(index=False))
+    return 0
+
+
 def _cmd_results(args: argparse.Namespace) -> int:
     from tss import profiles, project, reproduction, results
 
@@ -225,6 +282,33 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default)")
     st.set_defaults(func=_cmd_study)
+
+    au = sub.add_parser("audit", help="where the clock goes: TSS < 4.5 h told from the latent truth, the native "
+                                      "images, template space, the model input, frozen features and the trained "
+                                      "models (a synthetic cohort; cached)")
+    au.add_argument("--profile", default="lowres")
+    au.add_argument("--cache", type=Path, help="processed cohort (default: the profile's)")
+    au.add_argument("--cohort", type=Path, help="the synthetic cohort folder (default: the profile's)")
+    au.add_argument("--probes", action="store_true", help="also probe the frozen features of the networks "
+                                                          "whose weights are here (step 5)")
+    au.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default)")
+    au.add_argument("--n-boot", type=int, default=1000)
+    au.set_defaults(func=_cmd_audit)
+
+    ck = sub.add_parser("clock", help="the TSS phases under other training recipes, one factor at a time "
+                                      "(results/<profile>/clock; cached, resumable)")
+    ck.add_argument("--profile", default="lowres")
+    ck.add_argument("--archs", default="2d", help="comma-separated: 2d,3d")
+    ck.add_argument("--recipes", default="all", help="all, or comma-separated recipes (tss.train.config.RECIPES)")
+    ck.add_argument("--inits", default="transfer,random", help="transfer, random or both")
+    ck.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ck.add_argument("--planted", action="store_true", help="train the recipes on the planted cohort instead "
+                                                          "(a FLAIR-bright lesion after 4.5 h: the positive control; "
+                                                          "results/planted)")
+    ck.add_argument("--cache", type=Path, help="processed cohort (default: the profile's)")
+    ck.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default)")
+    ck.add_argument("--n-boot", type=int, default=1000)
+    ck.set_defaults(func=_cmd_clock)
 
     r = sub.add_parser("results", help="Table 2, the gains, the TSS models against their detector and the "
                                        "claims table of a profile's runs, as CSV (what the Results and "

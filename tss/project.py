@@ -91,6 +91,22 @@ class ProfilePaths:
         return self.results / "study"
 
     @property
+    def clock(self) -> Path:
+        """The TSS phases under other training recipes: ``results/<profile>/clock`` (a RunTree)."""
+        return self.results / "clock"
+
+    @property
+    def planted(self) -> Path:
+        """The TSS phases on the planted cohort (the positive control): ``results/planted`` (a RunTree;
+        profile-independent, like ``bench``)."""
+        return self.results_root / "planted"
+
+    @property
+    def audit(self) -> Path:
+        """Where the clock's signal goes along the data flow: ``results/<profile>/audit``."""
+        return self.results / "audit"
+
+    @property
     def bench(self) -> Path:
         """``results/bench``: what ``make bench`` measured (profile-independent)."""
         return self.results_root / "bench"
@@ -109,3 +125,12 @@ def paths(profile: str, base: str | Path | None = None) -> ProfilePaths:
     """The folders of ``profile`` under ``base`` (default: :func:`root`)."""
     profiles.check(profile)
     return ProfilePaths(profile, Path(base).resolve() if base is not None else root())
+
+
+def largest_with(pattern: str, base: str | Path | None = None) -> str | None:
+    """The largest profile (:data:`tss.profiles.BY_SIZE`: full, lowres, quick) with a file matching the
+    glob ``pattern`` under its ``results/<profile>/``, or None: which profile a page shows."""
+    for p in profiles.BY_SIZE:
+        if any(paths(p, base).results.glob(pattern)):
+            return p
+    return None

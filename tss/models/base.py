@@ -19,6 +19,7 @@ class PartsModel(nn.Module):
     STAGES: tuple[str, ...] = ()     # the trunk's parts in the order forward() runs them
     EARLY: tuple[str, ...] = ()      # the paper's frozen early layers (phases 2-3)
     ATTENTION: tuple[str, ...] = ()  # what phase 4 fine-tunes
+    PROBE: tuple[str, ...] = ()      # what a linear probe trains (the head, and the 2D slice weights)
 
     def __init__(self):
         super().__init__()

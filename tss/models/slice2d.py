@@ -43,6 +43,7 @@ class SliceAttentionNet(PartsModel):
     HEAD = ("fc",)
     EARLY = ("stem", "layer1")   # conv1 (+ its batch norm) and conv2_x, He et al. Table 1
     ATTENTION = ("attention",)
+    PROBE = ("fc", "slice_weights")
     STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
     def __init__(self, n_slices: int = 26, in_channels: int = 3):

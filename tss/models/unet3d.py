@@ -95,6 +95,7 @@ class Attention3DNet(PartsModel):
     HEAD = ("fc",)
     EARLY = ("down1", "down2")   # the first two levels of the down path
     ATTENTION = ("attention",)
+    PROBE = ("fc",)
     STAGES = ("down1", "down2", "down3", "down4")
 
     def __init__(self, in_channels: int = 3):

@@ -70,6 +70,29 @@ class Hemispheres:
         raise ValueError(f"no hemisphere labels for task {task!r}")
 
 
+def augment(x: torch.Tensor, gen: torch.Generator, degrees: float = 5.0, scale: float = 0.05,
+            shift: float = 0.03, gain: float = 0.1) -> torch.Tensor:
+    """A random small in-plane affine (rotation within +-``degrees``, zoom within +-``scale``, shift
+    within +-``shift`` of the slice; the same for every slice of a hemisphere) and one intensity gain
+    per hemisphere and channel within 1 +- ``gain``, for a batch (B, C, S, H, W). A gain multiplies a
+    whole channel, so the lesion/normal ratios that carry the clock are kept; no flips (hemispheres
+    are aligned, midline on one side). Random numbers from ``gen`` on the host."""
+    B, C, S, H, W = x.shape
+    u = (torch.rand(B, 5, generator=gen) * 2 - 1).to(x.device)
+    ang = u[:, 0] * degrees * torch.pi / 180
+    zoom = 1 + u[:, 1] * scale
+    theta = torch.zeros(B, 2, 3, device=x.device)
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(ang) / zoom, -torch.sin(ang) / zoom
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(ang) / zoom, torch.cos(ang) / zoom
+    theta[:, :, 2] = u[:, 2:4] * 2 * shift
+    grid = F.affine_grid(theta.repeat_interleave(S, 0), (B * S, C, H, W), align_corners=False)
+    flat = x.permute(0, 2, 1, 3, 4).reshape(B * S, C, H, W).float()
+    moved = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    moved = moved.reshape(B, S, C, H, W).permute(0, 2, 1, 3, 4)
+    g = 1 + (torch.rand(B, C, generator=gen) * 2 - 1).to(x.device) * gain
+    return (moved * g[:, :, None, None, None]).to(x.dtype)
+
+
 def add_tumour(h: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A tumour-like mass in one hemisphere (3, Z, Y, X) in [0, 1]: returns (image, mask (Z, Y, X)).
 

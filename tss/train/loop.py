@@ -26,7 +26,7 @@ from .. import precision, profiles, provenance, stats
 from ..atomic import atomic_path, cached, content_key, exclusive, write_text
 from ..models import load_imagenet, load_matching
 from .config import Experiment
-from .data import Hemispheres, patient_predictions
+from .data import Hemispheres, augment, patient_predictions
 from .tasks import task_for
 
 TRAIN_VERSION = "5"  # 2: batch-norm statistics recomputed before each evaluation; 3: vectorised Genesis
@@ -48,10 +48,10 @@ def _key(obj) -> str:
     return content_key(obj)
 
 
-def _adabound(params, lr: float, final_lr: float):
+def _adabound(params, lr: float, final_lr: float, weight_decay: float = 0.0):
     import adabound
 
-    return adabound.AdaBound(params, lr=lr, final_lr=final_lr)
+    return adabound.AdaBound(params, lr=lr, final_lr=final_lr, weight_decay=weight_decay)
 
 
 def _quiet_step(opt, scaler: torch.amp.GradScaler) -> None:
@@ -91,9 +91,11 @@ class Run:
                  model_profile: profiles.ModelProfile | None = None):
         self.exp, self.cohort, self.profile, self.seed = exp, cohort, profiles.check(profile), seed
         self.spec = exp.spec
+        self.recipe = exp.training  # the paper's, or a variant of the TSS phases (tss.train.config.RECIPES)
         self.task = task_for(self.spec.task, exp.arch)  # what differs between phases: data, model, loss, score
         self.tp, self.mp = train_profile or profiles.TRAIN[profile], model_profile or profiles.MODEL[profile]
         self.max_epochs = max_epochs or self.tp.max_epochs
+        self.patience = self.recipe.patience or self.tp.patience
         self.root = Path(out_root)
         self.dir = self.root / exp.name
         self.device = cohort.device
@@ -101,7 +103,8 @@ class Run:
         self.precision = precision.for_data(cohort.x)
         self.progress = progress
         # frozen leading stages run once per hemisphere, not every step (same numbers: tested)
-        self.cache_frozen, self._enc, self._pos = cache_frozen, None, None
+        # (not under augmentation: the frozen stages then see a new input every step)
+        self.cache_frozen, self._enc, self._pos = cache_frozen and not self.recipe.augment, None, None
         src = exp.source()
         self.source_dir = self.root / src if src else None
         source_key = None
@@ -128,8 +131,10 @@ class Run:
                 raise SourceMissing(f"{self.exp.name} starts from {self.source_dir.name}, which finished but whose "
                                     f"weights are not here (no best.pt: only its result files were kept); delete "
                                     f"{self.source_dir} and run again to retrain it")
-            # phase 4 continues the same task: keep phase 3's output layer; other phases learn a new head
-            report = load_matching(m, self.source_dir / "best.pt", skip=() if self.exp.phase == "attention" else None)
+            # phase 4 continues the same task, and LP-FT its linear probe: keep the source's output layer;
+            # other phases learn a new head
+            keep_head = self.exp.phase == "attention" or self.recipe.start_from is not None
+            report = load_matching(m, self.source_dir / "best.pt", skip=() if keep_head else None)
             if not report.loaded:
                 raise RuntimeError(f"{self.exp.name}: nothing loaded from {self.source_dir.name}: {report}")
         frozen = self.exp.frozen()
@@ -137,6 +142,8 @@ class Run:
             m.freeze(m.EARLY)
         elif frozen == "all-but-attention":
             m.train_only(m.ATTENTION)
+        elif frozen == "all-but-head":  # a linear probe of the source's features
+            m.train_only(m.PROBE)
         m = m.to(self.device)
         if self.exp.arch == "3d" and self.device.type == "cpu":
             # measured on this CPU family (benchmarks/bench_channels_last.py): 3D training steps x1.16
@@ -191,6 +198,8 @@ class Run:
     def _loss(self, model, xb, yb, gen=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, whether every output is finite); both stay on the device (no sync per step)."""
         xb, target = self.task.batch(xb, yb, gen)
+        if self.recipe.augment and isinstance(xb, torch.Tensor):
+            xb = augment(xb, gen)
         with self._autocast():
             out = model(xb)
         out = out.float()
@@ -263,7 +272,8 @@ class Run:
         write_text(self.dir / "config.json", json.dumps({**self.config, "key": self.key}, indent=1, default=str))
         model, report = self._model()
         trainable = [p for p in model.parameters() if p.requires_grad]
-        opt = _adabound(trainable, self.spec.lr, self.spec.final_lr)
+        r = self.recipe
+        opt = _adabound(trainable, self.spec.lr * r.lr_scale, self.spec.final_lr * r.lr_scale, r.weight_decay)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.scaler)
         gen = torch.Generator().manual_seed(self.seed)
         # fixed synthetic evaluation sets, and a fixed tumour training set, from their own seeds
@@ -275,7 +285,7 @@ class Run:
         self._encode_frozen(model)
         bar = tqdm(total=self.max_epochs, initial=state["epoch"], desc=self.exp.name, unit="epoch",
                    disable=not self.progress, leave=False)
-        while state["epoch"] < self.max_epochs and state["bad"] < self.tp.patience:
+        while state["epoch"] < self.max_epochs and state["bad"] < self.patience:
             t0 = time.perf_counter()
             if self.task.fresh_each_epoch:  # Genesis: a new draw of sub-volumes every epoch
                 x, y = self._examples("train", self.tp.genesis_cubes, gen)
@@ -288,7 +298,8 @@ class Run:
                 self._precise_bn(model, x[perm[:self.tp.precise_bn_batches * self.spec.batch_size]])
             val_loss, score = self._score(model, val, epoch)
             state["epoch"] = epoch
-            improved = self._keep_if_best(model, state, score)
+            # early stopping watches the validation score (AUC), or under a recipe its loss
+            improved = self._keep_if_best(model, state, -val_loss if self.recipe.stop_on == "loss" else score)
             state["seconds"] += time.perf_counter() - t0
             state["log"].append({"epoch": state["epoch"], "train_loss": mean_loss,
                                  "val_loss": val_loss, self.spec.monitor: score, "train_seconds": train_s,
@@ -354,6 +365,14 @@ class Run:
         state["bad"] += 1
         return False
 
+    def _best_score(self, state) -> float:
+        """The monitored validation score at the best epoch (under a recipe that stops on the
+        validation loss, the best epoch's AUC, not the loss that chose it)."""
+        if self.recipe.stop_on != "loss":
+            return state["best"]
+        row = next(r for r in state["log"] if r["epoch"] == state["best_epoch"])
+        return row[self.spec.monitor]
+
     def _write_log(self, state) -> None:
         """``epochs.csv`` from the checkpointed log, atomically."""
         with atomic_path(self.dir / "epochs.csv") as tmp:
@@ -364,7 +383,8 @@ class Run:
         model.load_state_dict(best["model"])
         out = {"key": self.key, "experiment": self.exp.name, "arch": self.exp.arch, "phase": self.exp.phase,
                "init": self.exp.init, "task": self.spec.task, "seed": self.seed, "profile": self.profile,
-               "epochs": state["epoch"], "best_epoch": state["best_epoch"], self.spec.monitor: state["best"],
+               "epochs": state["epoch"], "best_epoch": state["best_epoch"],
+               self.spec.monitor: self._best_score(state), "recipe": self.exp.recipe,
                "wall_seconds": state["seconds"],
                "examples_per_s": float(np.median([r["examples_per_s"] for r in state["log"]])),
                "device": str(self.device), "precision": self.precision.name,

@@ -1,0 +1,181 @@
+# %% [markdown]
+# # Can the models learn the clock?
+#
+# The Results chapter finds no deep model near the paper's TSS < 4.5 h AUC, while one number per
+# patient (the FLAIR lesion ratio) and the Lee et al. baseline separate the classes well. A
+# negative result about the paper's method is only worth something once the same code has been seen
+# to learn when the signal is there. This page asks where the signal goes, and whether another
+# training recipe, changed one factor at a time, lets the paper's architectures learn it.
+#
+# 1. **The audit** follows the clock along the data flow, on the same test patients at every step:
+#    the generator's truth; the native images (each series' lesion signal against the mirrored
+#    contralateral tissue, found with the true head pose); the registered volumes; the hemisphere
+#    tensors the models see, at three in-plane poolings, alone and against the mirrored hemisphere;
+#    logistic-regression probes on frozen network features; and the trained models. A single ratio
+#    is a score with a fixed direction (a higher ratio is a later scan) and is not fitted; a step's
+#    three ratios together, and every probe, are fitted on the training patients with their
+#    regularisation chosen on validation.
+# 2. **The recipes** change one thing of the paper's TSS phases at a time (learning rate, head first,
+#    what is frozen, early stopping, regularisation). Each is a named run like any other
+#    (`2d-tss45-transfer+lr100`), cached and resumable. The recipe is chosen on the validation
+#    split; the test AUC of every variant is shown, the chosen one among them.
+#
+# `python -m tss audit --profile <profile> --probes` and `python -m tss clock --profile <profile>`
+# compute the same from the command line. The suite's planted-signal test
+# (`tests/test_clock.py`) trains the same machinery (phase 1, transfer, frozen-stage cache, precise
+# batch norm, fp32 and bf16) on a small cohort whose label is a FLAIR-bright lesion after 4.5 h, and
+# fails unless it reaches validation AUC > 0.9.
+
+# %% tags=["parameters", "remove-cell"]
+# Parameters (papermill injects new values below this cell)
+profile = "quick"
+seed = 0
+jobs = -1            # torch CPU threads (-1: torch's default)
+cache_dir = None     # None: results/<profile>/cache/preprocess
+train = True         # measure and train this profile's audit and variants (cached); False: only show
+recipes = "paper,lr100"  # the variants this build trains (lowres: `python -m tss clock`, all of them)
+n_boot = 1000
+
+# %% tags=["remove-cell"]
+import warnings
+from pathlib import Path
+
+from tqdm import TqdmWarning
+
+warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import Markdown, display
+
+from tss import audit, manifest, profiles, project, stats
+from tss.train import Hemispheres, clock
+
+profiles.check(profile)
+P = project.paths(profile)
+if jobs > 0:
+    torch.set_num_threads(jobs)
+device = "cuda" if torch.cuda.is_available() else "cpu"
+if train:
+    cache = Path(cache_dir or P.cache)
+    audit.run(cache, P.cohort, P.audit, progress=False)
+    audit.run_probes(cache, P.runs, P.audit, profile, seed=seed, device=device, progress=False)
+    cohort = Hemispheres.load(cache, profiles.MODEL[profile].downsample("2d"), device)
+    chosen = clock.check_names(recipes, clock.RECIPES, "recipe")
+    clock.run_planted(P.planted, chosen, seeds=(seed,), device=device, progress=False)
+    clock.run_variants(cohort, P.clock, P.runs, profile, "2d", seeds=(seed,), inits=("transfer",),
+                       recipes=chosen, progress=False)
+    del cohort
+
+# %% [markdown]
+# ## A clock the models cannot miss
+#
+# The planted cohort (`tss.train.planted`): 48 patients, two hemispheres each (8 slices of 28 x 14);
+# every stroke hemisphere has a DWI-bright lesion, which is also FLAIR-bright (twice the tissue) when
+# the scan is 4.5 h or more after onset, and nothing else differs. The 2D chain is trained on it
+# exactly as on the cohort (phase 1, then TSS < 3 h and < 4.5 h with the early layers frozen and
+# cached, precise batch norm), at most 6 epochs, under each recipe; a model from random weights
+# beside it. Validation and test hold 10 patients each, so one AUC is coarse: the curves say more.
+
+# %% tags=["hide-input"]
+pt = clock.table(P.planted, n_boot=n_boot) if any(P.planted.glob("seed*/*/summary.json")) else pd.DataFrame()
+if pt.empty:
+    display(Markdown("No planted run yet: `python -m tss clock --planted` trains them (minutes)."))
+else:
+    display(clock.styled(clock.pivot(pt)))
+    logs = clock.curves(P.planted, [(e, seed) for e in ("2d-tss45-transfer", "2d-tss45-transfer+lr100",
+                                                        "2d-tss45-random", "2d-tss45-random+lr100")])
+    if logs:
+        fig = clock.plot_curves(logs)
+        plt.show()
+
+# %% [markdown] tags=["caption"]
+# The planted cohort's TSS < 4.5 h runs (seed 0) under the paper's recipe and at x100 its learning
+# rate, by transfer from phase 1 and from random weights: training loss (left) and validation AUC
+# (right; dashed: chance; dot: the epoch early stopping kept).
+
+# %% [markdown]
+# ## Where the signal goes
+
+# %% tags=["hide-input"]
+shown = project.largest_with("audit/native.csv")
+if shown is None:
+    display(Markdown("No profile has an audit yet: `python -m tss audit --profile <profile>` measures one."))
+else:
+    A = project.paths(shown)
+    cohort_dir = A.cohort if (A.cohort / "manifest.csv").exists() else A.results / "cohort"  # a clone: the committed copy
+    man = manifest.load_cohort(cohort_dir, check=False).table
+    latent_csv = A.results / "cohort" / "latent.csv"
+    latent = pd.read_csv(latent_csv) if latent_csv.exists() else None
+    sc = audit.scores(A.audit, man, latent, A.runs, audit.TRAINED, lee=A.results / "baselines" / "lee")
+    at = audit.table(sc, n_boot=n_boot)
+    n_test = int(at["n"].max())
+    display(Markdown(f"Profile `{shown}`: {n_test} test patients, TSS < 4.5 h."))
+    fig = audit.plot(at)
+    plt.show()
+
+# %% [markdown] tags=["caption"]
+# The clock along the data flow: each score's test AUC for TSS < 4.5 h with a stratified bootstrap
+# 95% CI, grouped by step (1 truth, 2 native images, 3 registered volumes, 4 the model input, 5
+# probes of frozen features, 6 the trained models); filled: the best score of its step. A row with
+# fewer patients (the Lee baseline's measurable ones) says so in the table below.
+
+# %% tags=["hide-input"]
+if shown is not None:
+    display(Markdown("The best score of each step, and its change from the step before:\n\n"
+                     + "\n".join(f"- {s}" for s in audit.said(audit.headline(at)))))
+    with pd.option_context("display.max_rows", 200):
+        display(at.assign(step=at["step"].map(audit.STEP_TITLE),
+                          auc=[stats.with_ci(a, (lo, hi)) for a, lo, hi in zip(at["auc"], at["lo"], at["hi"])])
+                .drop(columns=["lo", "hi"]).rename(columns={"auc": "test AUC (95% CI)", "n": "patients"})
+                .style.hide(axis="index")
+                .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.6em; font-size: 0.85em"}]))
+
+# %% [markdown]
+# ## The TSS phases under other recipes
+
+# %% tags=["hide-input"]
+cp = project.largest_with("clock/seed*/*/summary.json")
+if cp is None:
+    display(Markdown("No variant has finished yet: `python -m tss clock --profile <profile>` trains them."))
+else:
+    C = project.paths(cp)
+    ct = clock.table(C.clock, n_boot=n_boot)
+    display(Markdown(f"Profile `{cp}`. Validation AUC (per patient) and test AUC with its 95% CI of every "
+                     f"variant run, per seed; the paper's recipe is the first row of each model."))
+    display(clock.styled(clock.pivot(ct)))
+    lines = []
+    for arch in sorted(ct["arch"].unique()):
+        for init in ("transfer", "random"):
+            ranked = clock.choose(ct, arch, init)
+            if ranked.empty:
+                continue
+            top, paper = ranked.iloc[0], ranked[ranked["recipe"] == "paper"]
+            vs = (f"; the paper's: validation {paper['val_mean'].iloc[0]:.2f}, test {paper['test_mean'].iloc[0]:.2f}"
+                  if not paper.empty and top["recipe"] != "paper" else "")
+            lines.append(f"{arch.upper()} TSS < 4.5 h, {init}: **{top['recipe']}** has the best mean validation AUC "
+                         f"({top['val_mean']:.2f} over {int(top['seeds'])} seed{'s' * (top['seeds'] > 1)}; "
+                         f"its test AUC {top['test_mean']:.2f}){vs}.")
+    display(Markdown("Chosen on validation (the mean validation AUC over the seeds run; the test AUC plays no "
+                     "part in the choice):\n\n" + "\n".join(f"- {s}" for s in lines)))
+    ranked = clock.choose(ct, "2d", "transfer")
+    if not ranked.empty:
+        top = ranked.iloc[0]["recipe"]
+        pick = [("2d-tss45-transfer", seed)] + ([(f"2d-tss45-transfer+{top}", seed)] if top != "paper" else [])
+        logs = clock.curves(C.clock, pick)
+        if logs:
+            fig = clock.plot_curves(logs)
+            plt.show()
+
+# %% [markdown] tags=["caption"]
+# The 2D TSS < 4.5 h transfer run of the profile shown, under the paper's recipe and under the recipe
+# chosen on validation: training loss (left) and validation AUC (right; dashed: chance; dot: the
+# epoch early stopping kept).
+
+# %% [markdown]
+# ## What this changes in the Results
+
+# %% tags=["hide-input"]
+variants = clock.table(project.paths(cp).clock, n_boot=n_boot) if cp else None
+display(Markdown("\n".join(f"- {s}" for s in clock.said(pt, variants, cp))))

@@ -1,0 +1,234 @@
+"""Can the models learn the clock? The TSS phases trained under training recipes other than the
+paper's (:data:`tss.train.config.RECIPES`), one factor at a time, on the profile's cohort.
+
+Each variant is an ordinary run (cached, resumable, keyed by its recipe) under
+``results/<profile>/clock/seed<S>/<experiment>+<recipe>/``. The grid's runs that a variant starts
+from (phase 1, the pretraining) and the paper-recipe runs it is compared with are copied from
+``results/<profile>/runs`` with their checkpoints, not trained again. The recipe is chosen on the
+validation split (the mean validation AUC over the seeds run); the test split is read once per
+variant, for the table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import profiles, results, stats
+from ..runtree import RunTree
+from .config import RECIPES, Experiment, grid
+from .data import Hemispheres
+from .loop import run_grid
+from .study import share
+
+# recipes that mean nothing from random weights: nothing is frozen there, and a probe of random
+# features is the audit's floor, not a recipe
+TRANSFER_ONLY = ("probe", "lpft", "unfrozen")
+
+
+def experiments(arch: str, inits=("transfer", "random"), recipes=tuple(RECIPES), phase: str = "tss45") -> list[Experiment]:
+    """The variants of one architecture, sources first: phase 1 (and for 3D its Models Genesis
+    pretraining) as in the grid; then each recipe's TSS < 4.5 h run after the runs it starts from
+    (for transfer, that recipe's TSS < 3 h run; for LP-FT, its linear probe). The paper's recipe is
+    among them: the control, trained on the same machine in the same precision as the variants."""
+    out = [e for e in grid([arch], phases=("genesis", "stroke"))] if "transfer" in inits else []
+    for init in inits:
+        for r in recipes:
+            if init == "random" and r in TRANSFER_ONLY:
+                continue
+            need, e = [], Experiment(arch, phase, init, r)
+            while e is not None and e not in out:  # the run and the runs it starts from, sources first
+                need.insert(0, e)
+                src = e.source()
+                e = Experiment.parse(src) if src else None
+            out += need
+    return out
+
+
+def sources(exps: list[Experiment]) -> set[str]:
+    """The grid's phase 1 runs (and pretraining) among ``exps``: copied from the grid with their
+    checkpoints when it has them (a copy made in another precision or configuration has another key,
+    and is trained again here)."""
+    return {e.name for e in exps if e.phase in ("genesis", "stroke")}
+
+
+def run_variants(cohort: Hemispheres, root, grid_root, profile: str, arch: str, seeds=(0,), inits=("transfer", "random"),
+                 recipes=tuple(RECIPES), progress: bool = True) -> list[dict]:
+    """Train every variant of ``arch`` for each seed (cached: a finished one is read back)."""
+    exps = experiments(arch, inits, recipes)
+    out = []
+    for s in seeds:
+        where, grid_seed = RunTree(root).seed_dir(s), RunTree(grid_root).seed_dir(s)
+        # only with their weights: a clone's result files alone cannot start a transfer
+        share(grid_seed, where, {n for n in sources(exps) if (grid_seed / n / "best.pt").exists()})
+        out += run_grid(exps, cohort, where, profile, s, progress=progress)
+    return out
+
+
+def table(root, n_boot: int = 1000) -> pd.DataFrame:
+    """One row per finished TSS run under ``root``: architecture, phase, initialisation, recipe,
+    seed, validation AUC, test AUC with a stratified bootstrap 95% CI (per patient), epochs, best
+    epoch, minutes."""
+    rows = []
+    tree = RunTree(root)
+    for f in tree.summaries():
+        e = Experiment.parse(f.parent.name)
+        if e.phase not in ("tss3", "tss45"):
+            continue
+        s = pd.read_json(f, typ="series")
+        seed = int(s["seed"])
+        pred = results.predictions(root, e.name, seed)
+        test = pred[pred["split"] == "test"]
+        y, p = test["target"].to_numpy(), test["prob"].to_numpy()
+        auc = stats.auc_or_nan(y, p)
+        lo, hi = stats.bootstrap_ci(stats.auc, y, p, n_boot=n_boot, stratify=y) if np.isfinite(auc) else (np.nan,) * 2
+        rows.append({"arch": e.arch, "phase": e.phase, "init": e.init, "recipe": e.recipe, "seed": seed,
+                     "val_auc": float(s["val_auc_patient"]), "test_auc": auc, "test_lo": lo, "test_hi": hi,
+                     "n_test": len(test), "epochs": int(s["epochs"]), "best_epoch": int(s["best_epoch"]),
+                     "minutes": float(s["wall_seconds"]) / 60, "experiment": e.name})
+    return pd.DataFrame(rows)
+
+
+def choose(t: pd.DataFrame, arch: str, init: str = "transfer", phase: str = "tss45") -> pd.DataFrame:
+    """The recipes of one model ranked by their mean validation AUC over the seeds run (the test
+    AUC plays no part): recipe, seeds, mean and SD of the validation AUC, mean test AUC."""
+    g = t[(t["arch"] == arch) & (t["init"] == init) & (t["phase"] == phase)]
+    if g.empty:
+        return pd.DataFrame(columns=["recipe", "seeds", "val_mean", "val_sd", "test_mean"])
+    r = g.groupby("recipe").agg(seeds=("seed", "size"), val_mean=("val_auc", "mean"), val_sd=("val_auc", "std"),
+                                test_mean=("test_auc", "mean"))
+    return r.sort_values("val_mean", ascending=False).reset_index()
+
+
+def pivot(t: pd.DataFrame) -> pd.DataFrame:
+    """The book's table: one row per model and recipe, the validation and test AUC of each seed."""
+    if t.empty:
+        return t
+    t = t.assign(test=[stats.with_ci(a, (lo, hi)) for a, lo, hi in zip(t["test_auc"], t["test_lo"], t["test_hi"])],
+                 val=t["val_auc"].map(lambda v: f"{v:.2f}"))
+    keys = ["arch", "phase", "init", "recipe"]
+    wide = t.pivot_table(index=keys, columns="seed", values=["val", "test"], aggfunc="first")
+    wide.columns = [f"{what} AUC, seed {s}" for what, s in wide.columns]
+    wide = wide[sorted(wide.columns, key=lambda c: (int(c.rsplit(" ", 1)[1]), c.startswith("test")))].fillna("-")
+    wide["what the recipe changes"] = [RECIPES[k[3]].what for k in wide.index]
+    out = wide.reset_index()
+    out["arch"] = out["arch"].str.upper()
+    out["phase"] = out["phase"].map({"tss3": "TSS < 3 h", "tss45": "TSS < 4.5 h"})
+    order = {r: i for i, r in enumerate(RECIPES)}
+    return out.sort_values(["arch", "phase", "init", "recipe"], key=lambda c: c.map(order) if c.name == "recipe" else c)
+
+
+def curves(root, experiments_seeds) -> dict[str, pd.DataFrame]:
+    """``epochs.csv`` of each (experiment, seed) under ``root``, by label."""
+    out = {}
+    for exp, seed in experiments_seeds:
+        f = RunTree(root).run_dir(exp, seed) / "epochs.csv"
+        if f.exists():
+            out[f"{exp} (seed {seed})"] = pd.read_csv(f)
+    return out
+
+
+def plot_curves(logs: dict[str, pd.DataFrame]):
+    """Training loss (left) and validation AUC (right) against epoch, one line per run; the validation
+    panel has a line at chance and the same y-range for every run."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, (label, d) in enumerate(logs.items()):
+        a.plot(d["epoch"], d["train_loss"], color=f"C{i}", lw=1.6, label=label)
+        b.plot(d["epoch"], d["val_auc"], color=f"C{i}", lw=1.6, label=label)
+        best = d[d["best"]].tail(1) if "best" in d else d.iloc[[-1]]
+        b.plot(best["epoch"], best["val_auc"], "o", color=f"C{i}", ms=7)
+    a.set(xlabel="epoch", ylabel="training loss (BCE)", title="training loss")
+    b.axhline(0.5, color="0.5", ls="--", lw=0.8)
+    b.set(xlabel="epoch", ylabel="validation AUC (per hemisphere)", ylim=(0.3, 1.0),
+          title="validation AUC (dot: the epoch kept)")
+    for ax in (a, b):
+        ax.grid(color="0.92")
+    handles, labels = a.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.1 + 0.03 * (len(logs) // 2), 1, 1))
+    return fig
+
+
+
+def check_names(given: str, valid, what: str) -> list[str]:
+    """A comma-separated command-line list (or "all") checked against ``valid``; an unknown name is
+    an error that lists the valid ones."""
+    names = list(valid) if given == "all" else [n.strip() for n in given.split(",") if n.strip()]
+    bad = [n for n in names if n not in valid]
+    if bad or not names:
+        raise ValueError(f"unknown {what}(s) {bad or given!r}; expected 'all' or some of {', '.join(valid)}")
+    return names
+
+
+# the positive control: the planted cohort (tss.train.planted) small enough to train on any laptop
+PLANTED_PATIENTS, PLANTED_SHAPE, PLANTED_GAIN = 48, (8, 28, 14), 1.0
+PLANTED_TRAIN = profiles.TrainProfile(max_epochs=6, patience=6, seeds=(0,), genesis_cubes=8, medical_per_epoch=8,
+                                      synthetic_eval=8)
+
+
+def planted_experiments(recipes=("paper", "lr100")) -> list[Experiment]:
+    """Phase 1, then per recipe the 2D chain's TSS < 3 h and < 4.5 h runs and a TSS < 4.5 h run from
+    random weights, on the planted cohort."""
+    out = [Experiment("2d", "stroke", "random")]
+    for r in recipes:
+        for e in (Experiment("2d", "tss3", "transfer", r), Experiment("2d", "tss45", "transfer", r)) + (
+                () if r in TRANSFER_ONLY else (Experiment("2d", "tss45", "random", r),)):
+            if e.training.start_from and Experiment("2d", e.phase, e.init, e.training.start_from) not in out:
+                out.append(Experiment("2d", e.phase, e.init, e.training.start_from))
+            out.append(e)
+    return out
+
+
+def run_planted(root, recipes=("paper", "lr100"), seeds=(0,), device: str = "cpu", progress: bool = True) -> list[dict]:
+    """Train :func:`planted_experiments` on the planted cohort (48 patients, 8 x 28 x 14, a FLAIR-bright
+    lesion after 4.5 h, at most 6 epochs) under ``root`` (cached like every run). The cohort is the
+    same for every seed; the seed changes the weights and the order of the batches."""
+    from .planted import planted_cohort
+
+    cohort = planted_cohort(PLANTED_PATIENTS, PLANTED_SHAPE, seed=0, flair_gain=PLANTED_GAIN, device=device)
+    out = []
+    for s in seeds:
+        out += run_grid(planted_experiments(recipes), cohort, RunTree(root).seed_dir(s), "quick", s,
+                        progress=progress, train_profile=PLANTED_TRAIN)
+    return out
+
+
+def styled(wide: pd.DataFrame):
+    """:func:`pivot`'s table for a page: each test AUC above its CI, small type, no index."""
+    return (wide.style.hide(axis="index").format(stats.ci_below, subset=[c for c in wide.columns if c.startswith("test")])
+            .set_table_styles([{"selector": "td, th", "props": "padding: 0.15em 0.5em; font-size: 0.85em"}]))
+
+
+def said(planted: pd.DataFrame, variants: pd.DataFrame | None, profile: str | None) -> list[str]:
+    """What the planted control and the profile's variants say for the Results, in sentences computed
+    from their tables (:func:`table`): the 2D transfer chain's TSS < 4.5 h validation AUC per recipe on
+    the planted cohort, then the recipe chosen on the profile's validation split against the paper's."""
+    out = []
+    g = planted[(planted["init"] == "transfer") & (planted["phase"] == "tss45")] if not planted.empty else planted
+    if not g.empty:
+        per = g.groupby("recipe")["val_auc"].agg(["mean", "size"])
+        per = per.loc[sorted(per.index, key=list(RECIPES).index)]  # the paper's first
+        parts = [f"{r} {m:.2f}" + (f" (mean of {int(n)} seeds)" if n > 1 else "") for r, (m, n) in per.iterrows()]
+        out.append("On the planted cohort, the 2D transfer chain's TSS < 4.5 h validation AUC by recipe: "
+                   + ", ".join(parts) + ".")
+    if variants is None or variants.empty:
+        out.append(f"No recipe has been trained on {'the `' + profile + '`' if profile else 'a paper-scale'} cohort "
+                   "yet: Table 2 and the Reproduction page show the paper's recipe alone.")
+        return out
+    for arch in sorted(variants["arch"].unique()):
+        ranked = choose(variants, arch, "transfer")
+        paper = ranked[ranked["recipe"] == "paper"]
+        if ranked.empty or paper.empty:
+            continue
+        top = ranked.iloc[0]
+        if top["recipe"] == "paper":
+            out.append(f"On the `{profile}` cohort no recipe beats the paper's on validation for the {arch.upper()} "
+                       f"transfer chain (validation AUC {top['val_mean']:.2f}); its test AUC {top['test_mean']:.2f}.")
+        else:
+            out.append(f"On the `{profile}` cohort the {arch.upper()} transfer chain's recipe chosen on validation is "
+                       f"{top['recipe']} (validation {top['val_mean']:.2f} against the paper's "
+                       f"{paper['val_mean'].iloc[0]:.2f}); its test AUC is {top['test_mean']:.2f} against "
+                       f"{paper['test_mean'].iloc[0]:.2f}.")
+    return out
