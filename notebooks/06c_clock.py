@@ -60,7 +60,7 @@ device = "cuda" if torch.cuda.is_available() else "cpu"
 if train:
     cache = Path(cache_dir or P.cache)
     audit.run(cache, P.cohort, P.audit, progress=False)
-    audit.run_probes(cache, P.runs, P.audit, profile, seed=seed, device=device, progress=False)
+    audit.run_probes(cache, (P.runs, P.clock), P.audit, profile, seed=seed, device=device, progress=False)
     cohort = Hemispheres.load(cache, profiles.MODEL[profile].downsample("2d"), device)
     chosen = clock.check_names(recipes, clock.RECIPES, "recipe")
     clock.run_planted(P.planted, chosen, seeds=(seed,), device=device, progress=False)

@@ -166,3 +166,26 @@ def test_the_audit_command_measures_a_processed_synthetic_cohort(small, tmp_path
     audit.run(cache, root, tmp_path / "audit", progress=False)  # cached: read back, not recomputed
     assert files["native"].stat().st_mtime_ns == mtime
     assert json.loads((tmp_path / "audit" / "images.json").read_text())["patients"] == len(ten)
+
+
+def test_probes_of_the_networks_here_are_written_and_those_of_another_machine_kept(tmp_path, monkeypatch):
+    from tss.models import build
+    from tss.train import Hemispheres
+    from tss.train.planted import planted_cohort
+
+    c = planted_cohort(30, (6, 28, 14), seed=0, flair_gain=1.0)
+    monkeypatch.setattr(Hemispheres, "load", classmethod(lambda cls, cache, d, device: c))
+    out = tmp_path / "audit"
+    out.mkdir()
+    # a row measured elsewhere, where the 3D detector's weights were
+    pd.DataFrame({"patient_id": ["P000"], "probe": ["3D, phase 1 stroke detector"], "prob": [0.5], "C": [1.0],
+                  "val_auc": [0.7]}).to_csv(out / "probes.csv", index=False)
+    clock_root = tmp_path / "clock" / "seed0" / "2d-stroke-random"  # the detector, in the second tree
+    clock_root.mkdir(parents=True)
+    torch.manual_seed(1)
+    torch.save({"model": build("2d", n_slices=6).state_dict()}, clock_root / "best.pt")
+    pr = audit.run_probes(None, (tmp_path / "runs", tmp_path / "clock"), out, "quick", archs=("2d",), progress=False)
+    assert set(pr["probe"]) == {"2D, random weights (floor)", "2D, phase 1 stroke detector", "3D, phase 1 stroke detector"}
+    floor = pr[pr["probe"] == "2D, random weights (floor)"]
+    assert len(floor) == 30 and floor["prob"].between(0, 1).all() and floor["C"].iloc[0] in audit.C_GRID
+    assert pd.read_csv(out / "probes.csv").shape == pr.shape

@@ -436,12 +436,13 @@ PROBED = (("2D, random weights (floor)", "2d", None),
           ("3D, tumour pretraining (medical)", "3d", "3d-medical-random"))
 
 
-def run_probes(cache_dir, runs_root, out_dir, profile: str, seed: int = 0, archs=("2d", "3d"),
+def run_probes(cache_dir, runs_roots, out_dir, profile: str, seed: int = 0, archs=("2d", "3d"),
                device: str = "cpu", progress: bool = True) -> pd.DataFrame:
     """Step 5: probe each network of :data:`PROBED` whose weights are here (the random floors always
-    are; a grid run's ``best.pt`` only on the machine that trained it) and write ``probes.csv``. Rows
-    of a probe whose checkpoint is not here are kept from an earlier ``probes.csv``, so a clone keeps
-    what the training machine measured."""
+    are; a run's ``best.pt`` only on the machine that trained it, looked for in each run tree of
+    ``runs_roots`` in turn: the grid's, then the clock's, which trains its own phase 1) and write
+    ``probes.csv``. Rows of a probe whose checkpoint is not here are kept from an earlier
+    ``probes.csv``, so a clone keeps what the training machine measured."""
     from . import profiles
     from .models import build, load_matching
     from .runtree import RunTree
@@ -451,11 +452,15 @@ def run_probes(cache_dir, runs_root, out_dir, profile: str, seed: int = 0, archs
     out_dir.mkdir(parents=True, exist_ok=True)
     f = out_dir / "probes.csv"
     old = pd.read_csv(f) if f.exists() else pd.DataFrame(columns=["patient_id", "probe", "prob", "C", "val_auc"])
-    tree = RunTree(runs_root)
+    roots = [runs_roots] if isinstance(runs_roots, (str, Path)) else list(runs_roots)
+
+    def weights(src):
+        found = [RunTree(r).run_dir(src, seed) / "best.pt" for r in roots]
+        return next((f for f in found if f.exists()), None)
+
     parts = []
     for arch in archs:
-        todo = [(label, src) for label, a, src in PROBED if a == arch
-                and (src is None or (tree.run_dir(src, seed) / "best.pt").exists())]
+        todo = [(label, src) for label, a, src in PROBED if a == arch and (src is None or weights(src))]
         if not todo:
             continue
         cohort = Hemispheres.load(cache_dir, profiles.MODEL[profile].downsample(arch), device)
@@ -465,7 +470,7 @@ def run_probes(cache_dir, runs_root, out_dir, profile: str, seed: int = 0, archs
             if src is None:  # batch-norm statistics of the training stroke hemispheres
                 recalibrate_bn(model, cohort.x[torch.as_tensor(cohort.rows("train", "stroke"))])
             else:
-                rep = load_matching(model, tree.run_dir(src, seed) / "best.pt")  # the U-Net's encoder.* by name
+                rep = load_matching(model, weights(src))  # the Genesis U-Net's encoder.* loads by name
                 if not rep.loaded:
                     raise RuntimeError(f"probe {label}: nothing loaded from {src}: {rep}")
             parts.append(probe_network(label, model, cohort))

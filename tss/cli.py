@@ -138,7 +138,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     cache, cohort = args.cache or where.cache, args.cohort or where.cohort
     audit.run(cache, cohort, where.audit)
     if args.probes:
-        audit.run_probes(cache, where.runs, where.audit, args.profile,
+        audit.run_probes(cache, (where.runs, where.clock), where.audit, args.profile,
                          device="cuda" if torch.cuda.is_available() else "cpu")
     man = manifest.load_cohort(cohort, check=False).table
     latent = where.results / "cohort" / "latent.csv"
