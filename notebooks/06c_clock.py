@@ -155,7 +155,7 @@ else:
             vs = (f"; the paper's: validation {paper['val_mean'].iloc[0]:.2f}, test {paper['test_mean'].iloc[0]:.2f}"
                   if not paper.empty and top["recipe"] != "paper" else "")
             lines.append(f"{arch.upper()} TSS < 4.5 h, {init}: **{top['recipe']}** has the best mean validation AUC "
-                         f"({top['val_mean']:.2f} over {int(top['seeds'])} seed{'s' * (top['seeds'] > 1)}; "
+                         f"({top['val_mean']:.2f} over {int(top['seeds'])} seed{'s' if top['seeds'] > 1 else ''}; "
                          f"its test AUC {top['test_mean']:.2f}){vs}.")
     display(Markdown("Chosen on validation (the mean validation AUC over the seeds run; the test AUC plays no "
                      "part in the choice):\n\n" + "\n".join(f"- {s}" for s in lines)))

@@ -397,14 +397,16 @@ def table(sc: pd.DataFrame, split: str = "test", n_boot: int = 1000) -> pd.DataF
 
 
 def headline(t: pd.DataFrame) -> pd.DataFrame:
-    """The best measure of each step (the figure's rows)."""
+    """The best measure of each step among those scored on every test patient (a row on fewer, such
+    as the Lee baseline's measurable patients, is not comparable step to step)."""
+    t = t[t["n"] == t["n"].max()]
     return (t.sort_values("auc", ascending=False).groupby("step", sort=False).head(1)
             .assign(_o=lambda d: d["step"].map(STEPS.index)).sort_values("_o").drop(columns="_o"))
 
 
 def plot(t: pd.DataFrame, title: str = ""):
     """Every measure's test AUC with its 95% CI, one row each, grouped by step in the data flow's
-    order; the best of each step filled."""
+    order; the best of each step (:func:`headline`) filled."""
     import matplotlib.pyplot as plt
 
     t = t.reset_index(drop=True)
@@ -498,7 +500,10 @@ def said(best: pd.DataFrame) -> list[str]:
     for r in best.itertuples(index=False):
         s = f"{STEP_TITLE[r.step]}: {r.measure}, AUC {r.auc:.2f} ({r.lo:.2f}-{r.hi:.2f})"
         if prev is not None:
-            s += f"; {r.auc - prev.auc:+.2f} from the step before"
+            between = STEPS[STEPS.index(prev.step) + 1:STEPS.index(r.step)]
+            s += f"; {r.auc - prev.auc:+.2f} from the step before" + (
+                f" (step{'s' if len(between) > 1 else ''} {', '.join(STEP_TITLE[b].split('.')[0] for b in between)} "
+                f"not measured here yet)" if between else "")
             drops.append((r.auc - prev.auc, prev.step, r.step))
         out.append(s)
         prev = r
