@@ -12,9 +12,11 @@ preprocess  the paper's pipeline: N4, registration to MNI, normalisation, hemisp
             PreprocessCache: the one place that spells the cache's layout
 models      the 2D and 3D attention networks, Models Genesis, weight transfer and freezing
 precision   training precision by device capability (bf16, fp16 with a scaler, fp32)
-train       the paper's phases and the grid of Table 2, the training loop, the data-size study
+train       the paper's phases and the grid of Table 2, the training loop, the data-size study, training
+            recipes of the TSS phases and the planted-signal cohort (clock, planted)
 runtree     the run tree results/<profile>/runs/seed<k>/<experiment>/: the one place that spells it
 baselines   the radiomics baseline of Lee et al. 2020
+audit       where the clock goes: TSS < 4.5 h told at each step from the latent truth to the trained models
 gradcam     Grad-CAM of both models and its overlap with the lesion
 stats       AUC, operating points, bootstrap and exact intervals, DeLong, Fleiss' kappa
 results     Table 2, the gains of Figures 6-7, Figure 8, what the TSS models learnt from phase 1
