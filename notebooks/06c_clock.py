@@ -142,8 +142,10 @@ if cp is None:
 else:
     C = project.paths(cp)
     ct = clock.table(C.clock, n_boot=n_boot)
+    small = (" The `quick` profile proves the code runs; its 16 test patients are too few to choose a recipe or "
+             "to judge one." if cp == "quick" else "")
     display(Markdown(f"Profile `{cp}`. Validation AUC (per patient) and test AUC with its 95% CI of every "
-                     f"variant run, per seed; the paper's recipe is the first row of each model."))
+                     f"variant run, per seed; the paper's recipe is the first row of each model.{small}"))
     display(clock.styled(clock.pivot(ct)))
     lines = []
     for arch in sorted(ct["arch"].unique()):

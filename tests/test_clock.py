@@ -134,8 +134,10 @@ def test_the_tss_phases_learn_a_planted_clock(arch, prec, tmp_path, monkeypatch)
     """A FLAIR-bright lesion after 4.5 h and nothing else: through phase 1, the transfer (frozen
     early layers, their outputs cached), precise batch norm and the recipe, the TSS < 4.5 h phase must
     reach validation AUC > 0.9 in a few epochs, in fp32 and under bf16 autocast."""
-    if prec == "bf16" and arch == "3d" and not precision.cpu_has_bf16() and not torch.cuda.is_available():
-        pytest.skip("bf16 is emulated on this CPU: the 3D model takes minutes per epoch (runs on CPUs with bf16)")
+    if prec == "bf16" and not precision.cpu_has_bf16() and not torch.cuda.is_available():
+        # measured on an AVX2 CPU: the 2D case passes in about 3 minutes (the 3D one takes far longer);
+        # the bf16 code path itself is tested on every CPU by test_train's precision test
+        pytest.skip("bf16 is emulated on this CPU (no AVX512-BF16/AMX): runs on CPUs with bf16 and on GPUs")
     monkeypatch.setenv("TSS_PRECISION", prec)
     shape = (8, 28, 14) if arch == "2d" else (16, 32, 16)  # 3D: room for Genesis's 16-slice cubes
     # 3D: more patients (16 in validation, not 10), or its validation AUC is too coarse to read in 5 epochs

@@ -355,7 +355,7 @@ def scores(audit_dir, manifest: pd.DataFrame, latent: pd.DataFrame | None = None
     if lee is not None and Path(lee, "predictions.csv").exists():  # radiomics on the registered volumes
         pr = pd.read_csv(Path(lee, "predictions.csv"))
         pr.loc[~pr["usable"].astype(bool), "prob"] = np.nan  # its method measures only an ROI of >= 1 mL
-        add("template", "Lee et al. radiomics (the patients it can measure)", pr, "prob", sign=1.0)
+        add("template", "Lee et al. radiomics (measurable ROI only)", pr, "prob", sign=1.0)
     if (audit_dir / "tensors.csv").exists():
         df = pd.read_csv(audit_dir / "tensors.csv")
         for d in POOLINGS:
@@ -411,16 +411,18 @@ def plot(t: pd.DataFrame, title: str = ""):
 
     t = t.reset_index(drop=True)
     best = set(headline(t).index)
-    fig, ax = plt.subplots(figsize=(9, 0.28 * len(t) + 1.6))
+    fig, ax = plt.subplots(figsize=(9, 0.3 * len(t) + 1.6))
     y = np.arange(len(t))[::-1]
     for i, r in t.iterrows():
         c = f"C{STEPS.index(r['step'])}"
         ax.errorbar(r["auc"], y[i], xerr=[[r["auc"] - r["lo"]], [r["hi"] - r["auc"]]], fmt="o", color=c,
                     mfc=c if i in best else "white", ms=6, capsize=2, lw=1.2)
-    ax.set_yticks(y, [f"{STEP_TITLE[s]}: {m}" for s, m in zip(t["step"], t["measure"])], fontsize=9)
+    # the step's number, not its title (the caption names the steps): the data keeps most of the width
+    ax.set_yticks(y, [f"{STEPS.index(s) + 1} · {m}" for s, m in zip(t["step"], t["measure"])], fontsize=10.5)
     ax.axvline(0.5, color="0.5", lw=0.8, ls="--")
     ax.set_xlim(0.2, 1.0)
-    ax.set_xlabel("test AUC for TSS < 4.5 h (95% CI); filled: the best of each step", fontsize=10)
+    ax.tick_params(axis="x", labelsize=10.5)
+    ax.set_xlabel("test AUC for TSS < 4.5 h (95% CI); filled: the best of each step", fontsize=11.5)
     if title:
         ax.set_title(title, fontsize=11)
     ax.grid(axis="x", color="0.9")

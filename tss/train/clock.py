@@ -133,21 +133,27 @@ def plot_curves(logs: dict[str, pd.DataFrame]):
     panel has a line at chance and the same y-range for every run."""
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
     for i, (label, d) in enumerate(logs.items()):
         a.plot(d["epoch"], d["train_loss"], color=f"C{i}", lw=1.6, label=label)
         b.plot(d["epoch"], d["val_auc"], color=f"C{i}", lw=1.6, label=label)
         best = d[d["best"]].tail(1) if "best" in d else d.iloc[[-1]]
         b.plot(best["epoch"], best["val_auc"], "o", color=f"C{i}", ms=7)
-    a.set(xlabel="epoch", ylabel="training loss (BCE)", title="training loss")
+    a.set_xlabel("epoch", fontsize=12)
+    a.set_ylabel("training loss (BCE)", fontsize=12)
+    a.set_title("training loss", fontsize=13)
     b.axhline(0.5, color="0.5", ls="--", lw=0.8)
-    b.set(xlabel="epoch", ylabel="validation AUC (per hemisphere)", ylim=(0.3, 1.0),
-          title="validation AUC (dot: the epoch kept)")
+    b.set_ylim(0.0, 1.0)
+    b.set_xlabel("epoch", fontsize=12)
+    b.set_ylabel("validation AUC", fontsize=12)
+    b.set_title("validation AUC (dot: the epoch kept)", fontsize=13)
     for ax in (a, b):
         ax.grid(color="0.92")
+        ax.tick_params(labelsize=11)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     handles, labels = a.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=9)
-    fig.tight_layout(rect=(0, 0.1 + 0.03 * (len(logs) // 2), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=12)
+    fig.tight_layout(rect=(0, 0.08 + 0.06 * ((len(logs) + 1) // 2), 1, 1))
     return fig
 
 
@@ -198,7 +204,8 @@ def run_planted(root, recipes=("paper", "lr100"), seeds=(0,), device: str = "cpu
 def styled(wide: pd.DataFrame):
     """:func:`pivot`'s table for a page: each test AUC above its CI, small type, no index."""
     return (wide.style.hide(axis="index").format(stats.ci_below, subset=[c for c in wide.columns if c.startswith("test")])
-            .set_table_styles([{"selector": "td, th", "props": "padding: 0.15em 0.5em; font-size: 0.85em"}]))
+            .set_table_styles([{"selector": "td, th", "props": "padding: 0.15em 0.5em; font-size: 0.85em"},
+                               {"selector": "td:not(:last-child)", "props": "white-space: nowrap"}]))
 
 
 def said(planted: pd.DataFrame, variants: pd.DataFrame | None, profile: str | None) -> list[str]:
