@@ -37,7 +37,6 @@ from tqdm import TqdmWarning
 warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -88,8 +87,7 @@ if study is not None:
     summary = study.groupby("experiment", sort=False).agg(
         hemispheres=("patient_id", "size"), energy_in_lesion=("energy_in_lesion", "mean"),
         hit_rate=("hit", "mean"), peak_in_lesion=("peak_in_lesion", "mean"))
-    ci = {e: stats.bootstrap_ci(np.nanmean, g["hit"].to_numpy(float), n_boot=n_boot, seed=seed)
-          for e, g in study.groupby("experiment")}
+    ci = {e: gradcam.hit_rate(g["hit"])[1] for e, g in study.groupby("experiment")}  # exact (Clopper-Pearson)
     summary["hit rate (95% CI)"] = [stats.with_ci(summary.at[e, "hit_rate"], ci[e]) for e in summary.index]
     summary["paper"] = ["96% (>50% overlap, radiologist; models not separated)"] + [""] * (len(summary) - 1)
     summary.to_csv(out_dir / "gradcam_summary.csv")

@@ -340,3 +340,13 @@ def test_results_measured_in_another_session_are_kept_and_remeasured_ones_replac
     assert [float(e["x"].flat[0]) for e in merged] == [0.75, 1.0, 0.25]
     gradcam.save_examples(cams, merged)
     assert [e["experiment"] for e in gradcam.load_examples(cams)] == [e["experiment"] for e in merged]
+
+
+def test_the_hit_rate_has_an_exact_interval_that_does_not_collapse_at_zero():
+    from tss.gradcam import hit_rate
+
+    rate, (lo, hi), n = hit_rate([0.0] * 89 + [np.nan] * 3)  # three hemispheres without a lesion
+    assert (rate, lo, n) == (0.0, 0.0, 89)
+    assert hi == pytest.approx(0.0406, abs=5e-4)  # Clopper-Pearson, 0 of 89
+    rate, (lo, hi), n = hit_rate([1, 0, 1, 1])
+    assert rate == 0.75 and 0.19 < lo < 0.2 and 0.99 < hi < 1.0
