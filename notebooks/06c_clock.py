@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from tss import audit, manifest, profiles, project, stats
+from tss import audit, manifest, profiles, project, results, stats
 from tss.train import Hemispheres, clock
 
 profiles.check(profile)
@@ -112,14 +112,15 @@ else:
     at = audit.table(sc, n_boot=n_boot)
     n_test = int(at["n"].max())
     display(Markdown(f"Profile `{shown}`: {n_test} test patients, TSS < 4.5 h."))
-    fig = audit.plot(at)
+    fig = audit.plot(at, paper=max(v for k, v in results.paper_aucs().items() if k[1] in ("tss45", "attention")))
     plt.show()
 
 # %% [markdown] tags=["caption"]
 # The clock along the data flow: each score's test AUC for TSS < 4.5 h with a stratified bootstrap
 # 95% CI, grouped by step (1 truth, 2 native images, 3 registered volumes, 4 the model input, 5
-# probes of frozen features, 6 the trained models); filled: the best score of its step. A row with
-# fewer patients (the Lee baseline's measurable ones) says so in the table below.
+# probes of frozen features, 6 the trained models); filled: the best score of its step; dotted: the
+# paper's best deep model on its own cohort (the paper's number, for scale). A row with fewer patients
+# (the Lee baseline's measurable ones) says so in the table below.
 
 # %% tags=["hide-input"]
 if shown is not None:

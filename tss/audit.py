@@ -404,9 +404,10 @@ def headline(t: pd.DataFrame) -> pd.DataFrame:
             .assign(_o=lambda d: d["step"].map(STEPS.index)).sort_values("_o").drop(columns="_o"))
 
 
-def plot(t: pd.DataFrame, title: str = ""):
+def plot(t: pd.DataFrame, title: str = "", paper: float | None = None):
     """Every measure's test AUC with its 95% CI, one row each, grouped by step in the data flow's
-    order; the best of each step (:func:`headline`) filled."""
+    order; the best of each step (:func:`headline`) filled; ``paper``: a dotted line at the paper's
+    AUC of its best deep model, labelled as the paper's."""
     import matplotlib.pyplot as plt
 
     t = t.reset_index(drop=True)
@@ -420,6 +421,10 @@ def plot(t: pd.DataFrame, title: str = ""):
     # the step's number, not its title (the caption names the steps): the data keeps most of the width
     ax.set_yticks(y, [f"{STEPS.index(s) + 1} · {m}" for s, m in zip(t["step"], t["measure"])], fontsize=10.5)
     ax.axvline(0.5, color="0.5", lw=0.8, ls="--")
+    if paper is not None:  # the paper's best deep TSS < 4.5 h model, for scale (the paper's number, not ours)
+        ax.axvline(paper, color="k", lw=1.0, ls=":")
+        ax.text(paper, 1.0, f" paper's best\n deep model {paper:.2f}", transform=ax.get_xaxis_transform(),
+                va="bottom", ha="left", fontsize=9.5)
     ax.set_xlim(0.2, 1.0)
     ax.tick_params(axis="x", labelsize=10.5)
     ax.set_xlabel("test AUC for TSS < 4.5 h (95% CI); filled: the best of each step", fontsize=11.5)
