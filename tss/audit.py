@@ -315,7 +315,7 @@ def run(cache_dir, cohort_dir, out_dir, progress: bool = True) -> dict[str, Path
 def _measure_label(col: str) -> str:
     kind, ch, d = col.split("_")
     where = {"alone": "lesion / rest of its hemisphere", "mirror": "lesion / mirrored hemisphere"}[kind]
-    return f"{ch.upper() if ch != 'flair' else 'FLAIR'}, {where}, {d} pooling"
+    return f"{ {'dwi': 'DWI', 'b0': 'b0', 'flair': 'FLAIR'}[ch]}, {where}, {d} pooling"
 
 
 def scores(audit_dir, manifest: pd.DataFrame, latent: pd.DataFrame | None = None,
