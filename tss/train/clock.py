@@ -2,24 +2,23 @@
 paper's (:data:`tss.train.config.RECIPES`), one factor at a time, on the profile's cohort.
 
 Each variant is an ordinary run (cached, resumable, keyed by its recipe) under
-``results/<profile>/clock/seed<S>/<experiment>+<recipe>/``. The grid's runs that a variant starts
-from (phase 1, the pretraining) and the paper-recipe runs it is compared with are copied from
-``results/<profile>/runs`` with their checkpoints, not trained again. The recipe is chosen on the
+``results/<profile>/clock/seed<S>/<experiment>+<recipe>/``. Phase 1 (and its pretraining) is copied
+from ``results/<profile>/runs`` with its checkpoint when the grid's is on this machine, else trained
+here; the paper's recipe is trained here too, as the control. The recipe is chosen on the
 validation split (the mean validation AUC over the seeds run); the test split is read once per
 variant, for the table.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from .. import profiles, results, stats
+from .. import profiles, stats
 from ..runtree import RunTree
 from .config import RECIPES, Experiment, grid
 from .data import Hemispheres
 from .loop import run_grid
-from .study import share
+from .study import _metrics, share
 
 # recipes that mean nothing from random weights: nothing is frozen there, and a probe of random
 # features is the audit's floor, not a recipe
@@ -76,15 +75,11 @@ def table(root, n_boot: int = 1000) -> pd.DataFrame:
         if e.phase not in ("tss3", "tss45"):
             continue
         s = pd.read_json(f, typ="series")
-        seed = int(s["seed"])
-        pred = results.predictions(root, e.name, seed)
-        test = pred[pred["split"] == "test"]
-        y, p = test["target"].to_numpy(), test["prob"].to_numpy()
-        auc = stats.auc_or_nan(y, p)
-        lo, hi = stats.bootstrap_ci(stats.auc, y, p, n_boot=n_boot, stratify=y) if np.isfinite(auc) else (np.nan,) * 2
-        rows.append({"arch": e.arch, "phase": e.phase, "init": e.init, "recipe": e.recipe, "seed": seed,
-                     "val_auc": float(s["val_auc_patient"]), "test_auc": auc, "test_lo": lo, "test_hi": hi,
-                     "n_test": len(test), "epochs": int(s["epochs"]), "best_epoch": int(s["best_epoch"]),
+        m = _metrics(f.parent, n_boot)  # the data-size study's test AUC with its stratified bootstrap CI
+        rows.append({"arch": e.arch, "phase": e.phase, "init": e.init, "recipe": e.recipe, "seed": int(s["seed"]),
+                     "val_auc": float(s["val_auc_patient"]), "test_auc": m["test_auc"], "test_lo": m["test_auc_lo"],
+                     "test_hi": m["test_auc_hi"], "n_test": m["test_n"],
+                     "epochs": int(s["epochs"]), "best_epoch": int(s["best_epoch"]),
                      "minutes": float(s["wall_seconds"]) / 60, "experiment": e.name})
     return pd.DataFrame(rows)
 
@@ -174,21 +169,9 @@ PLANTED_TRAIN = profiles.TrainProfile(max_epochs=6, patience=6, seeds=(0,), gene
                                       synthetic_eval=8)
 
 
-def planted_experiments(recipes=("paper", "lr100")) -> list[Experiment]:
-    """Phase 1, then per recipe the 2D chain's TSS < 3 h and < 4.5 h runs and a TSS < 4.5 h run from
-    random weights, on the planted cohort."""
-    out = [Experiment("2d", "stroke", "random")]
-    for r in recipes:
-        for e in (Experiment("2d", "tss3", "transfer", r), Experiment("2d", "tss45", "transfer", r)) + (
-                () if r in TRANSFER_ONLY else (Experiment("2d", "tss45", "random", r),)):
-            if e.training.start_from and Experiment("2d", e.phase, e.init, e.training.start_from) not in out:
-                out.append(Experiment("2d", e.phase, e.init, e.training.start_from))
-            out.append(e)
-    return out
-
-
 def run_planted(root, recipes=("paper", "lr100"), seeds=(0,), device: str = "cpu", progress: bool = True) -> list[dict]:
-    """Train :func:`planted_experiments` on the planted cohort (48 patients, 8 x 28 x 14, a FLAIR-bright
+    """Train the 2D variants of ``recipes`` (:func:`experiments`: phase 1, then each recipe's chain and
+    its run from random weights) on the planted cohort (48 patients, 8 x 28 x 14, a FLAIR-bright
     lesion after 4.5 h, at most 6 epochs) under ``root`` (cached like every run). The cohort is the
     same for every seed; the seed changes the weights and the order of the batches."""
     from .planted import planted_cohort
@@ -196,7 +179,7 @@ def run_planted(root, recipes=("paper", "lr100"), seeds=(0,), device: str = "cpu
     cohort = planted_cohort(PLANTED_PATIENTS, PLANTED_SHAPE, seed=0, flair_gain=PLANTED_GAIN, device=device)
     out = []
     for s in seeds:
-        out += run_grid(planted_experiments(recipes), cohort, RunTree(root).seed_dir(s), "quick", s,
+        out += run_grid(experiments("2d", recipes=recipes), cohort, RunTree(root).seed_dir(s), "quick", s,
                         progress=progress, train_profile=PLANTED_TRAIN)
     return out
 
