@@ -70,6 +70,8 @@ notebooks: $(STAMP)
 	done
 
 html: $(STAMP)
+	@# the intro's findings box, from the result files of the profile the Results pages show
+	$(PY) -m tss findings --profile $(PROFILE_CMD) --out $(GENERATED)/findings.md
 	$(VENV)/bin/jupyter-book build book --warningiserror --keep-going
 	@# the rendered book must not reveal the build machine's paths
 	@if grep -rlF "$(CURDIR)" book/_build/html --include=*.html; then \

@@ -140,13 +140,52 @@ def test_delong_between_two_runs_pairs_the_same_patients(tmp_path):
     assert np.isnan(results.delong_vs(tmp_path, "2d-tss3-transfer", "2d-tss3-medical")["p"])
 
 
-def test_verdicts_follow_the_direction_and_the_test():
+def test_verdicts_say_only_what_the_data_carry():
     assert results.verdict(0.1, 0.01) == "reproduced"
-    assert results.verdict(0.1, 0.3) == "same direction, not significant"
-    assert results.verdict(-0.1, 0.3).startswith("not reproduced")
-    assert results.verdict(-0.1, 0.001) == "opposite, significant"
-    assert results.verdict(0.0, 1.0) == "not reproduced (no difference)"
+    assert results.verdict(-0.1, 0.001) == "not reproduced"  # a significant difference the other way
+    assert results.verdict(0.1, 0.3) == results.verdict(-0.1, 0.3) == results.verdict(0.0, 1.0) == "inconclusive"
     assert results.verdict(np.nan, np.nan) == "not run"
+    assert set(results.VERDICTS) >= {"reproduced", "not reproduced", "inconclusive", "not testable", "not run"}
+
+
+def test_the_chance_band_of_an_auc_matches_scores_unrelated_to_the_label():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(30), np.zeros(38)]
+    null = [roc_auc_score(y, rng.normal(size=len(y))) for _ in range(4000)]
+    assert stats.chance_auc_upper(30, 38) == pytest.approx(np.quantile(null, 0.975), abs=0.01)
+    assert stats.chance_auc_upper(300, 380) < stats.chance_auc_upper(30, 38)  # more cases, a narrower band
+    assert np.isnan(stats.chance_auc_upper(0, 38))
+
+
+def test_the_detectable_difference_is_detected_with_the_stated_power():
+    from scipy.stats import norm
+
+    se = 0.05
+    d = stats.detectable_difference(se, alpha=0.05, power=0.8)
+    power = norm.sf(norm.ppf(0.975) - d / se) + norm.cdf(-norm.ppf(0.975) - d / se)
+    assert power == pytest.approx(0.8, abs=1e-6) and d == pytest.approx(2.80 * se, abs=0.002)
+
+
+def test_a_claim_resting_on_a_model_that_did_not_learn_is_not_testable(tmp_path):
+    rng = np.random.default_rng(3)
+    _fake_run(tmp_path, "2d-tss45-transfer", 0, rng, n_val=80, n_test=80, signal=-0.1)  # nothing to learn from
+    _fake_run(tmp_path, "2d-tss45-random", 0, rng, n_val=80, n_test=80, signal=4.0)
+    flat = results.learned(tmp_path, "2d-tss45-transfer", 0)
+    assert not flat["learned"] and flat["val_auc"] < flat["chance_upper"] < 0.65
+    assert results.learned(tmp_path, "2d-tss45-random", 0)["learned"]
+    c = results.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-random")
+    assert c["verdict"] == "not testable" and "2d-tss45-transfer did not learn (validation AUC" in c["ours"]
+    assert "2d-tss45-random did not" not in c["ours"]
+
+
+def test_an_insignificant_difference_is_inconclusive_with_what_could_have_been_detected(tmp_path):
+    rng = np.random.default_rng(4)
+    for e in ("2d-tss45-transfer", "2d-tss45-random"):
+        _fake_run(tmp_path, e, 0, rng, n_val=80, n_test=40, signal=2.0)
+    c = results.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-random")
+    r = results.delong_vs(tmp_path, "2d-tss45-transfer", "2d-tss45-random")
+    assert r["p"] >= 0.05 and c["verdict"] == "inconclusive"
+    assert f"detectable difference {stats.detectable_difference(r['se']):.2f} (80% power)" in c["ours"]
 
 
 def test_a_clone_without_images_reads_the_cohort_tables_committed_with_the_results(tmp_path):
@@ -285,10 +324,27 @@ def test_sensitivity_claim_pairs_model_and_majority_reader_on_the_same_positive_
     row = reproduction.sensitivity_vs_readers(patients, 0.5, _manifest(patients, calls), n_boot=200)
     # model: 3 of 4 test positives at threshold 0.5; reader majority: 1 of 4
     assert row["ours"].startswith("0.75 vs 0.25 (difference +0.50")
-    assert row["verdict"] in ("reproduced", "same direction, not significant")
+    assert row["verdict"] in ("reproduced", "inconclusive")
     flipped = reproduction.sensitivity_vs_readers(patients.assign(prob=1 - patients["prob"]), 0.5,
                                                   _manifest(patients, calls), n_boot=200)
-    assert flipped["ours"].startswith("0.25 vs 0.25") and flipped["verdict"] == "not reproduced"
+    # no difference on 4 patients: inconclusive, not "not reproduced"
+    assert flipped["ours"].startswith("0.25 vs 0.25") and flipped["verdict"] == "inconclusive"
+    assert "detectable difference" in flipped["ours"]
+    flat = reproduction.sensitivity_vs_readers(patients, 0.5, _manifest(patients, calls), n_boot=200,
+                                               not_learned="m did not learn")
+    assert flat["verdict"] == "not testable" and flat["ours"].endswith("m did not learn")
+
+
+def test_sensitivity_against_the_readers_is_not_reproduced_only_when_the_readers_are_significantly_better():
+    n = 60
+    patients = pd.DataFrame({"patient_id": [f"p{i}" for i in range(n)], "split": "test", "target": 1,
+                             "prob": np.r_[np.full(10, 0.9), np.full(n - 10, 0.1)]})
+    readers_see_all = [[1] * n] * 3
+    row = reproduction.sensitivity_vs_readers(patients, 0.5, _manifest(patients, readers_see_all), n_boot=300)
+    assert row["ours"].startswith("0.17 vs 1.00") and row["verdict"] == "not reproduced"
+    better = reproduction.sensitivity_vs_readers(patients.assign(prob=1 - patients["prob"]), 0.5,
+                                                 _manifest(patients, [[0] * n] * 3), n_boot=300)
+    assert better["verdict"] == "reproduced"
 
 
 def test_lee_share_and_gradcam_and_kappa_claims_read_their_tables():
@@ -300,12 +356,16 @@ def test_lee_share_and_gradcam_and_kappa_claims_read_their_tables():
     cams = pd.DataFrame({"hit_rate": [0.2, 0.95], "hit rate (95% CI)": ["0.20 (0.1-0.3)", "0.95 (0.9-1.0)"]},
                         index=["2d-attention-transfer", "3d-attention-transfer"])
     assert reproduction.gradcam_claim(cams)["verdict"] == "reproduced"
-    assert reproduction.gradcam_claim(cams.iloc[:1])["verdict"].startswith("not reproduced")
+    assert reproduction.gradcam_claim(cams.iloc[:1])["verdict"] == "not reproduced"
+    assert reproduction.gradcam_claim(cams.iloc[:1], not_learned="x did not learn")["verdict"] == "not testable"
 
     m = pd.DataFrame({"split": ["test"] * 6 + ["train"], "reader1": [1, 0, 1, 0, 1, 1, 0],
                       "reader2": [1, 0, 1, 1, 1, 0, 1], "reader3": [1, 0, 0, 0, 1, 1, 1]})
     k = stats.fleiss_kappa(m.query("split == 'test'")[READERS].to_numpy())
-    assert reproduction.kappa_claim(m)["ours"] == f"kappa {k:.2f} (test split)"
+    assert reproduction.kappa_claim(m)["ours"].startswith(f"kappa {k:.2f} (test split); ")
+    assert reproduction.kappa_claim(m)["verdict"] == ("by construction" if 0.35 <= k <= 0.55 else "off its target")
+    agree = m.assign(reader2=m["reader1"], reader3=m["reader1"])  # kappa 1: outside the readers' target
+    assert reproduction.kappa_claim(agree)["verdict"] == "off its target"
 
 
 def test_claims_table_has_every_claim_once_with_verdicts_from_the_runs_present(tmp_path):
@@ -317,7 +377,7 @@ def test_claims_table_has_every_claim_once_with_verdicts_from_the_runs_present(t
     calls = [(1 - strong["target"]).astype(int)] * 3   # the readers call "< 4.5 h" on negatives only: sensitivity 0
     table = reproduction.claims(tmp_path, raw, lee_dir=tmp_path / "no-lee", manifest=_manifest(strong, calls), n_boot=100)
 
-    assert table["claim"].is_unique and set(table.columns) == {"claim", "paper", "ours", "verdict", "seeds"}
+    assert table["claim"].is_unique and set(table.columns) == {"claim", "paper", "ours", "verdict", "seeds", "detectable"}
     by = table.set_index("claim")["verdict"]
     assert by["TSS < 4.5 h, 2D: task-adaptive transfer beats random initialisation"] == "reproduced"
     assert by["TSS < 3 h, 2D: task-adaptive transfer beats random initialisation"] == "not run"
@@ -365,3 +425,29 @@ def test_the_results_command_writes_the_pages_tables_from_a_profiles_runs(tmp_pa
     claims = pd.read_csv(out / "reproduction.csv").set_index("claim")["verdict"]
     assert claims["TSS < 4.5 h, 2D: task-adaptive transfer beats random initialisation"] != "not run"
     assert "reproduction (quick):" in capsys.readouterr().out
+
+
+def test_the_findings_box_is_computed_from_the_claims_and_table2():
+    table = pd.DataFrame([
+        {"claim": "A holds", "verdict": "reproduced", "ours": "x", "detectable": np.nan},
+        {"claim": "B fails", "verdict": "not reproduced", "ours": "x", "detectable": np.nan},
+        {"claim": "C unclear", "verdict": "inconclusive", "ours": "x", "detectable": 0.21},
+        {"claim": "D unclear", "verdict": "inconclusive", "ours": "x", "detectable": 0.25},
+        {"claim": "E flat", "verdict": "not testable", "ours": "0.4 vs 0.5; 2d-tss45-transfer did not learn (v)",
+         "detectable": np.nan},
+        {"claim": "F kappa", "verdict": "off its target", "ours": "x", "detectable": np.nan},
+    ])
+    raw = pd.DataFrame([
+        {"experiment": "2d-tss45-transfer", "status": "ok", "auc": 0.36, "auc_lo": 0.25, "auc_hi": 0.48, "n": 85, "n_seeds": 2},
+        {"experiment": "3d-tss45-medical", "status": "ok", "auc": 0.69, "auc_lo": 0.57, "auc_hi": 0.80, "n": 85, "n_seeds": 1},
+        {"experiment": "2d-stroke-random", "status": "ok", "auc": 0.95, "auc_lo": 0.9, "auc_hi": 0.99, "n": 170, "n_seeds": 2},
+        {"experiment": "lee-et-al-2020", "status": "ok", "auc": 0.93, "auc_lo": 0.86, "auc_hi": 0.99, "n": 56, "n_seeds": np.nan},
+    ])
+    box = reproduction.findings(table, raw, "lowres", 422, link="generated/10_reproduction")
+    assert "lowres profile: 422 patients, 85 test patients, 1-2 training seeds per run" in box
+    assert "best deep model (3d-tss45-medical) reaches test AUC 0.69 (0.57-0.80)" in box  # not the stroke detector
+    assert "Lee et al. radiomics baseline 0.93 (0.86-0.99) on the 56 test patients" in box
+    assert "**Held (1):** A holds." in box and "**Did not hold (1):** B fails." in box
+    assert "(2):** C unclear; D unclear (differences up to 0.25 can go undetected" in box
+    assert "within chance: 2d-tss45-transfer)" in box and "**Off its target (1):** F kappa." in box
+    assert box.endswith("[Reproduction](generated/10_reproduction).")

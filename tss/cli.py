@@ -195,6 +195,17 @@ def _cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_findings(args: argparse.Namespace) -> int:
+    from tss import profiles, project, reproduction, results
+
+    profiles.check(args.profile)
+    root = project.paths(args.profile).results_root
+    shown = results.profile_of(root) or args.profile  # the profile the Results pages show
+    dest = reproduction.write_findings(root, shown, args.out, link=args.link, n_boot=args.n_boot)
+    print(f"findings of the {shown} profile: {dest}")
+    return 0
+
+
 def _cmd_default_profile(args: argparse.Namespace) -> int:
     from tss.profiles import default_profile
 
@@ -318,6 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of every confidence interval")
     r.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     r.set_defaults(func=_cmd_results)
+
+    f = sub.add_parser("findings", help="the findings box of the intro (what held, what did not, what cannot be told) "
+                                         "from the result files of the profile the Results pages show")
+    f.add_argument("--profile", default="quick", help="the profile make book ran (larger ones with runs are shown first)")
+    f.add_argument("--out", type=Path, default=Path("book/generated/findings.md"))
+    f.add_argument("--link", default="generated/10_reproduction", help="the Reproduction page, linked from the box")
+    f.add_argument("--n-boot", type=int, default=1000)
+    f.set_defaults(func=_cmd_findings)
 
     d = sub.add_parser("default-profile", help="print 'full' when a CUDA GPU is visible, else 'quick'")
     d.set_defaults(func=_cmd_default_profile)

@@ -1,16 +1,26 @@
 """The Reproduction page's table: each claim of the paper, its evidence, ours, and a verdict.
 
 Every claim is one row built from the result files (``results/<profile>/...``) by a function here;
-the page calls :func:`claims` and draws the table. Verdict rules (see :func:`tss.results.verdict`):
-"A beats B" is *reproduced* when our A - B is positive and significant (DeLong's test on the same
-test patients, p < 0.05); a level ("AUC about 0.9") is *reproduced* when the paper's value lies in
-our 95% CI or ours is above it.
+the page calls :func:`claims` and draws the table. The verdicts (:data:`tss.results.VERDICTS`):
+
+- *reproduced*: "A beats B" with our A - B positive and significant (DeLong's test on the same test
+  patients, p < 0.05); a level ("AUC about 0.9") when the paper's value lies in our 95% CI or ours
+  is above it.
+- *not reproduced*: the data contradict the claim: a significant difference the other way, or a
+  95% CI that excludes the paper's value.
+- *inconclusive*: neither; the evidence says which difference the test split could have detected
+  (80% power, two-sided 0.05).
+- *not testable*: the model the claim credits (the better one, or the one said to reach a level) did
+  not learn: its validation AUC stayed within the band that chance reaches
+  (:func:`tss.results.learned`). A model that beats one which learned nothing still supports a claim.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import results, stats
@@ -24,6 +34,7 @@ LEE_STRINGENT_BELOW = 0.75  # a usable share under this still says "the ROI is s
 # the paper: the model's sensitivity against the aggregate reader's
 PAPER_SENSITIVITY = (0.70, 0.57)
 CAM_HIT_REPRODUCED = 0.9  # the paper: >50% overlap in 96% of cases, read visually; ours is measured
+KAPPA_TARGET = (0.35, 0.55)  # the readers' calibration target (tss.synth.params, "readers"; paper 0.46)
 
 
 def _row(claim: str, paper_says: str, **ours) -> dict:
@@ -37,7 +48,7 @@ def model_claims(runs_dir, by: pd.DataFrame) -> list[dict]:
     pap = results.paper_aucs()
     rows = [_row(f"Stroke detection is reliable: {arch.upper()} AUC {auc:.2f}",
                  "Table 2, phase 1" + (" (ours from Models Genesis)" if arch == "3d" else ""),
-                 **reaches_paper(by, experiment_name(arch, "stroke", "random"), auc))
+                 **reaches_paper(by, experiment_name(arch, "stroke", "random"), auc, runs_root=runs_dir))
             for arch, auc in PAPER_STROKE_AUC.items()]
     tasks = (("tss3", "TSS < 3 h"), ("tss45", "TSS < 4.5 h"))
     for phase, task in tasks:
@@ -75,10 +86,11 @@ def lee_share_claim(lee_predictions: pd.DataFrame) -> dict:
 
 
 def sensitivity_vs_readers(patients: pd.DataFrame, threshold: float, manifest: pd.DataFrame,
-                           n_boot: int = 1000, seed: int = 0) -> dict:
+                           n_boot: int = 1000, seed: int = 0, not_learned: str = "") -> dict:
     """"The model is more sensitive than the mismatch reads": on the test patients with TSS < 4.5 h,
     the model's calls at the validation threshold against the majority reader's, paired by patient;
-    the 95% CI of the difference is a bootstrap over those patients."""
+    the 95% CI of the difference is a bootstrap over those patients. ``not_learned``: why the model
+    did not learn (:func:`tss.results.did_not_learn`); non-empty makes the claim not testable."""
     t = patients[patients["split"] == "test"].merge(manifest[["patient_id", *READERS]], on="patient_id")
     pos = t[t["target"] == 1]
     model_call = (pos["prob"] >= threshold).to_numpy(float)
@@ -86,26 +98,48 @@ def sensitivity_vs_readers(patients: pd.DataFrame, threshold: float, manifest: p
     diff = model_call.mean() - reader_call.mean()
     lo, hi = stats.bootstrap_ci(lambda a, b: a.mean() - b.mean(), model_call, reader_call, n_boot=n_boot, seed=seed)
     a, b = PAPER_SENSITIVITY
+    ours = (f"{model_call.mean():.2f} vs {reader_call.mean():.2f} "
+            f"(difference {diff:+.2f}, 95% CI {lo:+.2f} to {hi:+.2f}; validation threshold)")
+    if not_learned:
+        v, ours = "not testable", f"{ours}; {not_learned}"
+    elif lo > 0 or hi < 0:
+        v = "reproduced" if lo > 0 else "not reproduced"
+    else:  # the bootstrap CI's half-width over 1.96 is the difference's standard error
+        detectable = stats.detectable_difference((hi - lo) / (2 * 1.959964))
+        v, ours = "inconclusive", f"{ours}; detectable difference {detectable:.2f} (80% power)"
     return _row("The model is more sensitive than the DWI-FLAIR mismatch reads (aggregate reader)",
-                f"sensitivity {a:.2f} vs {b:.2f}",
-                ours=f"{model_call.mean():.2f} vs {reader_call.mean():.2f} "
-                     f"(difference {diff:+.2f}, 95% CI {lo:+.2f} to {hi:+.2f}; validation threshold)",
-                verdict="reproduced" if lo > 0 else ("same direction, not significant" if diff > 0 else "not reproduced"))
+                f"sensitivity {a:.2f} vs {b:.2f}", ours=ours, verdict=v,
+                detectable=detectable if v == "inconclusive" else np.nan)
 
 
-def gradcam_claim(cam_summary: pd.DataFrame) -> dict:
-    """"Grad-CAM localises the lesion", from the Grad-CAM page's summary (one row per model)."""
-    return _row("Grad-CAM localises the lesion: >50% overlap in 96% of cases", "radiologist's reading",
-                ours="; ".join(f"{e}: {r['hit rate (95% CI)']}" for e, r in cam_summary.iterrows()),
-                verdict="reproduced" if cam_summary["hit_rate"].max() >= CAM_HIT_REPRODUCED
-                else "not reproduced (lower overlap, measured not judged)")
+def gradcam_claim(cam_summary: pd.DataFrame, not_learned: str = "") -> dict:
+    """"Grad-CAM localises the lesion", from the Grad-CAM page's summary (one row per model):
+    reproduced when a model's hit rate reaches :data:`CAM_HIT_REPRODUCED`; not testable when the
+    models did not learn (``not_learned``: :func:`tss.results.did_not_learn`), since the map of a
+    model that learned nothing says nothing of the method."""
+    ours = "; ".join(f"{e}: {r['hit rate (95% CI)']}" for e, r in cam_summary.iterrows())
+    if cam_summary["hit_rate"].max() >= CAM_HIT_REPRODUCED:
+        v = "reproduced"
+    elif not_learned:
+        v, ours = "not testable", f"{ours}; {not_learned}"
+    else:
+        v = "not reproduced"
+    return _row("Grad-CAM localises the lesion: >50% overlap in 96% of cases", "radiologist's reading (visual)",
+                ours=ours, verdict=v)
 
 
 def kappa_claim(manifest: pd.DataFrame) -> dict:
-    """The readers' agreement on the test split (calibrated by construction in the synthetic cohort)."""
+    """The readers' agreement on the test split. The simulated readers are calibrated to
+    :data:`KAPPA_TARGET` on the whole cohort, so this is a check of that calibration, not a finding:
+    *by construction* inside the target, *off its target* outside it."""
     k = stats.fleiss_kappa(manifest.query("split == 'test'")[READERS].to_numpy())
-    return _row("Readers agree moderately (Fleiss' kappa 0.46)", "kappa 0.46", ours=f"kappa {k:.2f} (test split)",
-                verdict="by construction: the simulated readers are calibrated to it (Data chapter)")
+    every = stats.fleiss_kappa(manifest.dropna(subset=READERS)[READERS].to_numpy())
+    lo, hi = KAPPA_TARGET
+    inside = lo <= k <= hi
+    return _row("Readers agree moderately (Fleiss' kappa 0.46)", "kappa 0.46",
+                ours=f"kappa {k:.2f} (test split); {every:.2f} on all {len(manifest)} patients; "
+                     f"the simulated readers aim at {lo:.2f}-{hi:.2f}",
+                verdict="by construction" if inside else "off its target")
 
 
 def claims(runs_dir, raw: pd.DataFrame, lee_dir=None, manifest: pd.DataFrame | None = None,
@@ -121,8 +155,9 @@ def claims(runs_dir, raw: pd.DataFrame, lee_dir=None, manifest: pd.DataFrame | N
         n_boot, seed: the bootstrap of the sensitivity difference.
 
     Returns:
-        One row per claim: claim, paper, ours, verdict and seeds (how many training seeds the
-        verdict rests on; "-" for claims that are not a training result).
+        One row per claim: claim, paper, ours, verdict, seeds (how many training seeds the verdict
+        rests on; "-" for claims that are not a training result) and detectable (the difference
+        an inconclusive comparison could have detected; NaN otherwise).
     """
     by = raw.set_index("experiment")
     rows = model_claims(runs_dir, by)
@@ -137,14 +172,20 @@ def claims(runs_dir, raw: pd.DataFrame, lee_dir=None, manifest: pd.DataFrame | N
     s = results.seeds(runs_dir, best)
     if s and manifest is not None:
         rows.append(sensitivity_vs_readers(results.predictions(runs_dir, best, s[0]), by.at[best, "threshold_val"],
-                                           manifest, n_boot=n_boot, seed=seed))
+                                           manifest, n_boot=n_boot, seed=seed,
+                                           not_learned=results.did_not_learn(runs_dir, [(best, s[0])])))
     if cam_summary is not None and not isinstance(cam_summary, pd.DataFrame):
         cam_summary = pd.read_csv(cam_summary, index_col=0) if Path(cam_summary).exists() else None
     if cam_summary is not None:
-        rows.append(gradcam_claim(cam_summary))
+        shown = [(e, results.seeds(runs_dir, e)[0]) for e in cam_summary.index if results.seeds(runs_dir, e)]
+        flat = [results.did_not_learn(runs_dir, [r]) for r in shown]  # not testable only when none learned
+        rows.append(gradcam_claim(cam_summary, not_learned="; ".join(flat)
+                                  if shown and all(flat) and len(shown) == len(cam_summary) else ""))
     if manifest is not None:
         rows.append(kappa_claim(manifest))
     table = pd.DataFrame(rows)
+    if "detectable" not in table:
+        table["detectable"] = np.nan
     if "seeds" in table:  # how many training seeds each verdict rests on ("-": not a training result)
         table["seeds"] = table["seeds"].map(lambda v: "-" if pd.isna(v) else str(int(v)))
     return table
@@ -156,3 +197,79 @@ def counts(table: pd.DataFrame) -> str:
     return ", ".join(f"{v} {k}" for k, v in c.items()) + f" of {len(table)} claims"
 
 
+
+
+def findings(table: pd.DataFrame, raw: pd.DataFrame, profile: str, n_patients: int | None = None,
+             link: str | None = None) -> str:
+    """The findings box of the intro and of the Reproduction page, as MyST markdown: the profile,
+    its test patients and seeds; the clock's best deep model beside the Lee baseline; which claims
+    held, which did not, which cannot be told at this size and which are not testable.
+
+    Args:
+        table: :func:`claims` (``reproduction.csv``).
+        raw: :func:`tss.results.table2`'s raw rows (``table2_raw.csv``).
+        profile: the profile both come from.
+        n_patients: the cohort's size, when known.
+        link: the Reproduction page's address, to link to from the box (None: no link).
+    """
+    ok = raw[raw["status"] == "ok"]
+    tss = ok[ok["experiment"].str.contains("-tss45-|-attention-", regex=True)]
+    seeds = sorted({int(v) for v in ok["n_seeds"].dropna()})
+    n_test = int(tss["n"].max()) if len(tss) else 0
+    head = f"{profile} profile" + (f": {n_patients} patients" if n_patients else "") + f", {n_test} test patients, "
+    head += ("one training seed per run" if seeds == [1] else
+             f"{seeds[0]}-{seeds[-1]} training seeds per run" if seeds else "no training run")
+    lines = [f"**What this companion finds** ({head}; every number computed from the committed result files):", ""]
+    if len(tss):
+        best = tss.loc[tss["auc"].idxmax()]
+        lee = ok[ok["experiment"] == "lee-et-al-2020"]
+        s = (f"- **TSS < 4.5 h.** The best deep model ({best['experiment']}) reaches test AUC "
+             f"{stats.with_ci(best['auc'], (best['auc_lo'], best['auc_hi']))}")
+        if len(lee):
+            r = lee.iloc[0]
+            s += (f"; the Lee et al. radiomics baseline {stats.with_ci(r['auc'], (r['auc_lo'], r['auc_hi']))} on the "
+                  f"{r['n']:.0f} test patients it can measure")
+        lines.append(s + ".")
+    by = {v: table[table["verdict"] == v] for v in table["verdict"].unique()}
+
+    def named(rows: pd.DataFrame) -> str:
+        return "; ".join(rows["claim"])
+
+    if "reproduced" in by:
+        lines.append(f"- **Held ({len(by['reproduced'])}):** {named(by['reproduced'])}.")
+    if "not reproduced" in by:
+        lines.append(f"- **Did not hold ({len(by['not reproduced'])}):** {named(by['not reproduced'])}.")
+    if "inconclusive" in by:
+        d = by["inconclusive"]["detectable"].dropna()
+        span = (f" (differences up to {d.max():.2f} can go undetected on this test split at 80% power; "
+                "the paper's gains are 0.03-0.13)") if len(d) else ""
+        lines.append(f"- **Cannot be told at this size ({len(by['inconclusive'])}):** {named(by['inconclusive'])}{span}.")
+    if "not testable" in by:
+        flat = sorted({m for o in by["not testable"]["ours"] for m in re.findall(r"(\S+) did not learn", o)})
+        lines.append(f"- **Not testable ({len(by['not testable'])}):** the model these claims credit did not learn "
+                     f"(its validation AUC stayed within chance: {', '.join(flat)}), so our runs say nothing of the "
+                     "method there.")
+    for v, rows in by.items():
+        if v not in ("reproduced", "not reproduced", "inconclusive", "not testable"):
+            lines.append(f"- **{v[0].upper() + v[1:]} ({len(rows)}):** {named(rows)}.")
+    if link:
+        lines += ["", f"Every claim, its evidence and ours: [Reproduction]({link})."]
+    return "\n".join(lines)
+
+
+def write_findings(results_root, profile: str, dest, link: str | None = None, n_boot: int = 1000) -> Path:
+    """:func:`findings` of ``profile`` as a MyST admonition in ``dest`` (the intro includes it):
+    read from ``results/<profile>/results/`` when the Results and Reproduction pages wrote it,
+    computed (:func:`tss.results.write_tables`) otherwise."""
+    from .atomic import write_text
+
+    out = Path(results_root) / profile / "results"
+    if not ((out / "reproduction.csv").exists() and (out / "table2_raw.csv").exists()):
+        results.write_tables(results_root, profile, n_boot=n_boot)
+    man = Path(results_root) / profile / "cohort" / "manifest.csv"
+    n = len(pd.read_csv(man)) if man.exists() else None
+    body = findings(pd.read_csv(out / "reproduction.csv"), pd.read_csv(out / "table2_raw.csv"), profile, n, link)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_text(dest, f":::{{admonition}} Findings\n:class: important\n\n{body}\n:::\n")
+    return dest

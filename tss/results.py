@@ -502,20 +502,53 @@ def roc_points(y, p) -> tuple[np.ndarray, np.ndarray]:
 # claims (the Reproduction page)
 
 
-def verdict(diff: float, p: float, alpha: float = 0.05) -> str:
-    """A claim "A beats B" on our data: ``diff`` = ours A - B, ``p`` its test's p-value."""
-    if diff is None or np.isnan(diff):
+# The Reproduction page's verdicts, in the order its summary lists them. "A beats B" is *reproduced*
+# when A - B is positive and significant (DeLong, p < ALPHA), *not reproduced* when the data
+# contradict the claim (significant the other way, or a CI that excludes the paper's value),
+# *inconclusive* otherwise (with the difference the test split could detect at POWER), and *not
+# testable* when the model the claim credits did not learn (see :func:`learned`).
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable", "not run")
+ALPHA, POWER = 0.05, 0.8
+
+
+def verdict(diff: float, p: float, alpha: float = ALPHA) -> str:
+    """The category of a claim "A beats B" on our data: ``diff`` = ours A - B, ``p`` its test's
+    p-value. A difference that is not significant is *inconclusive* whatever its sign."""
+    if diff is None or np.isnan(diff) or p is None or np.isnan(p):
         return "not run"
-    if diff > 0:
-        return "reproduced" if p < alpha else "same direction, not significant"
-    if diff == 0:
-        return "not reproduced (no difference)"
-    return "opposite, significant" if p < alpha else "not reproduced (opposite direction, not significant)"
+    if p < alpha:
+        return "reproduced" if diff > 0 else "not reproduced"
+    return "inconclusive"
 
 
-def reaches_paper(by: pd.DataFrame, experiment: str, paper_auc: float) -> dict:
+def learned(runs_root, experiment: str, seed: int, level: float = 0.95) -> dict:
+    """Did a run learn its task? Its kept model's validation AUC against the upper end of the band
+    that a score unrelated to the label reaches on the same validation cases
+    (:func:`tss.stats.chance_auc_upper`). The kept model is the best of its epochs on validation,
+    so the rule errs towards "learned". A run without validation cases counts as learned."""
+    v = predictions(runs_root, experiment, seed).query("split == 'val'")
+    y = v["target"].astype(int)
+    auc = stats.auc_or_nan(y, v["prob"])
+    upper = stats.chance_auc_upper(int(y.sum()), int((1 - y).sum()), level)
+    return {"learned": not (auc <= upper), "val_auc": auc, "chance_upper": upper}
+
+
+def did_not_learn(runs_root, runs) -> str:
+    """"" when every (experiment, seed) in ``runs`` learned (:func:`learned`); else what a
+    reader needs, e.g. "2d-tss45-transfer did not learn (validation AUC 0.49, chance reaches 0.62)"."""
+    out = []
+    for e, s in runs:
+        r = learned(runs_root, e, s)
+        if not r["learned"]:
+            out.append(f"{e} did not learn (validation AUC {r['val_auc']:.2f}, chance reaches {r['chance_upper']:.2f})")
+    return "; ".join(out)
+
+
+def reaches_paper(by: pd.DataFrame, experiment: str, paper_auc: float, runs_root=None) -> dict:
     """Our evidence for "``experiment`` reaches the paper's test AUC": reproduced when our AUC is at
-    least ``paper_auc`` or its 95% CI holds it. ``by``: :func:`table2`'s raw rows indexed by experiment."""
+    least ``paper_auc`` or its 95% CI holds it, not reproduced when the CI lies below it; not
+    testable when the run did not learn (checked when ``runs_root`` is given). ``by``:
+    :func:`table2`'s raw rows indexed by experiment."""
     if experiment not in by.index or by.at[experiment, "status"] != "ok":
         return {"ours": "not run", "verdict": "not run", "seeds": 0}
     r = by.loc[experiment]
@@ -523,22 +556,45 @@ def reaches_paper(by: pd.DataFrame, experiment: str, paper_auc: float) -> dict:
     ours = f"{stats.with_ci(r['auc'], (r['auc_lo'], r['auc_hi']))} ({r['n']:.0f} test {r.get('level', 'patient')}s)"
     if r["n_seeds"] > 1:  # the verdict is the first seed's; the others' spread beside it
         ours += f"; {r['n_seeds']:.0f} seeds: {r['auc_seeds_mean']:.2f} ± {r['auc_seeds_sd']:.2f}"
-    return {"ours": ours, "verdict": "reproduced" if ok else "not reproduced (below the paper's value)",
-            "seeds": int(r["n_seeds"])}
+    flat = did_not_learn(runs_root, [(experiment, int(r["seed"]))]) if runs_root is not None else ""
+    if flat:
+        return {"ours": f"{ours}; {flat}", "verdict": "not testable", "seeds": int(r["n_seeds"])}
+    return {"ours": ours, "verdict": "reproduced" if ok else "not reproduced", "seeds": int(r["n_seeds"])}
+
+
+def _judged(diff: float, p: float, se: float, runs_root, runs) -> tuple[str, str, float]:
+    """(verdict, what to add to the evidence, detectable difference): the category of "A beats B";
+    when inconclusive, the difference the test split detects with :data:`POWER`; not testable when
+    a run in ``runs`` did not learn."""
+    v = verdict(diff, p)
+    if v == "not run":
+        return v, "", np.nan
+    flat = did_not_learn(runs_root, runs)
+    if flat:
+        return "not testable", f"; {flat}", np.nan
+    if v == "inconclusive":
+        d = stats.detectable_difference(se, ALPHA, POWER)
+        return v, f"; detectable difference {d:.2f} ({POWER:.0%} power)", d
+    return v, "", np.nan
 
 
 def compare_claim(runs_root, better: str, worse: str) -> dict:
     """Our evidence for "``better`` has a higher test AUC than ``worse``": DeLong on the first seed
-    both have; ``seeds``: how many seeds both have (with several, how many agree in sign)."""
+    of each (:func:`_judged` gives the verdict); ``seeds``: how many seeds both have (with several,
+    how many agree in sign)."""
     r = delong_vs(runs_root, better, worse)
     both = sorted(set(seeds(runs_root, better)) & set(seeds(runs_root, worse)))
     if "auc1" not in r:
         return {"ours": r.get("why", "not run"), "verdict": "not run", "seeds": len(both)}
-    out = {"ours": f"{r['auc1']:.2f} vs {r['auc2']:.2f} (DeLong p = {r['p']:.2g})",
-           "verdict": verdict(r["diff"], r["p"]), "seeds": len(both)}
+    # only the model said to be better must have learned: one that beats a model which learned nothing
+    # supports the claim; one that learned nothing itself says nothing about the method
+    v, more, detectable = _judged(r["diff"], r["p"], r["se"], runs_root, [(better, seeds(runs_root, better)[0])])
+    out = {"ours": f"{r['auc1']:.2f} vs {r['auc2']:.2f} (DeLong p = {r['p']:.2g})", "verdict": v, "seeds": len(both),
+           "detectable": detectable}
     if len(both) > 1:  # the verdict is the first seed's; say how many seeds point the same way
         diffs = [_test_auc(runs_root, better, s) - _test_auc(runs_root, worse, s) for s in both]
         out["ours"] += f"; higher in {sum(d > 0 for d in diffs)} of {len(both)} seeds"
+    out["ours"] += more
     return out
 
 
@@ -561,8 +617,9 @@ def compare_with_lee(runs_root, experiment: str, lee_dir) -> dict:
         r = stats.delong(both["target"], both["prob"], both["prob_lee"])
     except ValueError as e:
         return {"ours": f"{len(both)} shared test patients: {e}", "verdict": "not run"}
-    return {"ours": f"{r['auc1']:.2f} vs {r['auc2']:.2f} on {len(both)} patients (DeLong p = {r['p']:.2g})",
-            "verdict": verdict(r["diff"], r["p"])}
+    v, more, detectable = _judged(r["diff"], r["p"], r["se"], runs_root, [(experiment, s[0])])
+    return {"ours": f"{r['auc1']:.2f} vs {r['auc2']:.2f} on {len(both)} patients (DeLong p = {r['p']:.2g}){more}",
+            "verdict": v, "detectable": detectable}
 
 
 # ------------------------------------------------------------------------------------------------
