@@ -447,20 +447,44 @@ def test_training_pages_show_the_larger_profiles_first_and_this_builds_runs_last
     assert list(report.views(tmp_path, "lowres")) == ["lowres"]
 
 
+def _epochs_csv(root, name, seed=0, auc=(0.5, 0.6), loss=(0.7, 0.6)):
+    d = root / f"seed{seed}" / name
+    d.mkdir(parents=True)
+    pd.DataFrame({"epoch": range(1, len(auc) + 1), "train_loss": loss, "val_loss": [v + 0.05 for v in loss],
+                  Experiment.parse(name).spec.monitor: auc, "best": [a == max(auc) for a in auc]}
+                 ).to_csv(d / "epochs.csv", index=False)
+
+
 def test_learning_curves_of_a_grid_whose_first_run_is_missing_draw_without_a_warning(tmp_path):
     # a warning printed on a page carries the build machine's path, which the book must not show
     import warnings
 
     from tss.train import report
 
-    d = tmp_path / "seed0" / "2d-tss3-transfer"
-    d.mkdir(parents=True)
-    pd.DataFrame({"epoch": [1, 2], "train_loss": [0.7, 0.6], "val_loss": [0.7, 0.65], "val_auc": [0.5, 0.6],
-                  "best": [False, True]}).to_csv(d / "epochs.csv", index=False)
+    _epochs_csv(tmp_path, "2d-tss3-transfer")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fig = report.plot_curves(tmp_path, ["2d-tss3-random", "2d-tss3-transfer"])
-    assert fig.axes[0].get_legend() is None and fig.axes[1].get_legend() is not None
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["2d-tss3-transfer"]  # no empty "not run" panel
+    assert "not run: 2d-tss3-random" in fig._suptitle.get_text()
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1  # one legend, off the curves
+
+
+def test_learning_curves_share_the_auc_range_mark_chance_and_colour_each_seed_alike(tmp_path):
+    from tss.train import report
+
+    _epochs_csv(tmp_path, "2d-tss3-transfer", 0, auc=(0.44, 0.46, 0.45), loss=(0.6931, 0.6925, 0.6928))
+    _epochs_csv(tmp_path, "2d-tss3-transfer", 1, auc=(0.5, 0.7, 0.65), loss=(0.7, 0.6, 0.55))
+    _epochs_csv(tmp_path, "2d-tss3-random", 0, auc=(0.55, 0.9, 0.8), loss=(0.7, 0.5, 0.4))
+    fig = report.plot_curves(tmp_path, ["2d-tss3-transfer", "2d-tss3-random"])
+    loss_t, auc_t, auc_r = fig.axes[0], fig.axes[2], fig.axes[3]
+    assert auc_t.get_ylim() == auc_r.get_ylim() and auc_t.get_ylim()[1] == 1.0 and auc_t.get_ylim()[0] <= 0.42
+    assert any(list(ln.get_ydata()) == [0.5, 0.5] for ln in auc_t.get_lines())  # the chance line
+    lo, hi = loss_t.get_ylim()
+    assert hi - lo >= report.MIN_LOSS_SPAN  # a 0.0006 wobble stays flat
+    # seed 0 has one colour in every panel, seed 1 another
+    c0 = {ln.get_color() for ax in (auc_t, auc_r) for ln in ax.get_lines()[:1]}
+    assert len(c0) == 1 and auc_t.get_lines()[2].get_color() != auc_t.get_lines()[0].get_color()
 
 
 def test_an_experiment_is_parsed_from_its_name_and_nothing_else_is():
@@ -475,12 +499,14 @@ def test_learning_curves_of_many_runs_wrap_into_rows_that_stay_readable(tmp_path
     from tss.train import report
 
     names = [e.name for e in grid(("2d",), imagenet=False)][:7]
+    for n in names:
+        _epochs_csv(tmp_path, n)
     fig = report.plot_curves(tmp_path, names)
     axes = np.array(fig.axes).reshape(4, report.PANELS_PER_ROW)  # two rows of runs: loss above score
     assert [ax.get_title() for ax in axes[0]] == names[:4]
     assert [ax.get_title() for ax in axes[2, :3]] == names[4:]
     assert not axes[2, 3].axison and not axes[3, 3].axison  # the short last row leaves no empty frame
-    assert fig.get_size_inches()[0] <= 2.9 * report.PANELS_PER_ROW
+    assert fig.get_size_inches()[0] <= 3.2 * report.PANELS_PER_ROW
 
 
 def test_the_runs_table_leaves_out_columns_that_no_shown_run_has():

@@ -35,41 +35,75 @@ def epochs(runs_root, experiment: str) -> pd.DataFrame:
 PANELS_PER_ROW = 4  # runs side by side; more would shrink each panel's text below reading size in the book
 
 
+MIN_LOSS_SPAN = 0.1  # a loss panel spans at least this much, so a wobble of 0.001 does not look like a spike
+AUC_FLOOR = 0.3      # every AUC panel of a figure shares its y-range, from this (or lower) to 1
+
+
 def plot_curves(runs_root, experiments, title: str = ""):
     """Training loss and the early-stopping score per epoch, one panel pair (loss above score) per
-    experiment, at most :data:`PANELS_PER_ROW` runs to a row; the best epoch of each seed is marked."""
-    experiments = list(experiments)
-    cols = min(PANELS_PER_ROW, len(experiments))
-    rows = -(-len(experiments) // cols)
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(2.9 * cols, 5.2 * rows), squeeze=False)
-    for ax in axes[:, len(experiments) % cols or cols:][-2:].flat:  # the empty places of a short last row
+    experiment that ran, at most :data:`PANELS_PER_ROW` runs to a row. One colour per seed in every
+    panel (solid: training, dashed: validation loss), one legend below the panels, the kept epoch
+    of each seed starred; every AUC panel has the same y-range and a line at chance, and a loss
+    panel spans at least :data:`MIN_LOSS_SPAN`. Experiments that did not run are named in the
+    title, not drawn as empty panels."""
+    from matplotlib.lines import Line2D
+
+    logs = {n: epochs(runs_root, n) for n in experiments}
+    ran = [n for n, g in logs.items() if not g.empty]
+    missing = [n for n in logs if n not in ran]
+    if not ran:
+        fig, ax = plt.subplots(figsize=(6, 1))
         ax.axis("off")
-    for k, name in enumerate(experiments):
+        ax.text(0.5, 0.5, "no run yet: " + ", ".join(missing), ha="center", va="center")
+        return fig
+    cols = min(PANELS_PER_ROW, len(ran))
+    rows = -(-len(ran) // cols)
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(3.2 * cols, 5.0 * rows + 0.6), squeeze=False)
+    for ax in axes[:, len(ran) % cols or cols:][-2:].flat:  # the empty places of a short last row
+        ax.axis("off")
+    aucs = [g[Experiment.parse(n).spec.monitor] for n, g in logs.items()
+            if n in ran and Experiment.parse(n).spec.monitor == "val_auc"]
+    auc_lo = min([AUC_FLOOR] + [float(a.min()) - 0.02 for a in aucs])
+    seeds_seen = sorted({int(s) for n in ran for s in logs[n]["seed"].unique()})
+    colour = {s: f"C{i}" for i, s in enumerate(seeds_seen)}
+    for k, name in enumerate(ran):
         r, j = divmod(k, cols)
-        log = epochs(runs_root, name)
+        log = logs[name]
         ax_l, ax_s = axes[2 * r, j], axes[2 * r + 1, j]
-        ax_l.set_title(name, fontsize=8)
-        if log.empty:
-            ax_l.text(0.5, 0.5, "not run", ha="center", transform=ax_l.transAxes)
-            ax_s.axis("off")
-            continue
+        ax_l.set_title(name, fontsize=10)
         monitor = Experiment.parse(name).spec.monitor
         for seed, g in log.groupby("seed"):
-            ax_l.plot(g["epoch"], g["train_loss"], "-", lw=1, label=f"train, seed {seed}")
-            ax_l.plot(g["epoch"], g["val_loss"], "--", lw=1, label=f"val, seed {seed}")
-            ax_s.plot(g["epoch"], g[monitor], "-o", ms=3, lw=1)
+            c = colour[int(seed)]
+            ax_l.plot(g["epoch"], g["train_loss"], "-", lw=1.3, color=c)
+            ax_l.plot(g["epoch"], g["val_loss"], "--", lw=1.3, color=c)
+            ax_s.plot(g["epoch"], g[monitor], "-o", ms=3, lw=1.3, color=c)
             best = g[g["best"]].tail(1)
-            ax_s.plot(best["epoch"], best[monitor], "*", ms=10, color="k")
-        ax_l.set_ylabel("loss" if j == 0 else "")
+            ax_s.plot(best["epoch"], best[monitor], "*", ms=11, color="k")
+        lo, hi = ax_l.get_ylim()
+        if hi - lo < MIN_LOSS_SPAN:
+            mid = (hi + lo) / 2
+            ax_l.set_ylim(mid - MIN_LOSS_SPAN / 2, mid + MIN_LOSS_SPAN / 2)
+        if monitor == "val_auc":
+            ax_s.set_ylim(auc_lo, 1.0)
+            ax_s.axhline(0.5, color="0.4", ls=":", lw=1)
+        ax_l.set_ylabel("loss" if j == 0 else "", fontsize=9)
         ax_s.set_ylabel({"val_auc": "validation AUC", "val_neg_mse": "validation -MSE",
-                         "val_score": "validation score"}[monitor], fontsize=8)
-        ax_s.set_xlabel("epoch")
-    shown = [ax for ax in axes[0::2].flat if ax.get_legend_handles_labels()[0]]
-    if shown:  # the first panel that has curves (the first experiment may not have run)
-        shown[0].legend(fontsize=6)
+                         "val_score": "validation score"}[monitor], fontsize=9)
+        ax_s.set_xlabel("epoch", fontsize=9)
+        for ax in (ax_l, ax_s):
+            ax.tick_params(labelsize=8)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    handles = [Line2D([], [], color=colour[s], lw=2, label=f"seed {s}") for s in seeds_seen]
+    handles += [Line2D([], [], color="0.3", ls="-", label="training loss"),
+                Line2D([], [], color="0.3", ls="--", label="validation loss"),
+                Line2D([], [], color="k", marker="*", ls="", ms=10, label="kept epoch"),
+                Line2D([], [], color="0.4", ls=":", label="chance (AUC 0.5)")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
+    if missing:
+        title = (title + "; " if title else "") + "not run: " + ", ".join(missing)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.05 / rows, 1, 1))
     return fig
 
 
