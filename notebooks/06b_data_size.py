@@ -42,7 +42,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from tss import profiles, project, stats
+from tss import profiles, project, results, stats
 from tss.train import study
 
 profiles.check(profile)
@@ -62,7 +62,7 @@ for p in shown:
     tp, cohort = profiles.TRAIN[p], profiles.COHORT[p]
     display(Markdown(f"## Profile `{p}`: {cohort.n_patients} patients, at most {tp.max_epochs} epochs, "
                      f"patience {tp.patience}"))
-    fig = study.plot(t, profile=p)
+    fig = study.plot(t, profile=p, references=results.reference_aucs(root, p))
     plt.show()
     display(Markdown("Test AUC (95% CI) per input size and training-set size; the last columns give "
                      "phase 1's epochs (best epoch) and the wall time of all runs of that size."))

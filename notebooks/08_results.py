@@ -63,10 +63,10 @@ display(Markdown(f"## Table 2\n\nOurs: **{shown}** profile, test split of the sy
 auc_part, op_part = results.table2_parts(t2)
 with pd.option_context("display.max_colwidth", 60):
     display(auc_part.style.hide(axis="index").format(na_rep="")
-            .set_properties(**{"font-size": "8pt"}).set_properties(subset=["ours"], **{"max-width": "16em"})
+            .set_properties(**{"font-size": "9.5pt"}).set_properties(subset=["ours"], **{"max-width": "14em"})
             .set_properties(subset=[c for c in ("AUC (95% CI)", "AUC over seeds") if c in auc_part],
                             **{"white-space": "nowrap"})  # a number and its CI on one line
-            .set_table_styles([{"selector": "th", "props": "font-size: 8pt"}]))
+            .set_table_styles([{"selector": "th", "props": "font-size: 9.5pt"}]))
 display(Markdown("**Operating points** at Youden's J (the runs above that have results): sensitivity, "
                  "specificity and accuracy with the threshold chosen on validation (@val thr) and on the "
                  "test split itself (@test-opt), beside the paper's."))
@@ -134,7 +134,7 @@ g.style.hide(axis="index").format({"auc": "{:.3f}", "baseline_auc": "{:.3f}", "g
 
 # %% tags=["hide-input"]
 rt = results.reader_metrics(cohort_manifest, n_boot=n_boot) if cohort_manifest is not None else None
-fig, ax = plt.subplots(figsize=(5.6, 5.2))
+fig, ax = plt.subplots(figsize=(9.5, 5.2))
 results.plot_figure8(runs_dir, lee_dir, cohort_dir / "latent.csv", cohort_manifest, rt, ax=ax)
 ax.set_title(f"Figure 8: TSS < 4.5 h, test split ({shown} profile)", fontsize=10)
 fig.savefig(out_dir / "figure8_roc.png", dpi=120, bbox_inches="tight")

@@ -47,6 +47,9 @@ def test_table2_rows_hold_our_metrics_beside_the_papers(tmp_path):
 
     shown = t.set_index(t.attrs["raw"]["experiment"])
     assert shown.loc["2d-tss45-transfer", "paper AUC"] == "0.74"   # the paper's Phase 3, 2D, Phase 2 row
+    paper_auc = results.paper_aucs()[("2d", "tss45", "transfer")]
+    assert shown.loc["2d-tss45-transfer", "ours - paper"] == f"{row['auc'] - paper_auc:+.2f}"
+    assert shown.loc["2d-tss45-imagenet", "ours - paper"] == ""
     assert "no weights file" in shown.loc["2d-tss45-imagenet", "ours"]
     assert "not run" in shown.loc["3d-tss3-random", "ours"]
     assert shown.loc["3d-stroke-genesis", "paper weights"] == "Random"  # our 3D stroke phase starts from Genesis
@@ -451,3 +454,24 @@ def test_the_findings_box_is_computed_from_the_claims_and_table2():
     assert "(2):** C unclear; D unclear (differences up to 0.25 can go undetected" in box
     assert "within chance: 2d-tss45-transfer)" in box and "**Off its target (1):** F kappa." in box
     assert box.endswith("[Reproduction](generated/10_reproduction).")
+
+
+def test_reference_aucs_are_the_lee_baseline_and_the_oracle_on_the_test_split(tmp_path):
+    root = tmp_path / "lowres"
+    (root / "baselines" / "lee").mkdir(parents=True)
+    (root / "cohort").mkdir()
+    lee = pd.DataFrame({"patient_id": [f"p{i}" for i in range(8)], "split": ["test"] * 6 + ["val"] * 2,
+                        "usable": [True] * 5 + [False] * 3, "target": [1, 0, 1, 0, 1, 1, 0, 1],
+                        "prob": [0.9, 0.2, 0.4, 0.5, 0.8, 0.1, 0.3, 0.3]})
+    lee.to_csv(root / "baselines" / "lee" / "predictions.csv", index=False)
+    man = pd.DataFrame({"patient_id": [f"p{i}" for i in range(6)], "split": ["test"] * 5 + ["train"],
+                        "onset_to_mri_min": [60, 400, 120, 300, 200, 100]})
+    man.to_csv(root / "cohort" / "manifest.csv", index=False)
+    pd.DataFrame({"patient_id": man["patient_id"], "oracle_score": [0.1, 0.9, 0.6, 0.5, 0.2, 0.0]}).to_csv(
+        root / "cohort" / "latent.csv", index=False)
+    refs = results.reference_aucs(tmp_path, "lowres")
+    u = lee.query("split == 'test' and usable")
+    assert refs["Lee et al. (5 usable test patients)"] == pytest.approx(roc_auc_score(u["target"], u["prob"]))
+    y = (man["onset_to_mri_min"][:5] < 270).astype(int)
+    assert refs["oracle"] == pytest.approx(roc_auc_score(y, [0.1, 0.9, 0.6, 0.5, 0.2]))
+    assert results.reference_aucs(tmp_path, "quick") == {}

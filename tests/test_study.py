@@ -97,6 +97,10 @@ def test_the_study_trains_the_chain_per_size_and_reads_it_back(tmp_path):
            for n in (2, 8)]
     assert cfg[0]["data_key"] != cfg[1]["data_key"] and cfg[0]["downsample"] == 1
     assert study.plot(t, profile="quick").axes[1].get_legend() is not None
+    fig = study.plot(t, profile="quick", references={"oracle": 0.94, "Lee et al.": 0.93})
+    legend = [x.get_text() for x in fig.axes[1].get_legend().get_texts()]
+    assert "oracle: 0.94" in legend and "Lee et al.: 0.93" in legend  # on the TSS panel only
+    assert not any("oracle" in x.get_text() for x in fig.axes[0].get_legend().get_texts())
     wide = study.pivot(t)
     assert list(wide["training stroke hemispheres"]) == [2, 8] and wide.shape[1] == 2 + 4 + 2
 

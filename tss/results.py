@@ -211,7 +211,8 @@ def table2(runs_root, lee_dir=None, manifest: pd.DataFrame | None = None, n_boot
             "ours": ours if ok else f"{ours}: {str(m.get('status')).split('. ')[0]}",
             "profile": profile if ok else "",
             "n test": f"{m['n']} {m.get('level', 'patient')}s" if ok else "",
-            "AUC (95% CI)": _fmt(m, "auc") if ok and "auc" in m else "",
+            "AUC (95% CI)": (_fmt(m, "auc") if ok and "auc" in m
+                             else "a call, no AUC" if ok and r.model not in ("2D", "3D", ML_MODEL) else ""),
             "sens @val thr": _fmt(m, "sens_val") if ok else "",
             "spec @val thr": _fmt(m, "spec_val") if ok else "",
             "acc @val thr": _fmt(m, "acc_val") if ok else "",
@@ -220,6 +221,8 @@ def table2(runs_root, lee_dir=None, manifest: pd.DataFrame | None = None, n_boot
             "AUC over seeds": (f"{m['auc_seeds_mean']:.2f} ± {m['auc_seeds_sd']:.2f} ({m['n_seeds']})"
                                if ok and m.get("n_seeds", 1) > 1 else ""),
             "paper AUC": "" if pd.isna(r.auc) else f"{r.auc:.2f}",
+            "ours - paper": (f"{m['auc'] - r.auc:+.2f}" if ok and not pd.isna(m.get("auc", np.nan)) and not pd.isna(r.auc)
+                             else ""),
             "paper sens": f"{r.sensitivity:.2f}", "paper spec": f"{r.specificity:.2f}", "paper acc": f"{r.accuracy:.2f}",
         })
     out = pd.DataFrame(rows)
@@ -240,7 +243,8 @@ def table2_parts(t2: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 2 as two tables that fit a page: the AUCs (ours beside the paper's), and the operating
     points (sensitivity, specificity, accuracy at both thresholds beside the paper's)."""
     rows = ["stage", "task", "model", "paper weights"]
-    auc = t2[rows + ["ours", "n test", "AUC (95% CI)", "AUC over seeds", "paper AUC"]]
+    auc = t2[rows + ["ours", "n test", "AUC (95% CI)", "AUC over seeds", "paper AUC"]
+             + [c for c in ("ours - paper",) if c in t2]]
     ops = t2[rows + [c for c in t2.columns if "@" in c] + ["paper sens", "paper spec", "paper acc"]]
     measured = ops[[c for c in ops.columns if "@" in c]].replace("n/a", np.nan).notna().any(axis=1)
     return auc, ops[measured]
@@ -459,7 +463,7 @@ def plot_figure8(runs_root, lee_dir=None, latent=None, manifest: pd.DataFrame | 
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(5.6, 5.2))
+        _, ax = plt.subplots(figsize=(9.5, 5.2))
     for label, exp, color, ls in FIGURE8_CURVES:
         s = seeds(runs_root, exp)
         if s:
@@ -481,14 +485,35 @@ def plot_figure8(runs_root, lee_dir=None, latent=None, manifest: pd.DataFrame | 
                 label=f"oracle (AUC {stats.auc(y, lat['oracle_score']):.2f})")
     if readers is not None:
         for (_, r), mk in zip(readers.iterrows(), "os^D"):
-            ax.plot(1 - r["specificity"], r["sensitivity"], mk, color="C3", ms=6, label=f"simulated {r['reader'].lower()}")
+            ax.plot(1 - r["specificity"], r["sensitivity"], mk, color="C3", mfc="none", mew=1.6, ms=9,
+                    label=f"simulated {r['reader'].lower()}")  # hollow: markers that coincide stay visible
     pr = paper.table2().query("stage == 'DWI-FLAIR mismatch'")
     ax.plot(1 - pr["specificity"], pr["sensitivity"], "x", color="0.5", ms=7, label="paper's radiologists")
     ax.plot([0, 1], [0, 1], ":", color="0.6", lw=0.8)
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel("1 - specificity", fontsize=11)
+    ax.set_ylabel("sensitivity", fontsize=11)
+    ax.set_aspect("equal")
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.03, 1.0), frameon=False)  # beside, off the curves
     return ax
+
+
+def reference_aucs(results_root, profile: str) -> dict[str, float]:
+    """The TSS < 4.5 h test AUCs a deep model of ``profile`` is read against, from its committed
+    files: the Lee et al. baseline on the test patients it can measure, and (a synthetic cohort
+    only) the oracle score of ``cohort/latent.csv``. Absent files are left out."""
+    root = Path(results_root) / profile
+    out = {}
+    lee = root / "baselines" / "lee" / "predictions.csv"
+    if lee.exists():
+        t = pd.read_csv(lee).query("split == 'test' and usable")
+        out[f"Lee et al. ({len(t)} usable test patients)"] = stats.auc(t["target"], t["prob"])
+    lat, man = root / "cohort" / "latent.csv", root / "cohort" / "manifest.csv"
+    if lat.exists() and man.exists():
+        t = pd.read_csv(lat).merge(pd.read_csv(man)[["patient_id", "split", "onset_to_mri_min"]], on="patient_id",
+                                   suffixes=("_latent", "")).query("split == 'test'")
+        if "oracle_score" in t and len(t):
+            out["oracle"] = stats.auc((t["onset_to_mri_min"] < TSS_45H_MIN).astype(int), t["oracle_score"])
+    return out
 
 
 def roc_points(y, p) -> tuple[np.ndarray, np.ndarray]:

@@ -235,9 +235,12 @@ SHORT = {"2d-stroke-random": "stroke detection", "2d-tss45-transfer": "TSS < 4.5
          "2d-attention-transfer": "+ attention", "2d-tss45-random": "TSS < 4.5 h from random weights"}
 
 
-def plot(t: pd.DataFrame, profile: str = "lowres"):
+def plot(t: pd.DataFrame, profile: str = "lowres", references: dict[str, float] | None = None):
     """Test AUC against training stroke hemispheres: stroke detection (top), TSS < 4.5 h (bottom);
-    one line per input size and model, bars: bootstrap 95% CI; dotted: the paper's 2D (Table 2)."""
+    one line per input size and model, bars: bootstrap 95% CI; dotted: the paper's 2D (Table 2);
+    on the TSS panel, a dashed line per reference AUC (``references``, e.g.
+    :func:`tss.results.reference_aucs`: the Lee baseline and the oracle on the same test split).
+    Phase 4 is drawn hollow and set apart from phase 3, which it often equals."""
     paper_auc = results.paper_aucs()
     fig, axes = plt.subplots(2, 1, figsize=(8, 11.5), sharex=True)  # stacked: each panel near full size in the text column
     panels = ((axes[0], ("2d-stroke-random",), ("2d", "stroke", "random"), "stroke detection"),
@@ -250,11 +253,15 @@ def plot(t: pd.DataFrame, profile: str = "lowres"):
                 r = g[g["experiment"] == name].sort_values("train_stroke_hemispheres")
                 if r.empty:
                     continue
-                x = r["train_stroke_hemispheres"].to_numpy() * (1 + 0.03 * (k - 1))  # side by side
+                x = r["train_stroke_hemispheres"].to_numpy() * (1 + 0.07 * (k - 1))  # side by side
                 err = np.vstack([r["test_auc"] - r["test_auc_lo"], r["test_auc_hi"] - r["test_auc"]])
-                ax.errorbar(x, r["test_auc"], yerr=err, marker=markers[name], ms=6, capsize=3, lw=1.5,
+                ax.errorbar(x, r["test_auc"], yerr=err, marker=markers[name], ms=7, capsize=3, lw=1.5,
                             ls="-" if j == 0 else "--", color=f"C{k}", alpha=1 if j == 0 else 0.75,
+                            mfc="none" if name == "2d-attention-transfer" else f"C{k}", mew=1.5,
                             label=f"{LABELS[name]}, {r['input'].iloc[0]}")
+        if paper_key[1] == "attention":
+            for (label, auc), c in zip((references or {}).items(), ("C4", "k", "C5", "C6")):
+                ax.axhline(auc, color=c, ls="--", lw=1.2, label=f"{label}: {auc:.2f}")
         if paper_key in paper_auc:
             ax.axhline(paper_auc[paper_key], color="k", ls=":", lw=1.2, label=f"paper, 2D ({paper_auc[paper_key]:.2f})")
         ax.axhline(0.5, color="0.6", lw=0.8)
