@@ -25,7 +25,9 @@ for p in shown:
     display(Markdown(f"## Profile `{p}`"))
     stages = provenance.stages_table(root / p)
     if stages.empty:
-        display(Markdown("No stage of `make book` has recorded its provenance for this profile."))
+        display(Markdown("No stage of `make book` has recorded its provenance for this profile: its results "
+                         "were made from the command line (`python -m tss train`, `study`, `clock`), and each "
+                         "training run below records its own."))
     else:
         total = stages["seconds"].sum()
         display(Markdown(f"**Stages of `make book`**, last execution of each: {total / 60:.1f} minutes in all "
@@ -34,11 +36,12 @@ for p in shown:
                 .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.8em"}]))
         display(Markdown("**Environment** of those stages (one column per distinct environment):"))
         display(provenance.environment_table(root / p))
-    runs = provenance.runs_table(root / p / "runs")
-    if not runs.empty:
-        display(Markdown(f"**Training runs** by the machine that trained them: {int(runs['runs'].sum())} runs, "
-                         f"{runs['hours'].sum():.2f} hours of training wall time."))
-        display(runs.style.format({"hours": "{:.2f}"}).hide(axis="index")
-                .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.8em"}]))
+    for sub, what in (("runs", "Training runs (the grid)"), ("clock", "The clock study's runs (other recipes)")):
+        runs = provenance.runs_table(root / p / sub)
+        if not runs.empty:
+            display(Markdown(f"**{what}** by the machine, precision and threads that trained them: "
+                             f"{provenance.runs_said(root / p / sub)}"))
+            display(runs.style.format({"hours": "{:.2f}"}).hide(axis="index")
+                    .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.8em"}]))
 if not shown:
     display(Markdown("No profile has results here yet: run `make book`."))

@@ -46,17 +46,23 @@ def test_tables_show_each_stage_and_each_distinct_environment(tmp_path):
 
 
 def test_runs_are_grouped_by_the_machine_that_trained_them(tmp_path):
-    for seed, exp, secs, prov in [(0, "2d-stroke-random", 3600, provenance.brief()),
-                                  (0, "2d-tss3-transfer", 1800, provenance.brief()),
-                                  (1, "2d-stroke-random", 900, None)]:
+    other = {**provenance.brief(), "commit": "f" * 40, "lock_sha256": "e" * 64}
+    for seed, exp, secs, prov, prec in [(0, "2d-stroke-random", 3600, provenance.brief(), "fp32"),
+                                        (0, "2d-tss3-transfer", 1800, other, "fp32"),
+                                        (1, "2d-tss3-transfer", 1800, provenance.brief(), "bf16"),
+                                        (1, "2d-stroke-random", 900, None, "fp32")]:
         d = tmp_path / f"seed{seed}" / exp
         d.mkdir(parents=True)
-        (d / "summary.json").write_text(json.dumps({"wall_seconds": secs, "provenance": prov}))
-    t = provenance.runs_table(tmp_path).set_index("device")
-    assert t["runs"].sum() == 3
-    recorded = t.drop("not recorded")
-    assert len(recorded) == 1 and recorded["runs"].iloc[0] == 2 and recorded["hours"].iloc[0] == 1.5
-    assert t.loc["not recorded", "hours"] == 0.25
+        (d / "summary.json").write_text(json.dumps({"wall_seconds": secs, "provenance": prov, "precision": prec}))
+    t = provenance.runs_table(tmp_path)
+    assert t["runs"].sum() == 4
+    fp32 = t[(t["machine"] != "not recorded") & (t["precision"] == "fp32")].iloc[0]
+    assert fp32["runs"] == 2 and fp32["hours"] == 1.5 and fp32["commits"] == 2 and fp32["locks"] == 2
+    assert t[t["precision"] == "bf16"]["runs"].tolist() == [1]  # another precision: its own row
+    assert t.set_index("machine").loc["not recorded", "hours"] == 0.25
+    said = provenance.runs_said(tmp_path)
+    assert said.startswith("4 runs (2.2 hours of training) came from 3 commits and 3 lock files, on 3 machine kinds")
+    assert provenance.runs_said(tmp_path / "none") == ""
 
 
 def test_the_record_follows_the_threads_a_process_sets_after_its_first_record():

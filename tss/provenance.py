@@ -152,20 +152,47 @@ def environment_table(results_dir) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def runs_table(runs_dir) -> pd.DataFrame:
-    """Training runs grouped by the machine and software that trained them: runs, hours of wall time."""
+def _run_rows(runs_dir) -> pd.DataFrame:
     rows = []
     for s in RunTree(runs_dir).summaries():
         d = json.loads(s.read_text())
         p = d.get("provenance") or {}
-        rows.append({"device": p.get("gpu") or (f"{p['cpu']} ({p['torch_threads']} threads)" if p else "not recorded"),
+        cpu = f"{p['cpu']}, {p.get('cpu_capability', '?')}" if p else "not recorded"
+        rows.append({"machine": p.get("gpu") or cpu, "precision": d.get("precision", "-"),
+                     "threads": p.get("torch_threads", "-") if p else "-",
                      "torch": p.get("torch", "-"), "commit": (p.get("commit") or "-")[:10],
-                     "lock": (p.get("lock_sha256") or "-")[:10], "hours": d.get("wall_seconds", 0.0) / 3600})
-    if not rows:
-        return pd.DataFrame(columns=["device", "torch", "commit", "lock", "runs", "hours"])
-    df = pd.DataFrame(rows)
-    return (df.groupby(["device", "torch", "commit", "lock"], as_index=False)
-              .agg(runs=("hours", "size"), hours=("hours", "sum")))
+                     "lock": (p.get("lock_sha256") or "-")[:10], "dirty": bool(p.get("dirty")),
+                     "hours": d.get("wall_seconds", 0.0) / 3600})
+    return pd.DataFrame(rows, columns=["machine", "precision", "threads", "torch", "commit", "lock", "dirty", "hours"])
+
+
+def runs_table(runs_dir) -> pd.DataFrame:
+    """Training runs grouped by the machine (processor and its vector extensions, or GPU), precision,
+    threads and software that trained them: commits, lock files, runs, hours of wall time."""
+    df = _run_rows(runs_dir)
+    if df.empty:
+        return pd.DataFrame(columns=["machine", "precision", "threads", "torch", "commits", "locks", "runs", "hours"])
+    return (df.groupby(["machine", "precision", "threads", "torch"], as_index=False)
+              .agg(commits=("commit", "nunique"), locks=("lock", "nunique"), runs=("hours", "size"),
+                   hours=("hours", "sum")))
+
+
+def runs_said(runs_dir) -> str:
+    """One sentence on what produced a profile's runs: how many runs, commits, lock files, machine
+    kinds and precisions; empty without runs."""
+    df = _run_rows(runs_dir)
+    if df.empty:
+        return ""
+    kinds = sorted({f"{m} ({p})" for m, p in zip(df["machine"], df["precision"])})
+    dirty = int(df["dirty"].sum())
+
+    def n(k: int, what: str) -> str:
+        return f"{k} {what}{'' if k == 1 else 's'}"
+
+    return (f"{n(len(df), 'run')} ({df['hours'].sum():.1f} hours of training) came from "
+            f"{n(df['commit'].nunique(), 'commit')} and {n(df['lock'].nunique(), 'lock file')}, on "
+            f"{n(len(kinds), 'machine kind')}: {'; '.join(kinds)}"
+            + (f"; {n(dirty, 'run')} from a working tree with uncommitted changes" if dirty else "") + ".")
 
 
 def main(argv: list[str] | None = None) -> int:
