@@ -103,7 +103,17 @@ seeds = [seed + i for i in range(n_seeds or len(tp.seeds))]
 arch_list = [a.strip() for a in archs.split(",")]
 phase_list = [p.strip() for p in phases.split(",")]
 exps = [e for e in grid(arch_list, phase_list, imagenet=True) if inits == "all" or e.init in inits.split(",")]
-print(f"profile {profile}: at most {tp.max_epochs} epochs, patience {tp.patience}, seeds {seeds}, device {device}")
+# the settings of every profile this page shows (committed lowres / full runs first, then this build's)
+shown_settings = []
+for p, d in report.views(P.results_root, profile, runs_dir).items():
+    t_p = profiles.TRAIN[p]
+    what = "this build's runs (what CI trains)" if p == profile else "committed runs, read back"
+    run_seeds = seeds if p == profile else sorted(int(x.name[4:]) for x in Path(d).glob("seed*"))
+    shown_settings.append(f"- **{p}** ({what}): {profiles.COHORT[p].n_patients} patients, at most {t_p.max_epochs} "
+                          f"epochs, patience {t_p.patience}, seeds {run_seeds}, 2D input pooled "
+                          f"{profiles.MODEL[p].downsample('2d')}x in-plane")
+display(Markdown("Training settings of the profiles on this page:\n\n" + "\n".join(shown_settings)
+                 + f"\n\nThis build trains on `{device}`, seeds {seeds}."))
 pd.DataFrame([{"experiment": e.name, "phase": e.spec.title, "init": e.init, "weights from": e.source() or e.init,
                "frozen": e.frozen(), "lr -> final": f"{e.spec.lr:g} -> {e.spec.final_lr:g}",
                "batch": e.spec.batch_size, "examples": e.spec.hemispheres} for e in exps])
