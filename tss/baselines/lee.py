@@ -539,3 +539,23 @@ def run(cache_dir, cohort_dir, out_dir, seed: int = 0, jobs: int = -1, progress:
             df.to_csv(tmp, index=False)
     write_text(files["summary.json"], json.dumps(summary, indent=1, default=str))  # last: marks completion
     return summary
+
+
+def settings_table(summary: dict) -> pd.DataFrame:
+    """The baseline's run (``summary.json``) as a table a reader can scan: each setting and result
+    with its name, rounded, and the usable patients per split; the cache key and version are left
+    out (they are for the cache)."""
+    usable, every = summary.get("n_usable", {}), summary.get("n_patients", {})
+    rows = [("classifier chosen", f"{summary.get('chosen_model')} (best {summary.get('selected_by', 'val_auc')})"),
+            ("features kept by the univariate filter", f"{summary.get('k_features')} of {summary.get('n_features')}"),
+            ("ADC threshold of the ROI (x 10^-3 mm^2/s)", f"{summary.get('adc_threshold', np.nan):g}"),
+            ("smallest usable ROI (mL)", f"{summary.get('min_roi_ml', np.nan):g}"),
+            ("cross-validated AUC (train)", f"{summary.get('cv_auc', np.nan):.2f}"),
+            ("validation AUC", f"{summary.get('val_auc', np.nan):.2f}"),
+            ("test AUC", f"{summary.get('test_auc', np.nan):.2f}"),
+            ("usable patients (train / val / test)", " / ".join(f"{usable.get(s, 0)} of {every.get(s, 0)}"
+                                                                for s in ("train", "val", "test"))),
+            ("ROI Dice with the true lesion (median, usable)", f"{summary.get('roi_dice_median_usable', np.nan):.2f}"),
+            ("patients that failed", str(len(summary.get("failures", [])))),
+            ("run time (s)", f"{summary.get('runtime_s', np.nan):.0f}")]
+    return pd.DataFrame(rows, columns=["setting", "Lee et al. 2020, ours"])
