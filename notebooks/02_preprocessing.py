@@ -89,7 +89,7 @@ ax.axis("off")
 pos = [(i + 0.5, 1.5) for i in range(5)] + [(i + 0.5, 0.5) for i in range(3, -1, -1)]  # a snake: 5 then 4
 for i, (b, (x, y)) in enumerate(zip(boxes, pos)):
     text = "\n".join(b) if isinstance(b, tuple) else b
-    ax.text(x, y, text, ha="center", va="center", fontsize=8.5,
+    ax.text(x, y, text, ha="center", va="center", fontsize=10.5,
             bbox=dict(boxstyle="round,pad=0.5", fc="#e8f0fb" if i else "#fdf0d5", ec="#4a6fa5"))
 for (x0, y0), (x1, y1) in zip(pos[:-1], pos[1:]):
     if y0 == y1:
@@ -98,7 +98,7 @@ for (x0, y0), (x1, y1) in zip(pos[:-1], pos[1:]):
                     arrowprops=dict(arrowstyle="->", color="#4a6fa5"))
     else:
         ax.annotate("", xy=(x1, y1 + 0.3), xytext=(x0, y0 - 0.3), arrowprops=dict(arrowstyle="->", color="#4a6fa5"))
-ax.set_title("Figure 2 (ours): preprocessing pipeline, paper order", fontsize=10)
+ax.set_title("Figure 2 (ours): preprocessing pipeline, paper order", fontsize=12)
 fig.savefig(results_dir / "figure2_pipeline.png", dpi=130, bbox_inches="tight")
 
 # %% [markdown] tags=["caption=fig-pipeline"]
@@ -178,29 +178,30 @@ landmarks = {k: np.array(v) for k, v in landmarks.items()}
 cases = [("synthetic " + ok_ids[0], preprocess.load_patient(cache_dir, ok_ids[0]))]
 if isles_ok:
     cases.append(("ISLES'22 (real)", isles))
-slices = (9, 12, 15)
-fig, axes = plt.subplots(3, 3 * len(cases), figsize=(3.0 * 3 * len(cases), 9.6))
+slices = (10, 14)  # two slices per case: the labels stay readable at the text column's width
+ns = len(slices)
+fig, axes = plt.subplots(3, ns * len(cases), figsize=(2.6 * ns * len(cases), 8.4))
 axes = np.atleast_2d(axes)
 for c, (name, p) in enumerate(cases):
     v = preprocess.pipeline.normalise(p["volume"].astype(np.float32), p["brain"], landmarks)
     for r, ch in enumerate((0, 2, 1)):  # DWI, FLAIR, b0 as in the paper
         for j, k in enumerate(slices):
-            ax = axes[r, 3 * c + j]
+            ax = axes[r, ns * c + j]
             ax.imshow(np.rot90(v[ch][:, :, k]), cmap="gray", vmin=0, vmax=1)
             if "lesion" in p and p["lesion"][:, :, k].any():
                 ax.contour(np.rot90(p["lesion"][:, :, k]), [0.5], colors="tab:red", linewidths=0.7)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"{name}\nslice {k}", fontsize=8)
-            if 3 * c + j == 0:
-                ax.set_ylabel(["DWI (b1000)", "FLAIR", "T2w (b0)"][r])
+                ax.set_title(f"{name}\nslice {k}", fontsize=12)
+            if ns * c + j == 0:
+                ax.set_ylabel(["DWI (b1000)", "FLAIR", "T2w (b0)"][r], fontsize=13)
 fig.tight_layout()
 fig.savefig(results_dir / "figure3_registered.png", dpi=110)
 
 # %% [markdown] tags=["caption=fig-registered"]
 # Registered and normalised DWI b1000, FLAIR and b0 on the 224 x 224 x 26 grid (the paper's Figure 3),
-# three slices each: a synthetic patient (left) and the real ISLES'22 case (right; red: its expert
+# two slices each: a synthetic patient (left) and the real ISLES'22 case (right; red: its expert
 # lesion mask, carried through the same transforms). Neurological orientation.
 
 # %% [markdown]
@@ -219,8 +220,8 @@ for ax, (_, r) in zip(axes, pair.iterrows()):
     h = np.asarray(hemis[r["row"]], dtype=np.float32)  # (3, 26, 224, 112)
     k = 13
     ax.imshow(h[0, k][::-1], cmap="gray", vmin=0, vmax=1)
-    ax.set_title(f"{pid} {r['hemisphere']}: label {r['label']} ({r['label_source']})", fontsize=8)
-    ax.set_xlabel("lateral -> midline")
+    ax.set_title(f"{pid} {r['hemisphere']}: label {r['label']}\n({r['label_source']})", fontsize=11)
+    ax.set_xlabel("lateral -> midline", fontsize=11)
     ax.set_xticks([])
     ax.set_yticks([])
 fig.tight_layout()
