@@ -175,3 +175,41 @@ def test_the_results_paragraph_names_the_recipe_chosen_on_validation_not_on_test
     assert "0.79 (mean of 2 seeds)" in said[0]
     assert "is lr100 (validation 0.79 against the paper's 0.56); its test AUC is 0.51 against 0.59" in said[1]
     assert "Table 2" in clock.said(t, None, None)[-1]
+
+
+def test_a_recipe_view_reads_like_the_grid_and_its_claims_sit_beside_the_papers(tmp_path):
+    from tss import reproduction, results
+
+    rng = np.random.default_rng(0)
+    clock_root = tmp_path / "clock"
+    for name, signal in (("2d-stroke-random", 2.0), ("2d-tss45-transfer", 0.0), ("2d-tss45-transfer+lr100", 3.0),
+                         ("2d-tss45-random+lr100", 0.0), ("2d-tss45-random+lr10", 3.0)):
+        d = clock_root / "seed0" / name
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"experiment": name, "seed": 0}))
+        (d / "best.pt").write_bytes(b"weights")
+        y = np.tile([0.0, 1.0], 40)
+        rows = pd.DataFrame({"patient_id": [f"p{i}" for i in range(80)], "split": ["val"] * 40 + ["test"] * 40,
+                             "target": y, "prob": 1 / (1 + np.exp(-(signal * (y - 0.5) + rng.normal(size=80))))})
+        if "stroke" in name:
+            rows.assign(hemisphere="left").to_csv(d / "predictions.csv", index=False)
+        else:
+            rows.to_csv(d / "patients.csv", index=False)
+    view = clock.recipe_view(clock_root, "lr100", tmp_path / "view")
+    names = sorted(p.parent.name for p in view.summaries())
+    assert names == ["2d-stroke-random", "2d-tss45-random", "2d-tss45-transfer"]  # grid names, phase 1 beside
+    assert not list((tmp_path / "view").rglob("*.pt"))  # small files only
+    got = pd.read_csv(view.run_dir("2d-tss45-transfer", 0) / "patients.csv")
+    assert got.equals(pd.read_csv(clock_root / "seed0" / "2d-tss45-transfer+lr100" / "patients.csv"))
+    with pytest.raises(ValueError, match="unknown recipe"):
+        clock.recipe_view(clock_root, "lr1000", tmp_path / "x")
+
+    claim = "TSS < 4.5 h, 2D: task-adaptive transfer beats random initialisation"
+    raw = results.table2(view.root, n_boot=20, profile="t").attrs["raw"]
+    under = reproduction.claims(view.root, raw, n_boot=20)
+    paper = pd.DataFrame([{"claim": claim, "ours": "0.36 vs 0.63", "verdict": "not testable"}])
+    b = reproduction.beside(paper, under, "lr100")
+    assert claim in list(b["claim"])  # the claims that ran under lr100
+    row = b.set_index("claim").loc[claim]
+    assert row["verdict (paper's recipe)"] == "not testable" and row["verdict (lr100)"] == "reproduced"
+    assert "not run" not in set(b["verdict (lr100)"])

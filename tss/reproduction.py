@@ -273,3 +273,17 @@ def write_findings(results_root, profile: str, dest, link: str | None = None, n_
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_text(dest, f":::{{admonition}} Findings\n:class: important\n\n{body}\n:::\n")
     return dest
+
+
+def beside(paper_recipe: pd.DataFrame, other: pd.DataFrame, recipe: str) -> pd.DataFrame:
+    """The claims that ran under another training recipe (:func:`claims` of
+    :func:`tss.train.clock.recipe_view`), each beside its verdict under the paper's recipe: claim,
+    the paper's recipe's evidence and verdict, the other recipe's. Claims that did not run under
+    ``recipe`` are left out; the headline stays the paper's recipe."""
+    o = other[other["verdict"] != "not run"].set_index("claim")
+    p = paper_recipe.set_index("claim")
+    rows = [{"claim": c, "paper's recipe": p.at[c, "ours"] if c in p.index else "not run",
+             "verdict (paper's recipe)": p.at[c, "verdict"] if c in p.index else "not run",
+             f"{recipe}": o.at[c, "ours"], f"verdict ({recipe})": o.at[c, "verdict"]} for c in o.index]
+    return pd.DataFrame(rows, columns=["claim", "paper's recipe", "verdict (paper's recipe)", recipe,
+                                       f"verdict ({recipe})"])

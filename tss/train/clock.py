@@ -11,11 +11,13 @@ variant, for the table.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from .. import profiles, stats
 from ..runtree import RunTree
-from .config import RECIPES, Experiment, grid
+from .config import RECIPES, TSS_PHASES, Experiment, grid
 from .data import Hemispheres
 from .loop import run_grid
 from .study import _metrics, share
@@ -151,6 +153,42 @@ def plot_curves(logs: dict[str, pd.DataFrame]):
     fig.tight_layout(rect=(0, 0.08 + 0.06 * ((len(logs) + 1) // 2), 1, 1))
     return fig
 
+
+
+def chosen(root, arch: str = "2d", n_boot: int = 50) -> str | None:
+    """The recipe chosen on validation (:func:`choose`) for ``arch``'s transfer chain among the
+    variants under ``root``, when it is not the paper's and the paper's was run beside it; else None."""
+    if not RunTree(root).has_runs():
+        return None
+    ranked = choose(table(root, n_boot=n_boot), arch, "transfer")
+    if ranked.empty or "paper" not in set(ranked["recipe"]) or ranked.iloc[0]["recipe"] == "paper":
+        return None
+    return str(ranked.iloc[0]["recipe"])
+
+
+def recipe_view(root, recipe: str, dest) -> RunTree:
+    """The clock's runs under ``recipe`` laid out as a grid's run tree in ``dest``, under their
+    grid names (``2d-tss45-transfer+lr100`` becomes ``2d-tss45-transfer``) beside the phase 1 runs
+    they start from, so that Table 2 and the claims (:func:`tss.results.table2`,
+    :func:`tss.reproduction.claims`) read them as they read the grid. Small files only (no
+    checkpoints); ``dest`` is rebuilt on every call. An experiment the recipe was not run on is
+    absent, and the claims that need it read "not run"."""
+    import shutil
+
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tree = RunTree(root)
+    for f in tree.summaries():
+        e = Experiment.parse(f.parent.name)
+        if e.recipe != recipe and not (e.recipe == "paper" and e.phase not in TSS_PHASES):
+            continue
+        name = Experiment(e.arch, e.phase, e.init).name
+        shutil.copytree(f.parent, RunTree(dest).run_dir(name, int(f.parent.parent.name.removeprefix("seed"))),
+                        ignore=shutil.ignore_patterns("*.pt", ".lock"))
+    return RunTree(dest)
 
 
 def check_names(given: str, valid, what: str) -> list[str]:
