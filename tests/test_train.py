@@ -400,6 +400,11 @@ def test_the_train_command_runs_the_chosen_part_of_the_grid_and_reads_it_back(tm
     stamp = (tmp_path / "seed0" / "2d-tss3-transfer" / "summary.json").stat().st_mtime_ns
     assert cli.main(argv) == 0  # read back, not retrained
     assert (tmp_path / "seed0" / "2d-tss3-transfer" / "summary.json").stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    for option, typo in (("--inits", "random,trasnfer"), ("--phases", "tss4"), ("--archs", "2D")):
+        bad = [typo if a == argv[argv.index(option) + 1] else a for a in argv]
+        assert cli.main(bad) == 2  # an error that lists the valid names, not a selection of nothing
+        assert "expected 'all' or some of" in capsys.readouterr().err
 
 
 def test_3d_models_train_in_channels_last_3d_on_the_cpu_with_the_same_outputs(cohort, tmp_path):

@@ -72,9 +72,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     profiles.check(args.profile)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    archs = args.archs.split(",")
-    exps = [e for e in grid(archs, args.phases.split(",") if args.phases else None)
-            if args.inits == "all" or e.init in args.inits.split(",")]
+    from tss.train import clock
+    from tss.train.config import INITS, PHASES
+
+    # a typo is an error that lists the valid names, not a selection of nothing
+    archs = clock.check_names(args.archs, profiles.ARCHS, "architecture")
+    phases = clock.check_names(args.phases, tuple(PHASES), "phase") if args.phases else None
+    inits = clock.check_names(args.inits, INITS, "init")
+    exps = [e for e in grid(archs, phases) if e.init in inits]
     tp = profiles.TRAIN[args.profile]
     seeds = args.seeds or list(tp.seeds)
     where = project.paths(args.profile)  # the project's folders, from any working directory
