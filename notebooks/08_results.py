@@ -67,7 +67,7 @@ auc_part, op_part = results.table2_parts(t2)
 with pd.option_context("display.max_colwidth", 60):
     display(auc_part.style.hide(axis="index").format(na_rep="")
             .set_properties(**{"font-size": "9.5pt"}).set_properties(subset=["ours"], **{"max-width": "14em"})
-            .set_properties(subset=[c for c in ("AUC (95% CI)", "AUC over seeds") if c in auc_part],
+            .set_properties(subset=[c for c in ("task", "AUC (95% CI)", "AUC over seeds") if c in auc_part],
                             **{"white-space": "nowrap"})  # a number and its CI on one line
             .set_table_styles([{"selector": "th", "props": "font-size: 9.5pt"}]))
 display(Markdown("**Operating points** at Youden's J (the runs above that have results): sensitivity, "

@@ -253,6 +253,8 @@ def test_table2_splits_into_an_auc_table_and_an_operating_point_table_that_keeps
     assert len(auc) == 3 and "sens @val thr" not in auc and "paper AUC" in auc
     assert ops["model"].tolist() == ["2D", "Radiologist 1"]  # the ImageNet row without results is left out
     assert "AUC (95% CI)" not in ops and "paper sens" in ops
+    with_diff, _ = res.table2_parts(t2.assign(**{"paper AUC": ["0.61", "0.62", ""], "ours - paper": ["-0.01", "", ""]}))
+    assert with_diff["paper AUC (ours - paper)"].tolist() == ["0.61 (-0.01)", "0.62", ""]  # one column, narrow
 
 
 def test_reader_report_formats_each_readers_metrics_and_their_majority():
