@@ -74,6 +74,8 @@ results.record_cohort(cohort_dir, results_dir)  # its small tables travel with t
 LATENT_COLS = ["patient_id", "territory", "lesion_ml", "dwi_ratio", "b0_ratio", "flair_ratio", "latent_t2_increase",
                "oracle_score"]
 images = cohort.table.merge(latent[LATENT_COLS], on="patient_id")  # this build's cohort: its images exist here
+
+# %% tags=["hide-input"]
 # the tables and plots below show the cohort the Results chapter shows (the largest profile with
 # committed runs, read from its committed manifest and latent tables); Figure 1 needs images, and
 # shows this build's cohort
