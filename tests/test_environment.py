@@ -3,7 +3,6 @@ exact versions (what `make setup` installs) and environment.yml (conda-forge nam
 
 from __future__ import annotations
 
-import re
 import sys
 import tomllib
 from importlib import metadata
@@ -73,11 +72,6 @@ def test_the_venv_holds_exactly_the_locked_versions():
         if have.split("+")[0] != version:  # torch's local build tag (+cu130) is the registry's
             wrong.append(f"{name} {have} (lock: {version})")
     assert not wrong, "run `make setup`: " + ", ".join(wrong)
-
-
-def test_python_meets_the_floor():
-    floor = tuple(int(p) for p in re.findall(r"\d+", PROJECT["requires-python"]))
-    assert sys.version_info[:len(floor)] >= floor
 
 
 def test_jupyter_book_is_pinned_below_2():
