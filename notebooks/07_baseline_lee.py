@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tss import profiles, project, results, stats
+from tss import profiles, project, reproduction, results, stats
 from tss.train.config import grid
 
 profiles.check(profile)
@@ -102,7 +102,7 @@ if summary is not None:
                  "AUC (95% CI)": stats.with_ci(lm.get("auc", np.nan), (lm.get("auc_lo", np.nan), lm.get("auc_hi", np.nan)))})
     # our best deep TSS < 4.5 h model, chosen on validation (not on the test patients below)
     ran = [e.name for e in grid(("2d", "3d"), ("tss45", "attention")) if results.seeds(runs_dir, e.name)]
-    best = max(ran, key=lambda e: results.learned(runs_dir, e, results.seeds(runs_dir, e)[0])["val_auc"]) if ran else None
+    best = max(ran, key=lambda e: reproduction.learned(runs_dir, e, results.seeds(runs_dir, e)[0])["val_auc"]) if ran else None
     for exp in dict.fromkeys(["2d-attention-transfer", "3d-attention-transfer"] + ([best] if best else [])):
         s = results.seeds(runs_dir, exp)
         if not s:
@@ -122,7 +122,7 @@ if summary is not None:
     sub_table.to_csv(out_dir / "lee_subset.csv", index=False)
     if best:
         display(Markdown(f"Our best deep TSS < 4.5 h model on validation is **{best}** (validation AUC "
-                         f"{results.learned(runs_dir, best, results.seeds(runs_dir, best)[0])['val_auc']:.2f}); "
+                         f"{reproduction.learned(runs_dir, best, results.seeds(runs_dir, best)[0])['val_auc']:.2f}); "
                          "the phase 4 models are the paper's choice."))
     display(sub_table.style.hide(axis="index"))
 

@@ -57,7 +57,7 @@ print(f"results of the {shown} profile (make book ran {profile}); runs in {proje
 
 # %% tags=["hide-input"]
 if not (out_dir / "table2_raw.csv").exists():  # the Results page writes it; alone (on Colab, say) this page does
-    results.write_tables(results_root, shown, n_boot=n_boot, seed=seed)
+    reproduction.write_tables(results_root, shown, n_boot=n_boot, seed=seed)
 manifest_path = cohort_dir / "manifest.csv"
 table = reproduction.claims(runs_dir, pd.read_csv(out_dir / "table2_raw.csv"),
                             lee_dir=results_root / shown / "baselines" / "lee",

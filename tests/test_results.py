@@ -144,11 +144,11 @@ def test_delong_between_two_runs_pairs_the_same_patients(tmp_path):
 
 
 def test_verdicts_say_only_what_the_data_carry():
-    assert results.verdict(0.1, 0.01) == "reproduced"
-    assert results.verdict(-0.1, 0.001) == "not reproduced"  # a significant difference the other way
-    assert results.verdict(0.1, 0.3) == results.verdict(-0.1, 0.3) == results.verdict(0.0, 1.0) == "inconclusive"
-    assert results.verdict(np.nan, np.nan) == "not run"
-    assert set(results.VERDICTS) >= {"reproduced", "not reproduced", "inconclusive", "not testable", "not run"}
+    assert reproduction.verdict(0.1, 0.01) == "reproduced"
+    assert reproduction.verdict(-0.1, 0.001) == "not reproduced"  # a significant difference the other way
+    assert reproduction.verdict(0.1, 0.3) == reproduction.verdict(-0.1, 0.3) == reproduction.verdict(0.0, 1.0) == "inconclusive"
+    assert reproduction.verdict(np.nan, np.nan) == "not run"
+    assert set(reproduction.VERDICTS) >= {"reproduced", "not reproduced", "inconclusive", "not testable", "not run"}
 
 
 def test_the_chance_band_of_an_auc_matches_scores_unrelated_to_the_label():
@@ -173,10 +173,10 @@ def test_a_claim_resting_on_a_model_that_did_not_learn_is_not_testable(tmp_path)
     rng = np.random.default_rng(3)
     _fake_run(tmp_path, "2d-tss45-transfer", 0, rng, n_val=80, n_test=80, signal=-0.1)  # nothing to learn from
     _fake_run(tmp_path, "2d-tss45-random", 0, rng, n_val=80, n_test=80, signal=4.0)
-    flat = results.learned(tmp_path, "2d-tss45-transfer", 0)
+    flat = reproduction.learned(tmp_path, "2d-tss45-transfer", 0)
     assert not flat["learned"] and flat["val_auc"] < flat["chance_upper"] < 0.65
-    assert results.learned(tmp_path, "2d-tss45-random", 0)["learned"]
-    c = results.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-random")
+    assert reproduction.learned(tmp_path, "2d-tss45-random", 0)["learned"]
+    c = reproduction.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-random")
     assert c["verdict"] == "not testable" and "2d-tss45-transfer did not learn (validation AUC" in c["ours"]
     assert "2d-tss45-random did not" not in c["ours"]
 
@@ -185,7 +185,7 @@ def test_an_insignificant_difference_is_inconclusive_with_what_could_have_been_d
     rng = np.random.default_rng(4)
     for e in ("2d-tss45-transfer", "2d-tss45-random"):
         _fake_run(tmp_path, e, 0, rng, n_val=80, n_test=40, signal=2.0)
-    c = results.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-random")
+    c = reproduction.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-random")
     r = results.delong_vs(tmp_path, "2d-tss45-transfer", "2d-tss45-random")
     assert r["p"] >= 0.05 and c["verdict"] == "inconclusive"
     assert f"detectable difference {stats.detectable_difference(r['se']):.2f} (80% power)" in c["ours"]
@@ -221,7 +221,6 @@ def test_the_book_shows_the_largest_profile_that_has_runs(tmp_path):
 
 
 def test_a_claim_says_how_many_seeds_it_rests_on_and_how_many_agree(tmp_path):
-    from tss import results as res
 
     rng = np.random.default_rng(0)
     y = np.array([0, 1] * 20)
@@ -233,10 +232,10 @@ def test_a_claim_says_how_many_seeds_it_rests_on_and_how_many_agree(tmp_path):
             prob = 1 / (1 + np.exp(-(signal * (y - 0.5) + rng.normal(size=len(y)))))
             pd.DataFrame({"patient_id": [f"p{i}" for i in range(len(y))], "split": "test", "target": y,
                           "prob": prob}).to_csv(d / "patients.csv", index=False)
-    c = res.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-random")
+    c = reproduction.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-random")
     assert c["seeds"] == 3 and "higher in 2 of 3 seeds" in c["ours"]
     assert c["verdict"] == "reproduced"  # seed 0: a large, significant gap
-    one = res.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-imagenet")
+    one = reproduction.compare_claim(tmp_path, "2d-tss45-transfer", "2d-tss45-imagenet")
     assert one == {"ours": "not run", "verdict": "not run", "seeds": 0}
 
 
@@ -283,14 +282,14 @@ def test_a_model_reaches_the_papers_auc_when_above_it_or_when_its_interval_holds
         {"experiment": "skipped", "status": "no weights", "auc": np.nan, "auc_lo": np.nan, "auc_hi": np.nan, "n": 0,
          "level": "patient", "n_seeds": 0},
     ]).set_index("experiment")
-    assert results.reaches_paper(by, "above", 0.89)["verdict"] == "reproduced"
-    holds = results.reaches_paper(by, "holds", 0.89)
+    assert reproduction.reaches_paper(by, "above", 0.89)["verdict"] == "reproduced"
+    holds = reproduction.reaches_paper(by, "holds", 0.89)
     assert holds["verdict"] == "reproduced" and holds["seeds"] == 2 and "85 test patients" in holds["ours"]
     assert holds["ours"].endswith("2 seeds: 0.81 ± 0.05")  # the second seed's spread beside the first's verdict
-    assert "seeds:" not in results.reaches_paper(by, "above", 0.89)["ours"]
-    assert results.reaches_paper(by, "below", 0.89)["verdict"].startswith("not reproduced")
-    assert results.reaches_paper(by, "skipped", 0.89)["verdict"] == "not run"
-    assert results.reaches_paper(by, "absent", 0.89) == {"ours": "not run", "verdict": "not run", "seeds": 0}
+    assert "seeds:" not in reproduction.reaches_paper(by, "above", 0.89)["ours"]
+    assert reproduction.reaches_paper(by, "below", 0.89)["verdict"].startswith("not reproduced")
+    assert reproduction.reaches_paper(by, "skipped", 0.89)["verdict"] == "not run"
+    assert reproduction.reaches_paper(by, "absent", 0.89) == {"ours": "not run", "verdict": "not run", "seeds": 0}
 
 
 def test_results_pages_show_the_largest_profile_with_runs_and_its_own_folders(tmp_path):

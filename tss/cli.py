@@ -193,7 +193,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
     profiles.check(args.profile)
     args.results_root = args.results_root or project.paths(args.profile).results_root
-    tables = results.write_tables(args.results_root, args.profile, n_boot=args.n_boot, seed=args.seed)
+    tables = reproduction.write_tables(args.results_root, args.profile, n_boot=args.n_boot, seed=args.seed)
     print(results.table2_parts(tables["table2"])[0].to_string(index=False))
     print(f"\nreproduction ({args.profile}): {reproduction.counts(tables['reproduction'])}")
     print(f"tables written to {args.results_root / args.profile / 'results'}: " + ", ".join(f"{n}.csv" for n in tables))

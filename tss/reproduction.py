@@ -1,7 +1,7 @@
 """The Reproduction page's table: each claim of the paper, its evidence, ours, and a verdict.
 
 Every claim is one row built from the result files (``results/<profile>/...``) by a function here;
-the page calls :func:`claims` and draws the table. The verdicts (:data:`tss.results.VERDICTS`):
+the page calls :func:`claims` and draws the table. The verdicts (:data:`VERDICTS`):
 
 - *reproduced*: "A beats B" with our A - B positive and significant (DeLong's test on the same test
   patients, p < 0.05); a level ("AUC about 0.9") when the paper's value lies in our 95% CI or ours
@@ -12,7 +12,7 @@ the page calls :func:`claims` and draws the table. The verdicts (:data:`tss.resu
   (80% power, two-sided 0.05).
 - *not testable*: the model the claim credits (the better one, or the one said to reach a level) did
   not learn: its validation AUC stayed within the band that chance reaches
-  (:func:`tss.results.learned`). A model that beats one which learned nothing still supports a claim.
+  (:func:`learned`). A model that beats one which learned nothing still supports a claim.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ import numpy as np
 import pandas as pd
 
 from . import results, stats
-from .results import READERS, compare_claim, compare_with_lee, experiment_name, reaches_paper
+from .atomic import write_text
+from .manifest import load_cohort
+from .results import READERS, experiment_name
+from .runtree import RunTree
+from .train.config import grid
 
 # the paper's phase 1 test AUCs (Table 2), which the "stroke detection is reliable" claims test
 PAPER_STROKE_AUC = {"2d": 0.8905, "3d": 0.946}
@@ -35,6 +39,130 @@ LEE_STRINGENT_BELOW = 0.75  # a usable share under this still says "the ROI is s
 PAPER_SENSITIVITY = (0.70, 0.57)
 CAM_HIT_REPRODUCED = 0.9  # the paper: >50% overlap in 96% of cases, read visually; ours is measured
 KAPPA_TARGET = (0.35, 0.55)  # the readers' calibration target (tss.synth.params, "readers"; paper 0.46)
+
+
+# ------------------------------------------------------------------------------------------------
+# the verdicts (moved from tss.results: the claims are this module's)
+
+
+# The Reproduction page's verdicts, in the order its summary lists them. "A beats B" is *reproduced*
+# when A - B is positive and significant (DeLong, p < ALPHA), *not reproduced* when the data
+# contradict the claim (significant the other way, or a CI that excludes the paper's value),
+# *inconclusive* otherwise (with the difference the test split could detect at POWER), and *not
+# testable* when the model the claim credits did not learn (see :func:`learned`).
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable", "not run")
+ALPHA, POWER = 0.05, 0.8
+
+
+def verdict(diff: float, p: float, alpha: float = ALPHA) -> str:
+    """The category of a claim "A beats B" on our data: ``diff`` = ours A - B, ``p`` its test's
+    p-value. A difference that is not significant is *inconclusive* whatever its sign."""
+    if diff is None or np.isnan(diff) or p is None or np.isnan(p):
+        return "not run"
+    if p < alpha:
+        return "reproduced" if diff > 0 else "not reproduced"
+    return "inconclusive"
+
+
+def learned(runs_root, experiment: str, seed: int, level: float = 0.95) -> dict:
+    """Did a run learn its task? Its kept model's validation AUC against the upper end of the band
+    that a score unrelated to the label reaches on the same validation cases
+    (:func:`tss.stats.chance_auc_upper`). The kept model is the best of its epochs on validation,
+    so the rule errs towards "learned". A run without validation cases counts as learned."""
+    v = results.predictions(runs_root, experiment, seed).query("split == 'val'")
+    y = v["target"].astype(int)
+    auc = stats.auc_or_nan(y, v["prob"])
+    upper = stats.chance_auc_upper(int(y.sum()), int((1 - y).sum()), level)
+    return {"learned": not (auc <= upper), "val_auc": auc, "chance_upper": upper}
+
+
+def did_not_learn(runs_root, runs) -> str:
+    """"" when every (experiment, seed) in ``runs`` learned (:func:`learned`); else what a
+    reader needs, e.g. "2d-tss45-transfer did not learn (validation AUC 0.49, chance reaches 0.62)"."""
+    out = []
+    for e, s in runs:
+        r = learned(runs_root, e, s)
+        if not r["learned"]:
+            out.append(f"{e} did not learn (validation AUC {r['val_auc']:.2f}, chance reaches {r['chance_upper']:.2f})")
+    return "; ".join(out)
+
+
+def reaches_paper(by: pd.DataFrame, experiment: str, paper_auc: float, runs_root=None) -> dict:
+    """Our evidence for "``experiment`` reaches the paper's test AUC": reproduced when our AUC is at
+    least ``paper_auc`` or its 95% CI holds it, not reproduced when the CI lies below it; not
+    testable when the run did not learn (checked when ``runs_root`` is given). ``by``:
+    :func:`table2`'s raw rows indexed by experiment."""
+    if experiment not in by.index or by.at[experiment, "status"] != "ok":
+        return {"ours": "not run", "verdict": "not run", "seeds": 0}
+    r = by.loc[experiment]
+    ok = r["auc_lo"] <= paper_auc <= r["auc_hi"] or r["auc"] >= paper_auc
+    ours = f"{stats.with_ci(r['auc'], (r['auc_lo'], r['auc_hi']))} ({r['n']:.0f} test {r.get('level', 'patient')}s)"
+    if r["n_seeds"] > 1:  # the verdict is the first seed's; the others' spread beside it
+        ours += f"; {r['n_seeds']:.0f} seeds: {r['auc_seeds_mean']:.2f} ± {r['auc_seeds_sd']:.2f}"
+    flat = did_not_learn(runs_root, [(experiment, int(r["seed"]))]) if runs_root is not None else ""
+    if flat:
+        return {"ours": f"{ours}; {flat}", "verdict": "not testable", "seeds": int(r["n_seeds"])}
+    return {"ours": ours, "verdict": "reproduced" if ok else "not reproduced", "seeds": int(r["n_seeds"])}
+
+
+def _judged(diff: float, p: float, se: float, runs_root, runs) -> tuple[str, str, float]:
+    """(verdict, what to add to the evidence, detectable difference): the category of "A beats B";
+    when inconclusive, the difference the test split detects with :data:`POWER`; not testable when
+    a run in ``runs`` did not learn."""
+    v = verdict(diff, p)
+    if v == "not run":
+        return v, "", np.nan
+    flat = did_not_learn(runs_root, runs)
+    if flat:
+        return "not testable", f"; {flat}", np.nan
+    if v == "inconclusive":
+        d = stats.detectable_difference(se, ALPHA, POWER)
+        return v, f"; detectable difference {d:.2f} ({POWER:.0%} power)", d
+    return v, "", np.nan
+
+
+def compare_claim(runs_root, better: str, worse: str) -> dict:
+    """Our evidence for "``better`` has a higher test AUC than ``worse``": DeLong on the first seed
+    of each (:func:`_judged` gives the verdict); ``seeds``: how many seeds both have (with several,
+    how many agree in sign)."""
+    r = results.delong_vs(runs_root, better, worse)
+    both = sorted(set(results.seeds(runs_root, better)) & set(results.seeds(runs_root, worse)))
+    if "auc1" not in r:
+        return {"ours": r.get("why", "not run"), "verdict": "not run", "seeds": len(both)}
+    # only the model said to be better must have learned: one that beats a model which learned nothing
+    # supports the claim; one that learned nothing itself says nothing about the method
+    v, more, detectable = _judged(r["diff"], r["p"], r["se"], runs_root, [(better, results.seeds(runs_root, better)[0])])
+    out = {"ours": f"{r['auc1']:.2f} vs {r['auc2']:.2f} (DeLong p = {r['p']:.2g})", "verdict": v, "seeds": len(both),
+           "detectable": detectable}
+    if len(both) > 1:  # the verdict is the first seed's; say how many seeds point the same way
+        diffs = [_test_auc(runs_root, better, s) - _test_auc(runs_root, worse, s) for s in both]
+        out["ours"] += f"; higher in {sum(d > 0 for d in diffs)} of {len(both)} seeds"
+    out["ours"] += more
+    return out
+
+
+def _test_auc(runs_root, experiment: str, seed: int) -> float:
+    t = results.predictions(runs_root, experiment, seed).query("split == 'test'")
+    return stats.auc_or_nan(t["target"], t["prob"])
+
+
+def compare_with_lee(runs_root, experiment: str, lee_dir) -> dict:
+    """Our model against the Lee et al. baseline on the test patients the baseline could measure
+    (DeLong on the shared patients)."""
+    f = Path(lee_dir) / "predictions.csv"
+    s = results.seeds(runs_root, experiment)
+    if not f.exists() or not s:
+        return {"ours": "not run", "verdict": "not run"}
+    lee = pd.read_csv(f).query("split == 'test' and usable")
+    ours = results.predictions(runs_root, experiment, s[0]).query("split == 'test'")
+    both = ours.merge(lee[["patient_id", "prob"]], on="patient_id", suffixes=("", "_lee"))
+    try:
+        r = stats.delong(both["target"], both["prob"], both["prob_lee"])
+    except ValueError as e:
+        return {"ours": f"{len(both)} shared test patients: {e}", "verdict": "not run"}
+    v, more, detectable = _judged(r["diff"], r["p"], r["se"], runs_root, [(experiment, s[0])])
+    return {"ours": f"{r['auc1']:.2f} vs {r['auc2']:.2f} on {len(both)} patients (DeLong p = {r['p']:.2g}){more}",
+            "verdict": v, "detectable": detectable}
 
 
 def _row(claim: str, paper_says: str, **ours) -> dict:
@@ -90,7 +218,7 @@ def sensitivity_vs_readers(patients: pd.DataFrame, threshold: float, manifest: p
     """"The model is more sensitive than the mismatch reads": on the test patients with TSS < 4.5 h,
     the model's calls at the validation threshold against the majority reader's, paired by patient;
     the 95% CI of the difference is a bootstrap over those patients. ``not_learned``: why the model
-    did not learn (:func:`tss.results.did_not_learn`); non-empty makes the claim not testable."""
+    did not learn (:func:`did_not_learn`); non-empty makes the claim not testable."""
     t = patients[patients["split"] == "test"].merge(manifest[["patient_id", *READERS]], on="patient_id")
     pos = t[t["target"] == 1]
     model_call = (pos["prob"] >= threshold).to_numpy(float)
@@ -115,7 +243,7 @@ def sensitivity_vs_readers(patients: pd.DataFrame, threshold: float, manifest: p
 def gradcam_claim(cam_summary: pd.DataFrame, not_learned: str = "") -> dict:
     """"Grad-CAM localises the lesion", from the Grad-CAM page's summary (one row per model):
     reproduced when a model's hit rate reaches :data:`CAM_HIT_REPRODUCED`; not testable when the
-    models did not learn (``not_learned``: :func:`tss.results.did_not_learn`), since the map of a
+    models did not learn (``not_learned``: :func:`did_not_learn`), since the map of a
     model that learned nothing says nothing of the method."""
     ours = "; ".join(f"{e}: {r['hit rate (95% CI)']}" for e, r in cam_summary.iterrows())
     if cam_summary["hit_rate"].max() >= CAM_HIT_REPRODUCED:
@@ -173,12 +301,12 @@ def claims(runs_dir, raw: pd.DataFrame, lee_dir=None, manifest: pd.DataFrame | N
     if s and manifest is not None:
         rows.append(sensitivity_vs_readers(results.predictions(runs_dir, best, s[0]), by.at[best, "threshold_val"],
                                            manifest, n_boot=n_boot, seed=seed,
-                                           not_learned=results.did_not_learn(runs_dir, [(best, s[0])])))
+                                           not_learned=did_not_learn(runs_dir, [(best, s[0])])))
     if cam_summary is not None and not isinstance(cam_summary, pd.DataFrame):
         cam_summary = pd.read_csv(cam_summary, index_col=0) if Path(cam_summary).exists() else None
     if cam_summary is not None:
         shown = [(e, results.seeds(runs_dir, e)[0]) for e in cam_summary.index if results.seeds(runs_dir, e)]
-        flat = [results.did_not_learn(runs_dir, [r]) for r in shown]  # not testable only when none learned
+        flat = [did_not_learn(runs_dir, [r]) for r in shown]  # not testable only when none learned
         rows.append(gradcam_claim(cam_summary, not_learned="; ".join(flat)
                                   if shown and all(flat) and len(shown) == len(cam_summary) else ""))
     if manifest is not None:
@@ -260,12 +388,11 @@ def findings(table: pd.DataFrame, raw: pd.DataFrame, profile: str, n_patients: i
 def write_findings(results_root, profile: str, dest, link: str | None = None, n_boot: int = 1000) -> Path:
     """:func:`findings` of ``profile`` as a MyST admonition in ``dest`` (the intro includes it):
     read from ``results/<profile>/results/`` when the Results and Reproduction pages wrote it,
-    computed (:func:`tss.results.write_tables`) otherwise."""
-    from .atomic import write_text
+    computed (:func:`write_tables`) otherwise."""
 
     out = Path(results_root) / profile / "results"
     if not ((out / "reproduction.csv").exists() and (out / "table2_raw.csv").exists()):
-        results.write_tables(results_root, profile, n_boot=n_boot)
+        write_tables(results_root, profile, n_boot=n_boot)
     man = Path(results_root) / profile / "cohort" / "manifest.csv"
     n = len(pd.read_csv(man)) if man.exists() else None
     body = findings(pd.read_csv(out / "reproduction.csv"), pd.read_csv(out / "table2_raw.csv"), profile, n, link)
@@ -287,3 +414,48 @@ def beside(paper_recipe: pd.DataFrame, other: pd.DataFrame, recipe: str) -> pd.D
              f"{recipe}": o.at[c, "ours"], f"verdict ({recipe})": o.at[c, "verdict"]} for c in o.index]
     return pd.DataFrame(rows, columns=["claim", "paper's recipe", "verdict (paper's recipe)", recipe,
                                        f"verdict ({recipe})"])
+
+
+# ------------------------------------------------------------------------------------------------
+# everything at once (``python -m tss results``)
+
+# the TSS runs whose rankings are compared with their phase 1 detector (random ones are the control)
+TSS_DIAGNOSED = [e.name for e in grid(("2d", "3d"), ("tss3", "tss45", "attention"), imagenet=False)
+                 if e.init in ("transfer", "random")]
+
+
+def write_tables(results_root, profile: str, n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """What the Results and Reproduction pages compute, without the book: Table 2 (and its raw rows),
+    the paper's stated gains against its own table, our gains with DeLong p, each TSS model against
+    its phase 1 detector, and the claims table; written as CSV to ``results/<profile>/results/``.
+
+    Args:
+        results_root: the folder holding ``<profile>/runs`` (``results``).
+        profile: the profile whose runs to read (not the largest one, as the pages choose).
+        n_boot, seed: bootstrap replicates and seed of every confidence interval.
+
+    Returns:
+        Each table by name; it was written to ``results/<profile>/results/<name>.csv``.
+
+    Raises:
+        FileNotFoundError: the profile has no finished training run.
+    """
+
+    root = Path(results_root)
+    runs = root / profile / "runs"
+    if not RunTree(runs).has_runs():
+        raise FileNotFoundError(f"no finished training run under {runs}: run `python -m tss train --profile {profile}` first")
+    cohort = results.cohort_tables(root, profile)
+    man = load_cohort(cohort, check=False).table if (cohort / "manifest.csv").exists() else None
+    lee = root / profile / "baselines" / "lee"
+    out = root / profile / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    t2 = results.table2(runs, lee_dir=lee, manifest=man, n_boot=n_boot, profile=profile)
+    raw = t2.attrs["raw"]
+    tables = {"table2": t2, "table2_raw": raw, "paper_gain_claims": results.paper_gain_claims(),
+              "gains": results.gains_table(raw, runs), "inherited": results.inherited_ranking(runs, TSS_DIAGNOSED),
+              "reproduction": claims(runs, raw, lee_dir=lee, manifest=man, cam_summary=out / "gradcam_summary.csv",
+                                     n_boot=n_boot, seed=seed)}
+    for name, t in tables.items():
+        write_text(out / f"{name}.csv", t.to_csv(index=False))
+    return tables
