@@ -142,11 +142,13 @@ if cp is None:
     display(Markdown("No variant has finished yet: `python -m tss clock --profile <profile>` trains them."))
 else:
     C = project.paths(cp)
-    ct = clock.table(C.clock, n_boot=n_boot)
+    ct = clock.table(C.clock, n_boot=n_boot, grid_root=C.runs)  # the grid's paper-recipe runs where none ran here
     small = (" The `quick` profile proves the code runs; its 16 test patients are too few to choose a recipe or "
              "to judge one." if cp == "quick" else "")
     display(Markdown(f"Profile `{cp}`. Validation AUC (per patient) and test AUC with its 95% CI of every "
-                     f"variant run, per seed; the paper's recipe is the first row of each model.{small}"))
+                     f"variant run, per seed; the paper's recipe is the first row of each model. *trained*: the "
+                     "precision and where: *here* (this study, on this machine) or *grid* (the grid's own run of the "
+                     f"paper's recipe, the control where this study did not retrain it).{small}"))
     display(clock.styled(clock.pivot(ct)))
     lines = []
     for arch in sorted(ct["arch"].unique()):
@@ -180,5 +182,5 @@ else:
 # ## What this changes in the Results
 
 # %% tags=["hide-input"]
-variants = clock.table(project.paths(cp).clock, n_boot=n_boot) if cp else None
+variants = clock.table(project.paths(cp).clock, n_boot=n_boot, grid_root=project.paths(cp).runs) if cp else None
 display(Markdown("\n".join(f"- {s}" for s in clock.said(pt, variants, cp))))

@@ -81,7 +81,7 @@ display(op_part.style.hide(axis="index").format(na_rep="")
 
 # %% tags=["hide-input"]
 # the training recipe that the clock page chose on validation, beside the paper's (the headline)
-recipe = clock.chosen(project.paths(shown).clock)
+recipe = clock.chosen(project.paths(shown).clock, grid_root=project.paths(shown).runs)
 if recipe:
     with tempfile.TemporaryDirectory() as tmp:
         view = clock.recipe_view(project.paths(shown).clock, recipe, tmp)

@@ -73,7 +73,7 @@ with pd.option_context("display.max_colwidth", 120):
 
 # %% tags=["hide-input"]
 # each claim that has run under the recipe the clock page chose on validation, judged under both
-recipe = clock.chosen(project.paths(shown).clock)
+recipe = clock.chosen(project.paths(shown).clock, grid_root=project.paths(shown).runs)
 if recipe:
     with tempfile.TemporaryDirectory() as tmp:
         view = clock.recipe_view(project.paths(shown).clock, recipe, tmp)

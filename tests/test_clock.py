@@ -213,3 +213,29 @@ def test_a_recipe_view_reads_like_the_grid_and_its_claims_sit_beside_the_papers(
     row = b.set_index("claim").loc[claim]
     assert row["verdict (paper's recipe)"] == "not testable" and row["verdict (lr100)"] == "reproduced"
     assert "not run" not in set(b["verdict (lr100)"])
+
+
+def test_the_grids_paper_recipe_run_is_the_control_where_the_clock_has_none(tmp_path):
+    rng = np.random.default_rng(1)
+
+    def fake(root, name, seed, precision):
+        d = root / f"seed{seed}" / name
+        d.mkdir(parents=True)
+        y = np.tile([0.0, 1.0], 20)
+        pd.DataFrame({"patient_id": [f"p{i}" for i in range(40)], "split": ["val"] * 20 + ["test"] * 20,
+                      "target": y, "prob": rng.random(40)}).to_csv(d / "patients.csv", index=False)
+        (d / "summary.json").write_text(json.dumps({"seed": seed, "val_auc_patient": 0.5, "epochs": 3, "best_epoch": 1,
+                                                    "wall_seconds": 60, "precision": precision}))
+
+    fake(tmp_path / "clock", "2d-tss45-transfer+lr100", 0, "fp32")
+    fake(tmp_path / "grid", "2d-tss45-transfer", 0, "bf16")
+    fake(tmp_path / "grid", "2d-tss45-random", 0, "bf16")  # no variant of it here: not a control
+    alone = clock.table(tmp_path / "clock", n_boot=20)
+    assert list(alone["recipe"]) == ["lr100"] and list(alone["trained"]) == ["fp32, here"]
+    t = clock.table(tmp_path / "clock", n_boot=20, grid_root=tmp_path / "grid")
+    assert sorted(zip(t["experiment"], t["trained"])) == [("2d-tss45-transfer", "bf16, grid"),
+                                                         ("2d-tss45-transfer+lr100", "fp32, here")]
+    assert "trained" in clock.pivot(t).columns
+    fake(tmp_path / "clock", "2d-tss45-transfer", 0, "fp32")  # the clock's own control wins
+    t = clock.table(tmp_path / "clock", n_boot=20, grid_root=tmp_path / "grid")
+    assert set(t["trained"]) == {"fp32, here"}

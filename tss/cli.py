@@ -182,7 +182,7 @@ def _cmd_clock(args: argparse.Namespace) -> int:
         clock.run_variants(cohort, where.clock, where.runs, args.profile, arch, seeds=args.seeds,
                            inits=inits, recipes=recipes)
         del cohort
-    t = clock.table(where.clock, n_boot=args.n_boot)
+    t = clock.table(where.clock, n_boot=args.n_boot, grid_root=where.runs)
     if not t.empty:
         print(clock.pivot(t).drop(columns="what the recipe changes").to_string(index=False))
     return 0

@@ -66,23 +66,39 @@ def run_variants(cohort: Hemispheres, root, grid_root, profile: str, arch: str, 
     return out
 
 
-def table(root, n_boot: int = 1000) -> pd.DataFrame:
+def table(root, n_boot: int = 1000, grid_root=None) -> pd.DataFrame:
     """One row per finished TSS run under ``root``: architecture, phase, initialisation, recipe,
     seed, validation AUC, test AUC with a stratified bootstrap 95% CI (per patient), epochs, best
-    epoch, minutes."""
+    epoch, minutes, and where it was trained (``trained``: its precision, "here" or "grid").
+
+    With ``grid_root`` (the profile's grid), a model and seed that has variants here but no run of
+    the paper's recipe gets the grid's paper-recipe run as its control, marked "grid" (it may come
+    from another machine and precision, which ``trained`` says)."""
     rows = []
-    tree = RunTree(root)
-    for f in tree.summaries():
-        e = Experiment.parse(f.parent.name)
-        if e.phase not in ("tss3", "tss45"):
-            continue
+
+    def row(f, e, where):
         s = pd.read_json(f, typ="series")
         m = _metrics(f.parent, n_boot)  # the data-size study's test AUC with its stratified bootstrap CI
-        rows.append({"arch": e.arch, "phase": e.phase, "init": e.init, "recipe": e.recipe, "seed": int(s["seed"]),
-                     "val_auc": float(s["val_auc_patient"]), "test_auc": m["test_auc"], "test_lo": m["test_auc_lo"],
-                     "test_hi": m["test_auc_hi"], "n_test": m["test_n"],
-                     "epochs": int(s["epochs"]), "best_epoch": int(s["best_epoch"]),
-                     "minutes": float(s["wall_seconds"]) / 60, "experiment": e.name})
+        return {"arch": e.arch, "phase": e.phase, "init": e.init, "recipe": e.recipe, "seed": int(s["seed"]),
+                "val_auc": float(s["val_auc_patient"]), "test_auc": m["test_auc"], "test_lo": m["test_auc_lo"],
+                "test_hi": m["test_auc_hi"], "n_test": m["test_n"],
+                "epochs": int(s["epochs"]), "best_epoch": int(s["best_epoch"]),
+                "minutes": float(s["wall_seconds"]) / 60, "experiment": e.name,
+                "trained": f"{s.get('precision', '?')}, {where}"}
+
+    for f in RunTree(root).summaries():
+        e = Experiment.parse(f.parent.name)
+        if e.phase in ("tss3", "tss45"):
+            rows.append(row(f, e, "here"))
+    if grid_root is not None and rows:
+        have = {(r["arch"], r["phase"], r["init"], r["recipe"], r["seed"]) for r in rows}
+        for arch, phase, init, seed in sorted({(r["arch"], r["phase"], r["init"], r["seed"]) for r in rows}):
+            if (arch, phase, init, "paper", seed) in have:
+                continue
+            e = Experiment(arch, phase, init)
+            f = RunTree(grid_root).run_dir(e.name, seed) / "summary.json"
+            if f.exists():
+                rows.append(row(f, e, "grid"))
     return pd.DataFrame(rows)
 
 
@@ -107,6 +123,9 @@ def pivot(t: pd.DataFrame) -> pd.DataFrame:
     wide = t.pivot_table(index=keys, columns="seed", values=["val", "test"], aggfunc="first")
     wide.columns = [f"{what} AUC, seed {s}" for what, s in wide.columns]
     wide = wide[sorted(wide.columns, key=lambda c: (int(c.rsplit(" ", 1)[1]), c.startswith("test")))].fillna("-")
+    if "trained" in t:  # precision, and here or the grid's run (the paper's control may be the grid's)
+        where = t.groupby(keys)["trained"].agg(lambda v: "; ".join(sorted(set(v))))
+        wide["trained"] = [where.get(k, "") for k in wide.index]
     wide["what the recipe changes"] = [RECIPES[k[3]].what for k in wide.index]
     out = wide.reset_index()
     out["arch"] = out["arch"].str.upper()
@@ -155,12 +174,13 @@ def plot_curves(logs: dict[str, pd.DataFrame]):
 
 
 
-def chosen(root, arch: str = "2d", n_boot: int = 50) -> str | None:
+def chosen(root, arch: str = "2d", n_boot: int = 50, grid_root=None) -> str | None:
     """The recipe chosen on validation (:func:`choose`) for ``arch``'s transfer chain among the
-    variants under ``root``, when it is not the paper's and the paper's was run beside it; else None."""
+    variants under ``root`` (with the grid's paper-recipe runs as the control where ``root`` has
+    none, see :func:`table`), when it is not the paper's and the paper's is among them; else None."""
     if not RunTree(root).has_runs():
         return None
-    ranked = choose(table(root, n_boot=n_boot), arch, "transfer")
+    ranked = choose(table(root, n_boot=n_boot, grid_root=grid_root), arch, "transfer")
     if ranked.empty or "paper" not in set(ranked["recipe"]) or ranked.iloc[0]["recipe"] == "paper":
         return None
     return str(ranked.iloc[0]["recipe"])
