@@ -12,10 +12,10 @@ LOCK := requirements.lock
 # profile is decided lazily (needs torch from the venv)
 PROFILE_CMD = $${PROFILE:-$$($(PY) -m tss default-profile)}
 
-NOTEBOOKS := 01_cohort 02_preprocessing 03_models 04_training_pretrain 05_training_tss 06_training_attention 06b_data_size 06c_clock 07_baseline_lee 08_results 09_gradcam 10_reproduction 11_provenance
+NOTEBOOKS := $(shell $(PYTHON) tools/pages.py)  # the one page list (tools/pages.py)
 GENERATED := book/generated
 
-.PHONY: setup lock test book cohort notebooks html check-book check-colab bench clean help
+.PHONY: setup lock test book cohort notebooks pages html check-book check-colab bench clean help
 
 help:
 	@echo "make book    regenerate every result and build the book into book/_build/html"
@@ -48,19 +48,14 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-# one papermill run per page: notebooks/NN_name.py (jupytext percent format) is converted to a
-# notebook and executed into book/generated/NN_name.ipynb; the three Training pages are one notebook,
-# notebooks/04_training.py, executed once per chapter's `phases`
+# one papermill run per page of tools/pages.py: notebooks/NN_name.py (jupytext percent format) is
+# converted to a notebook and executed into book/generated/NN_name.ipynb; the three Training pages
+# are one notebook, notebooks/04_training.py, executed once per chapter's `phases`
 notebooks: $(STAMP)
 	@set -euo pipefail; profile=$(PROFILE_CMD); mkdir -p $(GENERATED); \
 	echo "profile: $$profile"; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	for nb in $(NOTEBOOKS); do \
-	  case $$nb in \
-	    04_training_pretrain) src=04_training; extra=(-p phases genesis,medical,stroke);; \
-	    05_training_tss) src=04_training; extra=(-p phases tss3,tss45);; \
-	    06_training_attention) src=04_training; extra=(-p phases attention);; \
-	    *) src=$$nb; extra=();; \
-	  esac; \
+	  src=$$($(PYTHON) tools/pages.py --source $$nb); extra=($$($(PYTHON) tools/pages.py --papermill $$nb)); \
 	  start=$$(date +%s.%N); \
 	  $(PY) -m jupytext --quiet --to ipynb --output $$tmp/$$nb.ipynb notebooks/$$src.py; \
 	  $(PY) -m papermill --kernel python3 --language python --cwd notebooks $$tmp/$$nb.ipynb $(GENERATED)/$$nb.ipynb \
@@ -68,6 +63,10 @@ notebooks: $(STAMP)
 	  $(PY) tools/prepare_pages.py $(GENERATED)/$$nb.ipynb; \
 	  $(PY) -m tss.provenance results/$$profile --stage $$nb --since $$start; \
 	done
+
+# the pages `make notebooks` runs, in order (tests/test_notebooks.py asks make for them)
+pages:
+	@echo $(NOTEBOOKS)
 
 html: $(STAMP)
 	@# the intro's findings box, from the result files of the profile the Results pages show

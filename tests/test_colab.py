@@ -5,7 +5,6 @@ and the book's launch buttons pointing at them. `make check-colab` runs a page a
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,11 +28,16 @@ def exported(tmp_path_factory) -> dict[str, nbformat.NotebookNode]:
 
 
 def _makefile_phases() -> dict[str, str]:
-    """The Makefile's page list, with the `phases` each Training page is executed with."""
-    make = (ROOT / "Makefile").read_text()
-    pages = re.search(r"^NOTEBOOKS\s*:=(.*)$", make, re.M).group(1).split()
-    phases = dict(re.findall(r"(\w+)\) src=\w+; extra=\(-p phases ([\w,]+)\)", make))
-    return {p: phases.get(p) for p in pages}
+    """The pages `make notebooks` runs, with the `phases` each is executed with, asked of the
+    registry the Makefile reads (tools/pages.py, through its command line as the Makefile does)."""
+    names = subprocess.run([sys.executable, str(ROOT / "tools" / "pages.py")], capture_output=True, text=True,
+                           check=True).stdout.split()
+    out = {}
+    for p in names:
+        args = subprocess.run([sys.executable, str(ROOT / "tools" / "pages.py"), "--papermill", p],
+                              capture_output=True, text=True, check=True).stdout.split()
+        out[p] = dict(zip(args[1::3], args[2::3])).get("phases")
+    return out
 
 
 def test_the_colab_pages_are_the_books_pages_with_the_same_phases():

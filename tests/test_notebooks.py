@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,8 +36,10 @@ def _toc_files() -> list[str]:
 
 
 def _makefile_pages() -> list[str]:
-    make = (ROOT / "Makefile").read_text()
-    return re.search(r"^NOTEBOOKS\s*:=(.*)$", make, re.M).group(1).split()
+    """The pages `make notebooks` runs, asked of make itself (it reads them from tools/pages.py)."""
+    out = subprocess.run(["make", "-s", "--no-print-directory", "pages"], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.split()
 
 
 def test_there_are_notebooks_and_no_generated_copies():

@@ -37,7 +37,8 @@ from papermill.parameterize import parameterize_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-import prepare_pages  # noqa: E402  (a sibling script, not a package)
+import pages  # noqa: E402  (sibling scripts, not a package)
+import prepare_pages  # noqa: E402
 
 BRANCH = "colab"  # the branch the workflow publishes the notebooks to
 BOOK_PATH = "book"  # the launch buttons' path_to_book: the notebooks sit at book/generated/ on that branch
@@ -46,23 +47,7 @@ FOLDER = "tss-companion"  # the clone's folder under /content
 SIMULATE = "TSS_COLAB"  # =1: behave as on Colab here (the check)
 HOME = "TSS_COLAB_HOME"  # where the clone goes when simulating (Colab: /content)
 
-# the book's pages: page name -> (source under notebooks/, parameters); the Makefile's NOTEBOOKS
-# loop is the same list (tests/test_colab.py checks that they agree)
-PAGES = {
-    "01_cohort": ("01_cohort", {}),
-    "02_preprocessing": ("02_preprocessing", {}),
-    "03_models": ("03_models", {}),
-    "04_training_pretrain": ("04_training", {"phases": "genesis,medical,stroke"}),
-    "05_training_tss": ("04_training", {"phases": "tss3,tss45"}),
-    "06_training_attention": ("04_training", {"phases": "attention"}),
-    "06b_data_size": ("06b_data_size", {}),
-    "06c_clock": ("06c_clock", {}),
-    "07_baseline_lee": ("07_baseline_lee", {}),
-    "08_results": ("08_results", {}),
-    "09_gradcam": ("09_gradcam", {}),
-    "10_reproduction": ("10_reproduction", {}),
-    "11_provenance": ("11_provenance", {}),
-}
+PAGES = pages.PAGES  # page -> (source under notebooks/, parameters): the one list (tools/pages.py)
 
 # what a page reads that the chapters before it write, as `python -m tss` commands (each given the
 # notebook's --profile): a Colab machine starts empty, so the notebook makes them first (each step is
