@@ -108,7 +108,7 @@ else:
     man = manifest.load_cohort(cohort_dir, check=False).table
     latent_csv = A.results / "cohort" / "latent.csv"
     latent = pd.read_csv(latent_csv) if latent_csv.exists() else None
-    sc = audit.scores(A.audit, man, latent, A.runs, audit.TRAINED, lee=A.results / "baselines" / "lee")
+    sc = audit.scores(A.audit, man, latent, A.runs, audit.TRAINED, lee=A.lee)
     at = audit.table(sc, n_boot=n_boot)
     n_test = int(at["n"].max())
     display(Markdown(f"Profile `{shown}`: {n_test} test patients, TSS < 4.5 h."))

@@ -53,7 +53,7 @@ print(f"results of the {shown} profile (make book ran {profile}); runs in {proje
 from tss.baselines import lee
 from tss.preprocess import PreprocessCache
 
-lee_dir = results_root / shown / "baselines" / "lee"
+lee_dir = project.under(results_root, shown).lee
 if PreprocessCache(cache_dir).assembled():  # the processed cohort is here: compute, or read back by its key
     summary = lee.run(cache_dir, cohort_dir, lee_dir, seed=0, jobs=jobs)
 else:

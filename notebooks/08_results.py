@@ -55,7 +55,7 @@ print(f"results of the {shown} profile (make book ran {profile}); runs in {proje
 
 # %% tags=["hide-input"]
 cohort_manifest = manifest.load_cohort(cohort_dir, check=False).table if (cohort_dir / "manifest.csv").exists() else None
-lee_dir = results_root / shown / "baselines" / "lee"
+lee_dir = project.under(results_root, shown).lee
 t2 = results.table2(runs_dir, lee_dir=lee_dir, manifest=cohort_manifest, n_boot=n_boot, profile=shown)
 raw = t2.attrs["raw"]
 raw.to_csv(out_dir / "table2_raw.csv", index=False)

@@ -60,7 +60,7 @@ if not (out_dir / "table2_raw.csv").exists():  # the Results page writes it; alo
     reproduction.write_tables(results_root, shown, n_boot=n_boot, seed=seed)
 manifest_path = cohort_dir / "manifest.csv"
 table = reproduction.claims(runs_dir, pd.read_csv(out_dir / "table2_raw.csv"),
-                            lee_dir=results_root / shown / "baselines" / "lee",
+                            lee_dir=project.under(results_root, shown).lee,
                             manifest=manifest.load_cohort(cohort_dir, check=False).table if manifest_path.exists() else None,
                             cam_summary=out_dir / "gradcam_summary.csv", n_boot=n_boot, seed=seed)
 table.to_csv(out_dir / "reproduction.csv", index=False)

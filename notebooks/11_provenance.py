@@ -20,7 +20,7 @@ from IPython.display import Markdown, display
 from tss import profiles, project, provenance
 
 root = project.root() / "results"
-shown = [p for p in profiles.PROFILES if (root / p / "provenance.json").exists() or (root / p / "runs").exists()]
+shown = [p for p in profiles.PROFILES if (root / p / "provenance.json").exists() or project.under(root, p).runs.exists()]
 for p in shown:
     display(Markdown(f"## Profile `{p}`"))
     stages = provenance.stages_table(root / p)
@@ -36,11 +36,12 @@ for p in shown:
                 .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.8em"}]))
         display(Markdown("**Environment** of those stages (one column per distinct environment):"))
         display(provenance.environment_table(root / p))
-    for sub, what in (("runs", "Training runs (the grid)"), ("clock", "The clock study's runs (other recipes)")):
-        runs = provenance.runs_table(root / p / sub)
+    where = project.under(root, p)
+    for tree, what in ((where.runs, "Training runs (the grid)"), (where.clock, "The clock study's runs (other recipes)")):
+        runs = provenance.runs_table(tree)
         if not runs.empty:
             display(Markdown(f"**{what}** by the machine, precision and threads that trained them: "
-                             f"{provenance.runs_said(root / p / sub)}"))
+                             f"{provenance.runs_said(tree)}"))
             display(runs.style.format({"hours": "{:.2f}"}).hide(axis="index")
                     .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.8em"}]))
 if not shown:

@@ -106,3 +106,14 @@ def test_a_page_shows_the_largest_profile_that_has_its_files(tmp_path):
     assert largest_with("audit/native.csv", tmp_path) == "lowres"
     (tmp_path / "results" / "full" / "clock" / "seed0" / "x").mkdir(parents=True)  # a folder, no finished run
     assert largest_with("clock/seed*/*/summary.json", tmp_path) is None
+
+
+def test_a_results_folder_given_by_its_path_keeps_its_name_and_spells_every_profile_folder(tmp_path):
+    where = project.under(tmp_path / "elsewhere", "lowres")
+    assert where.results_root == tmp_path / "elsewhere"  # not tmp_path / "results"
+    assert where.runs == tmp_path / "elsewhere" / "lowres" / "runs"
+    assert where.lee == tmp_path / "elsewhere" / "lowres" / "baselines" / "lee"
+    assert where.cohort_tables == tmp_path / "elsewhere" / "lowres" / "cohort"
+    assert where.outputs == tmp_path / "elsewhere" / "lowres" / "results"
+    assert where.cohort == tmp_path / "data" / "synthetic-lowres"
+    assert project.paths("lowres", tmp_path).results_root == tmp_path / "results"

@@ -147,7 +147,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
                          device="cuda" if torch.cuda.is_available() else "cpu")
     man = manifest.load_cohort(cohort, check=False).table
     latent = where.results / "cohort" / "latent.csv"
-    sc = audit.scores(where.audit, man, pd_read(latent), where.runs, audit.TRAINED, lee=where.results / "baselines" / "lee")
+    sc = audit.scores(where.audit, man, pd_read(latent), where.runs, audit.TRAINED, lee=where.lee)
     t = audit.table(sc, n_boot=args.n_boot)
     print(t.assign(auc=t["auc"].round(3), lo=t["lo"].round(2), hi=t["hi"].round(2)).to_string(index=False))
     return 0

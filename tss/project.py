@@ -59,11 +59,12 @@ class ProfilePaths:
 
     profile: str
     base: Path
+    results_base: Path | None = None  # a results folder elsewhere (a test's); None: ``base / "results"``
 
     @property
     def results_root(self) -> Path:
         """``results/``: every profile's results (the book shows the largest profile that has runs)."""
-        return self.base / "results"
+        return self.results_base if self.results_base is not None else self.base / "results"
 
     @property
     def results(self) -> Path:
@@ -84,6 +85,21 @@ class ProfilePaths:
     def runs(self) -> Path:
         """The training runs: ``results/<profile>/runs`` (a :class:`tss.runtree.RunTree`)."""
         return self.results / "runs"
+
+    @property
+    def lee(self) -> Path:
+        """The Lee et al. baseline's files: ``results/<profile>/baselines/lee``."""
+        return self.results / "baselines" / "lee"
+
+    @property
+    def cohort_tables(self) -> Path:
+        """The cohort's committed small tables (manifest, latent truth): ``results/<profile>/cohort``."""
+        return self.results / "cohort"
+
+    @property
+    def outputs(self) -> Path:
+        """The tables and figures the Results pages derive: ``results/<profile>/results``."""
+        return self.results / "results"
 
     @property
     def study(self) -> Path:
@@ -125,6 +141,12 @@ def paths(profile: str, base: str | Path | None = None) -> ProfilePaths:
     """The folders of ``profile`` under ``base`` (default: :func:`root`)."""
     profiles.check(profile)
     return ProfilePaths(profile, Path(base).resolve() if base is not None else root())
+
+
+def under(results_root: str | Path, profile: str) -> ProfilePaths:
+    """The folders of ``profile`` for a results folder given by its path (the project's
+    ``results/``, or a test's under any name); the cohort is looked for beside it, in ``data/``."""
+    return ProfilePaths(profile, Path(results_root).parent, Path(results_root))
 
 
 def largest_with(pattern: str, base: str | Path | None = None) -> str | None:

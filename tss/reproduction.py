@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import results, stats
+from . import project, results, stats
 from .atomic import write_text
 from .manifest import load_cohort
 from .results import READERS, experiment_name
@@ -390,10 +390,11 @@ def write_findings(results_root, profile: str, dest, link: str | None = None, n_
     read from ``results/<profile>/results/`` when the Results and Reproduction pages wrote it,
     computed (:func:`write_tables`) otherwise."""
 
-    out = Path(results_root) / profile / "results"
+    where = project.under(results_root, profile)
+    out = where.outputs
     if not ((out / "reproduction.csv").exists() and (out / "table2_raw.csv").exists()):
         write_tables(results_root, profile, n_boot=n_boot)
-    man = Path(results_root) / profile / "cohort" / "manifest.csv"
+    man = where.cohort_tables / "manifest.csv"
     n = len(pd.read_csv(man)) if man.exists() else None
     body = findings(pd.read_csv(out / "reproduction.csv"), pd.read_csv(out / "table2_raw.csv"), profile, n, link)
     dest = Path(dest)
@@ -442,13 +443,13 @@ def write_tables(results_root, profile: str, n_boot: int = 1000, seed: int = 0) 
     """
 
     root = Path(results_root)
-    runs = root / profile / "runs"
+    where = project.under(root, profile)
+    runs = where.runs
     if not RunTree(runs).has_runs():
         raise FileNotFoundError(f"no finished training run under {runs}: run `python -m tss train --profile {profile}` first")
     cohort = results.cohort_tables(root, profile)
     man = load_cohort(cohort, check=False).table if (cohort / "manifest.csv").exists() else None
-    lee = root / profile / "baselines" / "lee"
-    out = root / profile / "results"
+    lee, out = where.lee, where.outputs
     out.mkdir(parents=True, exist_ok=True)
     t2 = results.table2(runs, lee_dir=lee, manifest=man, n_boot=n_boot, profile=profile)
     raw = t2.attrs["raw"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import paper, stats
+from . import paper, project, stats
 from .paper import TSS_45H_MIN
 from .runtree import RunTree
 from .train.config import Experiment, stroke_init
@@ -57,7 +57,7 @@ def experiment_name(arch: str, phase: str, init: str) -> str:
 def profile_of(results_root, preferred=("full", "lowres", "quick")) -> str | None:
     """The first profile in ``preferred`` whose training runs exist under ``results_root``."""
     for p in preferred:
-        if RunTree(Path(results_root, p, "runs")).has_runs():
+        if RunTree(project.under(results_root, p).runs).has_runs():
             return p
     return None
 
@@ -82,10 +82,10 @@ def shown_profile(results_root, profile: str, cohort_dir=None, cache_dir=None) -
     root = Path(results_root)
     shown = profile_of(root, [p for p in profiles.BY_SIZE if p != "quick"] + [profile]) or profile
     mine = shown == profile
-    out = root / shown / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    return ShownProfile(shown, root / shown / "runs", cohort_tables(root, shown, cohort_dir if mine else None),
-                        Path(cache_dir) if cache_dir and mine else root / shown / "cache" / "preprocess", out)
+    where = project.under(root, shown)
+    where.outputs.mkdir(parents=True, exist_ok=True)
+    return ShownProfile(shown, where.runs, cohort_tables(root, shown, cohort_dir if mine else None),
+                        Path(cache_dir) if cache_dir and mine else where.cache, where.outputs)
 
 
 COHORT_TABLES = ("manifest.csv", "latent.csv")
@@ -111,8 +111,9 @@ def cohort_tables(results_root, profile: str, cohort_dir=None) -> Path:
     """Where a profile's ``manifest.csv`` and ``latent.csv`` are read: the cohort's folder (default
     ``data/synthetic-<profile>`` beside ``results_root``) when it holds a manifest, else the copies
     :func:`record_cohort` left under ``results/<profile>/cohort/``."""
-    d = Path(cohort_dir) if cohort_dir else Path(results_root).parent / "data" / f"synthetic-{profile}"
-    return d if (d / "manifest.csv").exists() else Path(results_root) / profile / "cohort"
+    where = project.under(results_root, profile)
+    d = Path(cohort_dir) if cohort_dir else where.cohort
+    return d if (d / "manifest.csv").exists() else where.cohort_tables
 
 
 def seeds(runs_root, experiment: str) -> list[int]:
@@ -503,13 +504,13 @@ def reference_aucs(results_root, profile: str) -> dict[str, float]:
     """The TSS < 4.5 h test AUCs a deep model of ``profile`` is read against, from its committed
     files: the Lee et al. baseline on the test patients it can measure, and (a synthetic cohort
     only) the oracle score of ``cohort/latent.csv``. Absent files are left out."""
-    root = Path(results_root) / profile
+    where = project.under(results_root, profile)
     out = {}
-    lee = root / "baselines" / "lee" / "predictions.csv"
+    lee = where.lee / "predictions.csv"
     if lee.exists():
         t = pd.read_csv(lee).query("split == 'test' and usable")
         out[f"Lee et al. ({len(t)} usable test patients)"] = stats.auc(t["target"], t["prob"])
-    lat, man = root / "cohort" / "latent.csv", root / "cohort" / "manifest.csv"
+    lat, man = where.cohort_tables / "latent.csv", where.cohort_tables / "manifest.csv"
     if lat.exists() and man.exists():
         t = pd.read_csv(lat).merge(pd.read_csv(man)[["patient_id", "split", "onset_to_mri_min"]], on="patient_id",
                                    suffixes=("_latent", "")).query("split == 'test'")

@@ -220,10 +220,10 @@ def views(results_root, profile: str, runs_dir=None) -> dict[str, Path]:
     """The run folders a Training page shows: every profile with finished runs under
     ``results_root``, the largest first (committed full / lowres results), and the one this build
     trained (``profile``, whose runs are in ``runs_dir``), last."""
-    from .. import profiles
+    from .. import profiles, project
 
     root = Path(results_root)
-    out = {p: root / p / "runs" for p in profiles.BY_SIZE
-           if p != profile and RunTree(root / p / "runs").has_runs()}
-    out[profile] = Path(runs_dir) if runs_dir is not None else root / profile / "runs"
+    out = {p: project.under(root, p).runs for p in profiles.BY_SIZE
+           if p != profile and RunTree(project.under(root, p).runs).has_runs()}
+    out[profile] = Path(runs_dir) if runs_dir is not None else project.under(root, profile).runs
     return out
