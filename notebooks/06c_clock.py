@@ -150,6 +150,16 @@ else:
                      "precision and where: *here* (this study, on this machine) or *grid* (the grid's own run of the "
                      f"paper's recipe, the control where this study did not retrain it).{small}"))
     display(clock.styled(clock.pivot(ct)))
+    display(Markdown("Did each run fit its training patients at all? Its training loss at the first and last "
+                     "epoch beside the loss of a constant prediction at the label's prevalence, and the spread "
+                     "(SD) of its validation probabilities; a run that stays at the prior, with outputs that "
+                     "barely spread, has learnt nothing, not even to memorise."))
+    fits = ct.sort_values(["arch", "phase", "init", "recipe", "seed"])[
+        ["experiment", "seed", "trained", "train_loss_first", "train_loss_last", "loss_at_prior", "val_prob_sd"]]
+    display(fits.rename(columns={"train_loss_first": "train loss, first epoch", "train_loss_last": "last epoch",
+                                 "loss_at_prior": "constant prediction", "val_prob_sd": "SD of validation prob."})
+            .style.hide(axis="index").format(precision=3)
+            .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.5em; font-size: 0.85em"}]))
     lines = []
     for arch in sorted(ct["arch"].unique()):
         for init in ("transfer", "random"):

@@ -226,8 +226,13 @@ def test_the_grids_paper_recipe_run_is_the_control_where_the_clock_has_none(tmp_
                       "target": y, "prob": rng.random(40)}).to_csv(d / "patients.csv", index=False)
         (d / "summary.json").write_text(json.dumps({"seed": seed, "val_auc_patient": 0.5, "epochs": 3, "best_epoch": 1,
                                                     "wall_seconds": 60, "precision": precision}))
+        pd.DataFrame({"epoch": [1, 2], "train_loss": [0.70, 0.40]}).to_csv(d / "epochs.csv", index=False)
 
     fake(tmp_path / "clock", "2d-tss45-transfer+lr100", 0, "fp32")
+    f = clock.fit(tmp_path / "clock" / "seed0" / "2d-tss45-transfer+lr100")
+    assert f["train_loss_first"] == 0.70 and f["train_loss_last"] == 0.40
+    assert f["loss_at_prior"] == pytest.approx(np.log(2))  # half the validation patients positive
+    assert f["val_prob_sd"] > 0
     fake(tmp_path / "grid", "2d-tss45-transfer", 0, "bf16")
     fake(tmp_path / "grid", "2d-tss45-random", 0, "bf16")  # no variant of it here: not a control
     alone = clock.table(tmp_path / "clock", n_boot=20)

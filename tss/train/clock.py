@@ -66,6 +66,21 @@ def run_variants(cohort: Hemispheres, root, grid_root, profile: str, arch: str, 
     return out
 
 
+def fit(run_dir) -> dict:
+    """Did a run fit its training set at all? Its training loss at the first and last epoch beside
+    the loss of a constant prediction at the label's prevalence (the binary entropy, from the
+    validation patients), and the spread (SD) of its validation probabilities: a run whose loss
+    stays at the prior and whose outputs barely spread has learnt nothing, not even to memorise."""
+    import numpy as np
+
+    e = pd.read_csv(Path(run_dir) / "epochs.csv")
+    v = pd.read_csv(Path(run_dir) / "patients.csv").query("split == 'val'")
+    q = float(v["target"].mean())
+    prior = float(-(q * np.log(q) + (1 - q) * np.log(1 - q))) if 0 < q < 1 else float("nan")
+    return {"train_loss_first": float(e["train_loss"].iloc[0]), "train_loss_last": float(e["train_loss"].iloc[-1]),
+            "loss_at_prior": prior, "val_prob_sd": float(v["prob"].std())}
+
+
 def table(root, n_boot: int = 1000, grid_root=None) -> pd.DataFrame:
     """One row per finished TSS run under ``root``: architecture, phase, initialisation, recipe,
     seed, validation AUC, test AUC with a stratified bootstrap 95% CI (per patient), epochs, best
@@ -84,7 +99,7 @@ def table(root, n_boot: int = 1000, grid_root=None) -> pd.DataFrame:
                 "test_hi": m["test_auc_hi"], "n_test": m["test_n"],
                 "epochs": int(s["epochs"]), "best_epoch": int(s["best_epoch"]),
                 "minutes": float(s["wall_seconds"]) / 60, "experiment": e.name,
-                "trained": f"{s.get('precision', '?')}, {where}"}
+                "trained": f"{s.get('precision', '?')}, {where}", **fit(f.parent)}
 
     for f in RunTree(root).summaries():
         e = Experiment.parse(f.parent.name)
