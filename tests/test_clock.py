@@ -175,6 +175,13 @@ def test_the_results_paragraph_names_the_recipe_chosen_on_validation_not_on_test
     assert "0.79 (mean of 2 seeds)" in said[0]
     assert "is lr100 (validation 0.79 against the paper's 0.56); its test AUC is 0.51 against 0.59" in said[1]
     assert "Table 2" in clock.said(t, None, None)[-1]
+    assert bool(ranked.set_index("recipe").at["lr100", "learned"])  # no chance band given: taken as learned
+
+    # a recipe that beats the paper's on validation but stays within chance is named, not put beside it
+    flat = t.assign(learned=t["val_auc"] > 0.85)
+    assert not flat.empty and not clock.choose(flat, "2d")["learned"].any()
+    said = clock.said(flat, flat, "lowres")
+    assert "No recipe tried on the 2D transfer chain (lr100, lr10, paper) learned on `lowres`" in said[-1]
 
 
 def test_a_recipe_view_reads_like_the_grid_and_its_claims_sit_beside_the_papers(tmp_path):
@@ -241,6 +248,8 @@ def test_the_grids_paper_recipe_run_is_the_control_where_the_clock_has_none(tmp_
     assert sorted(zip(t["experiment"], t["trained"])) == [("2d-tss45-transfer", "bf16, grid"),
                                                          ("2d-tss45-transfer+lr100", "fp32, here")]
     assert "trained" in clock.pivot(t).columns
+    assert not t["learned"].any()  # validation AUC 0.5: within chance on 20 patients
+    assert clock.chosen(tmp_path / "clock", grid_root=tmp_path / "grid") is None  # beats nothing that learned
     fake(tmp_path / "clock", "2d-tss45-transfer", 0, "fp32")  # the clock's own control wins
     t = clock.table(tmp_path / "clock", n_boot=20, grid_root=tmp_path / "grid")
     assert set(t["trained"]) == {"fp32, here"}
