@@ -28,7 +28,6 @@ from .atomic import write_text
 from .manifest import load_cohort
 from .results import READERS, experiment_name
 from .runtree import RunTree
-from .train.config import grid
 
 # the paper's phase 1 test AUCs (Table 2), which the "stroke detection is reliable" claims test
 PAPER_STROKE_AUC = {"2d": 0.8905, "3d": 0.946}
@@ -420,9 +419,6 @@ def beside(paper_recipe: pd.DataFrame, other: pd.DataFrame, recipe: str) -> pd.D
 # ------------------------------------------------------------------------------------------------
 # everything at once (``python -m tss results``)
 
-# the TSS runs whose rankings are compared with their phase 1 detector (random ones are the control)
-TSS_DIAGNOSED = [e.name for e in grid(("2d", "3d"), ("tss3", "tss45", "attention"), imagenet=False)
-                 if e.init in ("transfer", "random")]
 
 
 def write_tables(results_root, profile: str, n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -454,7 +450,7 @@ def write_tables(results_root, profile: str, n_boot: int = 1000, seed: int = 0) 
     t2 = results.table2(runs, lee_dir=lee, manifest=man, n_boot=n_boot, profile=profile)
     raw = t2.attrs["raw"]
     tables = {"table2": t2, "table2_raw": raw, "paper_gain_claims": results.paper_gain_claims(),
-              "gains": results.gains_table(raw, runs), "inherited": results.inherited_ranking(runs, TSS_DIAGNOSED),
+              "gains": results.gains_table(raw, runs), "inherited": results.inherited_ranking(runs, results.TSS_DIAGNOSED),
               "reproduction": claims(runs, raw, lee_dir=lee, manifest=man, cam_summary=out / "gradcam_summary.csv",
                                      n_boot=n_boot, seed=seed)}
     for name, t in tables.items():

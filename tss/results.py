@@ -18,7 +18,7 @@ import pandas as pd
 from . import paper, project, stats
 from .paper import TSS_45H_MIN
 from .runtree import RunTree
-from .train.config import Experiment, stroke_init
+from .train.config import Experiment, grid, stroke_init
 
 # Table 2's rows: (stage, model, paper's "weights") -> our experiment
 PAPER_WEIGHTS = {"Random": "random", "ImageNet": "imagenet", "Medical": "medical", "Phase 1": "transfer",
@@ -354,6 +354,11 @@ def delong_vs(runs_root, experiment: str, baseline: str) -> dict:
         return stats.delong(both["target"], both["prob"], both["prob_b"])
     except ValueError as e:
         return {"p": np.nan, "why": str(e)}
+
+
+# the TSS runs whose rankings are compared with their phase 1 detector (random ones are the control)
+TSS_DIAGNOSED = [e.name for e in grid(("2d", "3d"), ("tss3", "tss45", "attention"), imagenet=False)
+                 if e.init in ("transfer", "random")]
 
 
 def detector_scores(runs_root, arch: str, seed: int | None = None) -> pd.DataFrame:
