@@ -174,7 +174,8 @@ else:
                   if not paper.empty and top["recipe"] != "paper" else "")
             lines.append(f"{arch.upper()} TSS < 4.5 h, {init}: **{top['recipe']}** has the best mean validation AUC "
                          f"({top['val_mean']:.2f} over {int(top['seeds'])} seed{'s' if top['seeds'] > 1 else ''}; "
-                         f"its test AUC {top['test_mean']:.2f}){vs}.")
+                         f"its test AUC {top['test_mean']:.2f}){vs}"
+                         + ("" if top["learned"] else "; it did not learn (validation AUC within chance)") + ".")
     display(Markdown("Chosen on validation (the mean validation AUC over the seeds run; the test AUC plays no "
                      "part in the choice):\n\n" + "\n".join(f"- {s}" for s in lines)))
     ranked = clock.choose(ct, "2d", "transfer")
@@ -182,6 +183,8 @@ else:
         top = ranked.iloc[0]["recipe"]
         pick = [("2d-tss45-transfer", seed)] + ([(f"2d-tss45-transfer+{top}", seed)] if top != "paper" else [])
         logs = clock.curves(C.clock, pick)
+        if f"2d-tss45-transfer (seed {seed})" not in logs:  # the control is the grid's own run
+            logs = {f"{k} (grid)": v for k, v in clock.curves(C.runs, pick[:1]).items()} | logs
         if logs:
             fig = clock.plot_curves(logs)
             plt.show()

@@ -66,10 +66,10 @@ display(Markdown(f"## Table 2\n\nOurs: **{shown}** profile, test split of the sy
 auc_part, op_part = results.table2_parts(t2)
 with pd.option_context("display.max_colwidth", 60):
     display(auc_part.style.hide(axis="index").format(na_rep="")
-            .set_properties(**{"font-size": "9.5pt"}).set_properties(subset=["ours"], **{"max-width": "14em"})
-            .set_properties(subset=[c for c in ("task", "AUC (95% CI)", "AUC over seeds") if c in auc_part],
+            .set_properties(**{"font-size": "9pt"}).set_properties(subset=["ours"], **{"max-width": "12em"})
+            .set_properties(subset=[c for c in ("AUC (95% CI)", "AUC over seeds") if c in auc_part],
                             **{"white-space": "nowrap"})  # a number and its CI on one line
-            .set_table_styles([{"selector": "th", "props": "font-size: 9.5pt"}]))
+            .set_table_styles([{"selector": "th", "props": "font-size: 9pt"}]))
 display(Markdown("**Operating points** at Youden's J (the runs above that have results): sensitivity, "
                  "specificity and accuracy with the threshold chosen on validation (@val thr) and on the "
                  "test split itself (@test-opt), beside the paper's."))
