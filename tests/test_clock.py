@@ -36,9 +36,9 @@ def test_a_recipe_is_part_of_the_name_and_the_key_and_the_papers_runs_keep_their
 
 
 @pytest.mark.parametrize("bad", ["2d-tss45-transfer+lr7", "2d-stroke-random+lr10", "2d-tss45-transfer+paper",
-                                 "2d-tss45-transfer+"])
+                                 "2d-tss45-transfer+", "3d-tss45-transfer+logits"])
 def test_an_unknown_or_misplaced_recipe_is_refused_with_the_valid_ones(bad):
-    with pytest.raises(ValueError, match="lr100|TSS phases"):
+    with pytest.raises(ValueError, match="lr100|TSS phases|no slices"):
         Experiment.parse(bad)
 
 

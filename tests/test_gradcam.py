@@ -350,3 +350,14 @@ def test_the_hit_rate_has_an_exact_interval_that_does_not_collapse_at_zero():
     assert hi == pytest.approx(0.0406, abs=5e-4)  # Clopper-Pearson, 0 of 89
     rate, (lo, hi), n = hit_rate([1, 0, 1, 1])
     assert rate == 0.75 and 0.19 < lo < 0.2 and 0.99 < hi < 1.0
+
+
+def test_a_run_under_the_logit_reading_is_loaded_with_it(tmp_path):
+    """A checkpoint trained with slice logits averaged must be explained as it was trained: the same
+    weights read as probabilities give another hemisphere score."""
+    m = SliceAttentionNet(n_slices=4)
+    for name in ("2d-tss45-transfer+logits", "2d-tss45-transfer"):
+        (tmp_path / name).mkdir()
+        torch.save({"model": m.state_dict()}, tmp_path / name / "best.pt")
+    assert gradcam.load_run_model(tmp_path / "2d-tss45-transfer+logits", 4).aggregate == "logit"
+    assert gradcam.load_run_model(tmp_path / "2d-tss45-transfer", 4).aggregate == "probability"

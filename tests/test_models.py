@@ -44,6 +44,28 @@ def test_2d_hemisphere_probability_is_the_weighted_mean_of_slice_probabilities()
     assert torch.allclose(torch.sigmoid(logit), expected, atol=1e-6)
 
 
+def test_2d_logit_reading_is_the_weighted_mean_of_slice_logits_and_lets_one_slice_decide():
+    m = SliceAttentionNet(n_slices=4).eval()
+    with torch.no_grad():
+        m.slice_weights.logits.copy_(torch.tensor([-30.0, 0.0, 2.0, 30.0]))
+    as_logit = SliceAttentionNet(n_slices=4, aggregate="logit").eval()
+    as_logit.load_state_dict(m.state_dict())  # the same parameters: a checkpoint loads under both readings
+    x = torch.rand(3, 3, 4, 32, 32)
+    with torch.no_grad():
+        logit, d = as_logit(x, details=True)
+        p_logit, d_p = m(x, details=True)
+    w = d["slice_weights"]
+    assert torch.allclose(d["slice_logits"], d_p["slice_logits"])
+    assert torch.allclose(logit, (d["slice_logits"] * w).sum(1) / w.sum(), atol=1e-5)
+    # one confident slice among equal weights: a probability mean is capped at its share, a logit mean is not
+    z = torch.tensor([[40.0, 0.0, 0.0, 0.0]])
+    wq = torch.full((4,), 0.5)
+    assert torch.sigmoid((wq * z).sum(1) / wq.sum()) > 0.99
+    assert (torch.sigmoid(z) * wq).sum(1) / wq.sum() < 0.63
+    with pytest.raises(ValueError, match="slice aggregation"):
+        SliceAttentionNet(n_slices=4, aggregate="max")
+
+
 @pytest.mark.parametrize("size", [QUICK, FULL], ids=["quick", "full"])
 def test_3d_shapes_and_attention(size):
     S, H, W = size

@@ -160,6 +160,15 @@ def test_the_chance_band_of_an_auc_matches_scores_unrelated_to_the_label():
     assert np.isnan(stats.chance_auc_upper(0, 38))
 
 
+def test_learned_is_the_validation_auc_above_the_chance_band_and_unknown_counts_as_learned():
+    y = np.r_[np.ones(30), np.zeros(38)]
+    upper = stats.chance_auc_upper(30, 38)
+    good = stats.learned(y, y + np.random.default_rng(0).normal(0, 0.3, len(y)))
+    assert good["learned"] and good["val_auc"] > upper and good["chance_upper"] == upper
+    assert not stats.learned(y, np.r_[np.zeros(30), np.ones(38)])["learned"]  # ranked backwards
+    assert stats.learned(np.ones(5), np.arange(5.0))["learned"]  # one class: no AUC, no evidence against
+
+
 def test_the_detectable_difference_is_detected_with_the_stated_power():
     from scipy.stats import norm
 

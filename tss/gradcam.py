@@ -182,7 +182,7 @@ def load_run_model(run_dir, n_slices: int = 26, device="cpu") -> PartsModel:
     ck = run_dir / "best.pt"
     if not ck.exists():
         raise FileNotFoundError(f"experiment {exp.name}: no checkpoint {ck} (has it been trained?)")
-    model = build(exp.arch, n_slices=n_slices)
+    model = build(exp.arch, n_slices=n_slices, aggregate=exp.training.aggregate)
     model.load_state_dict(read_state_dict(ck))
     return model.to(device).eval()
 

@@ -64,15 +64,9 @@ def verdict(diff: float, p: float, alpha: float = ALPHA) -> str:
 
 
 def learned(runs_root, experiment: str, seed: int, level: float = 0.95) -> dict:
-    """Did a run learn its task? Its kept model's validation AUC against the upper end of the band
-    that a score unrelated to the label reaches on the same validation cases
-    (:func:`tss.stats.chance_auc_upper`). The kept model is the best of its epochs on validation,
-    so the rule errs towards "learned". A run without validation cases counts as learned."""
+    """Did a run learn its task? :func:`tss.stats.learned` on its kept model's validation predictions."""
     v = results.predictions(runs_root, experiment, seed).query("split == 'val'")
-    y = v["target"].astype(int)
-    auc = stats.auc_or_nan(y, v["prob"])
-    upper = stats.chance_auc_upper(int(y.sum()), int((1 - y).sum()), level)
-    return {"learned": not (auc <= upper), "val_auc": auc, "chance_upper": upper}
+    return stats.learned(v["target"], v["prob"], level)
 
 
 def did_not_learn(runs_root, runs) -> str:

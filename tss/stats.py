@@ -111,6 +111,18 @@ def chance_auc_upper(n_pos: int, n_neg: int, level: float = 0.95) -> float:
     return float(0.5 + norm.ppf(0.5 + level / 2) * sd)
 
 
+def learned(y_true, score, level: float = 0.95) -> dict:
+    """Did a model learn its task? Its AUC on validation cases (``y_true``, ``score``) against the
+    upper end of what a score unrelated to the label reaches on the same cases
+    (:func:`chance_auc_upper`): {"learned", "val_auc", "chance_upper"}. The kept model is the best
+    of its epochs on validation, so the rule errs towards "learned"; without both classes (no AUC)
+    a run counts as learned. The one rule of the Reproduction page and the clock study."""
+    y = np.asarray(y_true).astype(int)
+    auc_ = auc_or_nan(y, score)
+    upper = chance_auc_upper(int(y.sum()), int((1 - y).sum()), level)
+    return {"learned": not (auc_ <= upper), "val_auc": auc_, "chance_upper": upper}
+
+
 def detectable_difference(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
     """The smallest true difference a two-sided test at ``alpha`` detects with probability ``power``
     when its estimate has standard error ``se``: (z_(1 - alpha/2) + z_power) * se (2.80 se at the

@@ -77,10 +77,13 @@ def parameter_table(classifiers: dict[str, PartsModel], unet: UNet3D | None = No
     return pd.DataFrame(rows)
 
 
-def build(arch: str, n_slices: int = 26) -> PartsModel:
-    """The classifier of an architecture: '2d' (slice-wise attention) or '3d' (U-Net encoder)."""
+def build(arch: str, n_slices: int = 26, aggregate: str = "probability") -> PartsModel:
+    """The classifier of an architecture: '2d' (slice-wise attention; ``aggregate``: how its slice
+    outputs combine, :class:`SliceAttentionNet`) or '3d' (U-Net encoder)."""
     if arch == "2d":
-        return SliceAttentionNet(n_slices=n_slices)
+        return SliceAttentionNet(n_slices=n_slices, aggregate=aggregate)
+    if aggregate != "probability":
+        raise ValueError(f"slice aggregation {aggregate!r} is a 2D model's; the 3D model pools its volume")
     if arch == "3d":
         return Attention3DNet()
     raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")

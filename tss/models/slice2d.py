@@ -33,6 +33,16 @@ class SliceAttentionNet(PartsModel):
 
         p = sum_s w_s sigmoid(z_s) / sum_s w_s
 
+    Section 2.2 says the slice outputs "were summed in a weighted fashion, resulting in one
+    probability label", which also reads as a weighted sum of the slice *logits*. ``aggregate``
+    picks the reading: "probability" (the formula above, the default) or "logit",
+
+        logit = sum_s w_s z_s / sum_s w_s,
+
+    where a slice's evidence is unbounded, so a few lesion slices can outweigh the many that show
+    no lesion (a probability caps each slice's share at w_s / sum w). Same parameters either way: a
+    checkpoint loads under both.
+
     Input (B, 3, S, H, W) with S = ``n_slices``; output the hemisphere logit log(p / (1 - p)), (B,).
 
     Deviation from Fig. 4: for a 224 x 112 slice layer3 is 256 x 14 x 7 (ResNet-18 halves the grid
@@ -46,8 +56,13 @@ class SliceAttentionNet(PartsModel):
     PROBE = ("fc", "slice_weights")
     STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
-    def __init__(self, n_slices: int = 26, in_channels: int = 3):
+    AGGREGATES = ("probability", "logit")
+
+    def __init__(self, n_slices: int = 26, in_channels: int = 3, aggregate: str = "probability"):
         super().__init__()
+        if aggregate not in self.AGGREGATES:
+            raise ValueError(f"unknown slice aggregation {aggregate!r}; expected one of {', '.join(self.AGGREGATES)}")
+        self.aggregate = aggregate
         r = torchvision.models.resnet18(weights=None)
         if in_channels != 3:
             r.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
@@ -107,6 +122,12 @@ class SliceAttentionNet(PartsModel):
         att_vec, _, alpha = self.attention(f3, f4)
         z = self.fc(torch.cat([f4.mean((2, 3)), att_vec], 1)).view(B, S).float()
         w = self.slice_weights()
+        if self.aggregate == "logit":
+            logit = (w * z).sum(1) / w.sum()
+            if not details:
+                return logit
+            return logit, {"slice_logits": z, "slice_weights": w, "attention": alpha.view(B, S, *alpha.shape[2:]),
+                           "final_map": tuple(f4.shape[1:]), "attended_map": tuple(f3.shape[1:])}
         # log p and log(1 - p) by logsumexp, so the hemisphere logit is exact and BCE-with-logits
         # stays stable under bf16 autocast (which refuses plain BCE on probabilities)
         logw = torch.log(w) - torch.log(w.sum())

@@ -35,8 +35,8 @@ def experiments(arch: str, inits=("transfer", "random"), recipes=tuple(RECIPES),
     out = [e for e in grid([arch], phases=("genesis", "stroke"))] if "transfer" in inits else []
     for init in inits:
         for r in recipes:
-            if init == "random" and r in TRANSFER_ONLY:
-                continue
+            if (init == "random" and r in TRANSFER_ONLY) or (arch != "2d" and RECIPES[r].aggregate != "probability"):
+                continue  # (a slice aggregation is the 2D model's)
             need, e = [], Experiment(arch, phase, init, r)
             while e is not None and e not in out:  # the run and the runs it starts from, sources first
                 need.insert(0, e)
@@ -70,17 +70,19 @@ def fit(run_dir) -> dict:
     """Did a run fit its training set at all? Its training loss at the first and last epoch beside
     the loss of a constant prediction at the label's prevalence (the binary entropy, from the
     validation patients), and the spread (SD) of its validation probabilities: a run whose loss
-    stays at the prior and whose outputs barely spread has learnt nothing, not even to memorise."""
+    stays at the prior and whose outputs barely spread has learnt nothing, not even to memorise.
+    ``learned``: its validation AUC above what chance reaches on the same patients
+    (:func:`tss.stats.learned`, the Reproduction page's rule)."""
     import numpy as np
 
     e = pd.read_csv(Path(run_dir) / "epochs.csv")
     v = pd.read_csv(Path(run_dir) / "patients.csv").query("split == 'val'")
     q = float(v["target"].mean())
     prior = float(-(q * np.log(q) + (1 - q) * np.log(1 - q))) if 0 < q < 1 else float("nan")
-    pos = int(v["target"].sum())
+    judged = stats.learned(v["target"], v["prob"])  # the Reproduction page's rule
     return {"train_loss_first": float(e["train_loss"].iloc[0]), "train_loss_last": float(e["train_loss"].iloc[-1]),
             "loss_at_prior": prior, "val_prob_sd": float(v["prob"].std()),
-            "val_chance_upper": stats.chance_auc_upper(pos, len(v) - pos)}
+            "val_chance_upper": judged["chance_upper"], "learned": judged["learned"]}
 
 
 def table(root, n_boot: int = 1000, grid_root=None) -> pd.DataFrame:
@@ -116,10 +118,7 @@ def table(root, n_boot: int = 1000, grid_root=None) -> pd.DataFrame:
             f = RunTree(grid_root).run_dir(e.name, seed) / "summary.json"
             if f.exists():
                 rows.append(row(f, e, "grid"))
-    out = pd.DataFrame(rows)
-    if not out.empty:  # the kept model's validation AUC above what chance reaches on the same patients
-        out["learned"] = out["val_auc"] > out["val_chance_upper"]
-    return out
+    return pd.DataFrame(rows)
 
 
 def choose(t: pd.DataFrame, arch: str, init: str = "transfer", phase: str = "tss45") -> pd.DataFrame:

@@ -59,6 +59,7 @@ class Recipe:
     weight_decay: float = 0.0       # AdaBound's L2 penalty
     augment: bool = False           # small affine + whole-hemisphere intensity scaling (keeps lesion/normal ratios)
     start_from: str | None = None   # LP-FT: start from this recipe's run of the same experiment, head included
+    aggregate: str = "probability"  # 2D: slice outputs combined as probabilities (ours) or logits (SliceAttentionNet)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +78,8 @@ RECIPES = {r.name: r for r in (
     Recipe("patience20", "early stopping patience 20", patience=20),
     Recipe("wd", "weight decay 1e-4", weight_decay=1e-4),
     Recipe("augment", "augmentation: small affine, whole-hemisphere intensity scaling", augment=True),
+    Recipe("logits", "2D: slice outputs combined as a weighted mean of logits, not of probabilities",
+           aggregate="logit"),
 )}
 # where "transfer" takes its weights from: the previous phase of the paper's chain
 PREVIOUS = {"tss3": "stroke", "tss45": "tss3", "attention": "tss45"}
@@ -92,6 +95,9 @@ class Experiment:
     def __post_init__(self):
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; expected one of {', '.join(RECIPES)}")
+        if self.training.aggregate != "probability" and self.arch != "2d":
+            raise ValueError(f"recipe {self.recipe!r} changes how the 2D model combines its slices; "
+                             f"the {self.arch} model has no slices to combine")
         if self.recipe != "paper" and self.phase not in TSS_PHASES:
             raise ValueError(f"recipe {self.recipe!r} applies to the TSS phases ({', '.join(TSS_PHASES)}), "
                              f"not to {self.phase!r}")

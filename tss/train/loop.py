@@ -122,7 +122,8 @@ class Run:
     # -- model ------------------------------------------------------------------------------
     def _model(self):
         torch.manual_seed(self.seed)
-        m = self.task.model(self.exp.arch, self.cohort.x.shape[2])
+        m = (self.task.model(self.exp.arch, self.cohort.x.shape[2], self.recipe.aggregate)
+             if self.recipe.aggregate != "probability" else self.task.model(self.exp.arch, self.cohort.x.shape[2]))
         report = None
         if self.exp.init == "imagenet":
             report = load_imagenet(m)  # raises WeightsUnavailable with where to put the file

@@ -25,11 +25,14 @@ SPLITS = (("train", 0.6), ("val", 0.2), ("test", 0.2))
 
 
 def planted_cohort(n_patients: int = 40, shape: tuple[int, int, int] = (26, 56, 28), seed: int = 0,
-                   flair_gain: float = 0.5, device: str | torch.device = "cpu") -> Hemispheres:
+                   flair_gain: float = 0.5, device: str | torch.device = "cpu",
+                   radius: tuple[float, float] = (0.12, 0.2)) -> Hemispheres:
     """``n_patients`` patients (two hemispheres each, 3 x ``shape``), in [0, 1], with the index columns
     the training phases read (patient_id, hemisphere, split, label, onset_to_mri_min). Half the
     patients are scanned before 4.5 h and half after, in every split; TSS < 3 h holds for half of
-    the early ones. ``flair_gain``: the late lesions' FLAIR excess over the tissue (0.5: +50%)."""
+    the early ones. ``flair_gain``: the late lesions' FLAIR excess over the tissue (0.5: +50%);
+    ``radius``: the range of the lesion's semi-axes as fractions of the hemisphere's extent (the
+    default fills a quarter of it; (0.03, 0.06) is a lesion of 1-3 slices and a few pixels at 56 x 28)."""
     rng = np.random.default_rng(seed)
     S, H, W = shape
     zz, yy, xx = np.meshgrid(np.arange(S), np.arange(H), np.arange(W), indexing="ij")
@@ -55,7 +58,7 @@ def planted_cohort(n_patients: int = 40, shape: tuple[int, int, int] = (26, 56, 
             h *= rng.uniform(0.8, 1.0)     # a global intensity that says nothing about the class
             if stroke:
                 c = rng.uniform([S * 0.3, H * 0.3, W * 0.3], [S * 0.7, H * 0.7, W * 0.7])
-                r = rng.uniform(0.12, 0.2) * np.array([S, H, W])
+                r = rng.uniform(*radius) * np.array([S, H, W])
                 blob = ((zz - c[0]) / r[0]) ** 2 + ((yy - c[1]) / r[1]) ** 2 + ((xx - c[2]) / r[2]) ** 2 < 1
                 h[0][blob] *= 1.6                                     # DWI bright at every TSS
                 if late[i]:
@@ -66,4 +69,5 @@ def planted_cohort(n_patients: int = 40, shape: tuple[int, int, int] = (26, 56, 
                          "onset_to_mri_min": float(minutes[i])})
     x = torch.from_numpy(np.stack(xs)).float().to(device)
     index = pd.DataFrame(rows)
-    return Hemispheres(x, index, key=content_key(f"planted:{n_patients}:{shape}:{seed}:{flair_gain}"))
+    return Hemispheres(x, index, key=content_key(f"planted:{n_patients}:{shape}:{seed}:{flair_gain}"
+                                                     + (f":{radius}" if radius != (0.12, 0.2) else "")))

@@ -45,8 +45,8 @@ class Classify:
     def __init__(self, label: str):
         self.label = label
 
-    def model(self, arch: str, n_slices: int):
-        return build(arch, n_slices=n_slices)
+    def model(self, arch: str, n_slices: int, aggregate: str = "probability"):
+        return build(arch, n_slices=n_slices, aggregate=aggregate)
 
     def examples(self, run, split: str, n, gen):
         c = run.cohort
