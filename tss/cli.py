@@ -173,8 +173,9 @@ def _cmd_clock(args: argparse.Namespace) -> int:
     inits = clock.check_names(args.inits, ("transfer", "random"), "init")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.planted:  # the positive control: profile-independent, minutes
-        clock.run_planted(where.planted, recipes, seeds=args.seeds, device=device)
-        print(clock.pivot(clock.table(where.planted, n_boot=args.n_boot)).drop(columns="what the recipe changes")
+        root = where.planted_small if args.lesion == "small" else where.planted
+        clock.run_planted(root, recipes, seeds=args.seeds, device=device, lesion=args.lesion, inits=inits)
+        print(clock.pivot(clock.table(root, n_boot=args.n_boot)).drop(columns="what the recipe changes")
               .to_string(index=False))
         return 0
     for arch in clock.check_names(args.archs, profiles.ARCHS, "architecture"):
@@ -321,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--planted", action="store_true", help="train the recipes on the planted cohort instead "
                                                           "(a FLAIR-bright lesion after 4.5 h: the positive control; "
                                                           "results/planted)")
+    ck.add_argument("--lesion", choices=("large", "small"), default="large",
+                    help="with --planted: a lesion filling a quarter of the hemisphere (8 x 28 x 14, minutes), or "
+                         "one of 2-4 pixels at the lowres input size (26 x 56 x 28; results/planted-small)")
     ck.add_argument("--cache", type=Path, help="processed cohort (default: the profile's)")
     ck.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default)")
     ck.add_argument("--n-boot", type=int, default=1000)

@@ -118,6 +118,12 @@ class ProfilePaths:
         return self.results_root / "planted"
 
     @property
+    def planted_small(self) -> Path:
+        """The planted cohort at the lesion size of the models' own input (:data:`tss.train.clock.PLANTED_SMALL`):
+        ``results/planted-small`` (a RunTree; profile-independent)."""
+        return self.results_root / "planted-small"
+
+    @property
     def audit(self) -> Path:
         """Where the clock's signal goes along the data flow: ``results/<profile>/audit``."""
         return self.results / "audit"
