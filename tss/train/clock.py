@@ -302,7 +302,7 @@ def said_small(t: pd.DataFrame, root=None) -> list[str]:
                    f"({int(r['n_test'])} patients); training loss {r['train_loss_first']:.2f} -> "
                    f"{r['train_loss_last']:.2f} (a constant prediction: {r['loss_at_prior']:.2f}).")
     if root is not None:
-        for (arch, phase, init, seed), g in t.groupby(["arch", "phase", "init", "seed"]):
+        for (*_, seed), g in t.groupby(["arch", "phase", "init", "seed"]):
             by = dict(zip(g["recipe"], g["experiment"]))
             if "paper" in by and "logits" in by:
                 a, b = (pd.read_csv(RunTree(root).run_dir(by[k], seed) / "epochs.csv") for k in ("paper", "logits"))
