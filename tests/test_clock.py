@@ -33,6 +33,11 @@ def test_a_recipe_is_part_of_the_name_and_the_key_and_the_papers_runs_keep_their
     # the committed runs were keyed before recipes existed: their configuration is unchanged
     for f in sorted(LOWRES.glob("*/config.json")):
         assert json.loads(f.read_text())["experiment"] == Experiment.parse(f.parent.name).to_dict(), f.parent.name
+    # and the committed recipe runs keep theirs when a recipe field is added (a changed key retrains a run)
+    clock_runs = sorted((LOWRES.parents[1] / "clock").glob("seed*/*+*/config.json"))
+    assert clock_runs
+    for f in clock_runs:
+        assert json.loads(f.read_text())["experiment"] == Experiment.parse(f.parent.name).to_dict(), f.parent
 
 
 @pytest.mark.parametrize("bad", ["2d-tss45-transfer+lr7", "2d-stroke-random+lr10", "2d-tss45-transfer+paper",

@@ -62,7 +62,10 @@ class Recipe:
     aggregate: str = "probability"  # 2D: slice outputs combined as probabilities (ours) or logits (SliceAttentionNet)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["aggregate"] == "probability":  # a field added later: the runs keyed before it keep their keys
+            del d["aggregate"]
+        return d
 
 
 RECIPES = {r.name: r for r in (
