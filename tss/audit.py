@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from . import stats
 from .atomic import atomic_path, cached, content_key, write_text
-from .paper import TSS_45H_MIN
+from .task import Task
 
 AUDIT_VERSION = "1"
 CHANNELS = ("dwi", "b0", "flair")   # the order of the hemisphere tensors' channels (b1000, b0, FLAIR)
@@ -271,7 +271,7 @@ def probe_network(name: str, model, cohort, threads: int | None = None) -> pd.Da
     h = idx.iloc[rows].reset_index(drop=True)
     per = pd.DataFrame(F).groupby(h["patient_id"].to_numpy()).mean()
     info = h.groupby("patient_id").agg(split=("split", "first"), minutes=("onset_to_mri_min", "first")).loc[per.index]
-    y = (info["minutes"] < TSS_45H_MIN).astype(int).to_numpy()
+    y = Task.TSS45.label(info["minutes"]).to_numpy()
     prob, c, val_auc = fit_probe(per.to_numpy(), y, info["split"].to_numpy())
     return pd.DataFrame({"patient_id": per.index, "probe": name, "prob": prob, "C": c, "val_auc": val_auc})
 
@@ -327,7 +327,7 @@ def scores(audit_dir, manifest: pd.DataFrame, latent: pd.DataFrame | None = None
     the patients its ROI can measure (fewer than the other rows: the table gives each row's n)."""
     audit_dir = Path(audit_dir)
     info = manifest[["patient_id", "split", "onset_to_mri_min"]].copy()
-    info["target"] = (info["onset_to_mri_min"] < TSS_45H_MIN).astype(int)
+    info["target"] = Task.TSS45.label(info["onset_to_mri_min"])
     parts = []
 
     def add(step, measure, df, col, sign=-1.0):

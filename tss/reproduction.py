@@ -28,6 +28,7 @@ from .atomic import write_text
 from .manifest import load_cohort
 from .results import READERS, experiment_name
 from .runtree import RunTree
+from .task import Task
 
 # the paper's phase 1 test AUCs (Table 2), which the "stroke detection is reliable" claims test
 PAPER_STROKE_AUC = {"2d": 0.8905, "3d": 0.946}
@@ -171,7 +172,7 @@ def model_claims(runs_dir, by: pd.DataFrame) -> list[dict]:
                  "Table 2, phase 1" + (" (ours from Models Genesis)" if arch == "3d" else ""),
                  **reaches_paper(by, experiment_name(arch, "stroke", "random"), auc, runs_root=runs_dir))
             for arch, auc in PAPER_STROKE_AUC.items()]
-    tasks = (("tss3", "TSS < 3 h"), ("tss45", "TSS < 4.5 h"))
+    tasks = [(t.phase, t.title) for t in (Task.TSS3, Task.TSS45)]
     for phase, task in tasks:
         for arch in ("2d", "3d"):
             for base in (["random", "imagenet", "medical"] if arch == "2d" else ["random", "medical"]):

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from . import paper, project, stats
-from .paper import TSS_45H_MIN
 from .runtree import RunTree
+from .task import Task
 from .train.config import Experiment, grid, stroke_init
 
 # Table 2's rows: (stage, model, paper's "weights") -> our experiment
@@ -158,7 +158,7 @@ def reader_metrics(manifest: pd.DataFrame, split: str = "test", n_boot: int = 10
     """Each simulated (or real) reader's DWI-FLAIR mismatch call against TSS < 4.5 h, with CIs,
     the majority reader, and Fleiss' kappa of the three."""
     m = manifest[manifest["split"] == split].dropna(subset=["reader1", "reader2", "reader3"])
-    y = (m["onset_to_mri_min"] < TSS_45H_MIN).astype(int).to_numpy()
+    y = Task.TSS45.label(m["onset_to_mri_min"]).to_numpy()
     calls = m[["reader1", "reader2", "reader3"]].astype(int)
     calls.columns = ["Reader 1", "Reader 2", "Reader 3"]
     out = stats.reader_table(y, calls, n_boot=n_boot)
@@ -412,7 +412,7 @@ def feature_aucs(latent, manifest: pd.DataFrame, split: str = "test") -> pd.Data
     lat = pd.read_csv(latent).drop(columns=["split", "onset_to_mri_min"], errors="ignore")
     lat = lat.merge(manifest[["patient_id", "split", "onset_to_mri_min"]], on="patient_id")
     lat = lat[lat["split"] == split]
-    y = (lat["onset_to_mri_min"] < TSS_45H_MIN).astype(int)
+    y = Task.TSS45.label(lat["onset_to_mri_min"])
     return pd.DataFrame([{"feature": label, "column": c, "n": len(lat), "auc": stats.auc_or_nan(y, lat[c])}
                          for c, label in LESION_FEATURES.items() if c in lat])
 
@@ -488,7 +488,7 @@ def plot_figure8(runs_root, lee_dir=None, latent=None, manifest: pd.DataFrame | 
         lat = pd.read_csv(latent).merge(manifest[["patient_id", "split", "onset_to_mri_min"]], on="patient_id",
                                         suffixes=("_latent", ""))
         lat = lat[lat["split"] == "test"]
-        y = (lat["onset_to_mri_min"] < TSS_45H_MIN).astype(int)
+        y = Task.TSS45.label(lat["onset_to_mri_min"])
         ax.plot(*roc_points(y, lat["oracle_score"]), color="k", lw=1,
                 label=f"oracle (AUC {stats.auc(y, lat['oracle_score']):.2f})")
     if readers is not None:
@@ -520,7 +520,7 @@ def reference_aucs(results_root, profile: str) -> dict[str, float]:
         t = pd.read_csv(lat).merge(pd.read_csv(man)[["patient_id", "split", "onset_to_mri_min"]], on="patient_id",
                                    suffixes=("_latent", "")).query("split == 'test'")
         if "oracle_score" in t and len(t):
-            out["oracle"] = stats.auc((t["onset_to_mri_min"] < TSS_45H_MIN).astype(int), t["oracle_score"])
+            out["oracle"] = stats.auc(Task.TSS45.label(t["onset_to_mri_min"]), t["oracle_score"])
     return out
 
 

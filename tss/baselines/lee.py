@@ -34,7 +34,7 @@ import pandas as pd
 
 from tss import manifest, stats
 from tss.atomic import atomic_path, cached, content_key, write_text
-from tss.paper import TSS_45H_MIN
+from tss.task import Task
 
 LEE_VERSION = "1"
 B_VALUE = 1000                 # s/mm², the DWI b-value of the cohorts here
@@ -508,7 +508,7 @@ def run(cache_dir, cohort_dir, out_dir, seed: int = 0, jobs: int = -1, progress:
     t_feat = time.perf_counter() - t0
     info = table.set_index("patient_id")
     feats.insert(1, "split", feats["patient_id"].map(info["split"]))
-    feats.insert(2, "target", (feats["patient_id"].map(info["onset_to_mri_min"]) < TSS_45H_MIN).astype(int))
+    feats.insert(2, "target", Task.TSS45.label(feats["patient_id"].map(info["onset_to_mri_min"])))
     feats.insert(3, "usable", (feats["error"] == "") & (feats["roi_ml"] >= MIN_ROI_ML))
     use = feats[feats["usable"]]
     names = feature_names()

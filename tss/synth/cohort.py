@@ -13,8 +13,8 @@ from scipy.special import expit
 from scipy.stats import norm, rankdata
 from sklearn.model_selection import train_test_split
 
-from tss.paper import TSS_45H_MIN
 from tss.synth.params import param
+from tss.task import Task
 
 TERRITORY_BOXES = {
     # hemisphere-relative MNI boxes (|x|, y, z ranges in mm) where a lesion centre may fall
@@ -122,7 +122,7 @@ def assign_split(tss: np.ndarray, seed: int) -> np.ndarray:
     """64/16/20 train/val/test by patient, stratified on TSS < 4.5 h, fixed by the seed."""
     tr, va, te = param("split_fractions")
     idx = np.arange(len(tss))
-    y = tss < TSS_45H_MIN
+    y = Task.TSS45.label(tss).astype(bool)
     rest, test = train_test_split(idx, test_size=te, stratify=y, random_state=seed)
     train, val = train_test_split(rest, test_size=va / (tr + va), stratify=y[rest], random_state=seed)
     split = np.empty(len(tss), dtype=object)
@@ -142,7 +142,7 @@ def population_oracle_auc(n: int = 200_000, seed: int = 12345) -> float:
     rng = np.random.default_rng(seed)
     t = sample_tss(rng, n)
     mid, width, amp = _sample_flair_dynamics(rng, n)
-    return float(roc_auc_score(t < TSS_45H_MIN, -flair_latent(t, mid, width, amp)))
+    return float(roc_auc_score(Task.TSS45.label(t), -flair_latent(t, mid, width, amp)))
 
 
 def simulate_readers(df: pd.DataFrame, seed: int) -> pd.DataFrame:

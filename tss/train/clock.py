@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import profiles, stats
 from ..runtree import RunTree
+from ..task import title_of_phase
 from .config import RECIPES, TSS_PHASES, Experiment, grid
 from .data import Hemispheres
 from .loop import run_grid
@@ -151,7 +152,7 @@ def pivot(t: pd.DataFrame) -> pd.DataFrame:
     wide["what the recipe changes"] = [RECIPES[k[3]].what for k in wide.index]
     out = wide.reset_index()
     out["arch"] = out["arch"].str.upper()
-    out["phase"] = out["phase"].map({"tss3": "TSS < 3 h", "tss45": "TSS < 4.5 h"})
+    out["phase"] = out["phase"].map(title_of_phase)
     order = {r: i for i, r in enumerate(RECIPES)}
     return out.sort_values(["arch", "phase", "init", "recipe"], key=lambda c: c.map(order) if c.name == "recipe" else c)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..profiles import ARCHS
+from ..task import Task
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,10 @@ PHASES = {
                      1e-3, 1e-1, 8, monitor="val_neg_mse"),
     "medical": Phase("medical", "tumour", "synthetic tumour task (stands in for medical pretraining)", "all",
                      5e-4, 1e-2, 16, monitor="val_score"),
-    "stroke": Phase("stroke", "stroke", "Phase 1: stroke detection", "all", 5e-4, 1e-2, 16),
-    "tss3": Phase("tss3", "tss_lt_3h", "Phase 2: TSS < 3 h", "stroke", 1e-5, 1e-3, 8),
-    "tss45": Phase("tss45", "tss_lt_4_5h", "Phase 3: TSS < 4.5 h", "stroke", 1e-5, 1e-3, 8),
-    "attention": Phase("attention", "tss_lt_4_5h", "Phase 4: attention fine-tuning, TSS < 4.5 h", "stroke",
+    "stroke": Phase("stroke", Task.STROKE, "Phase 1: stroke detection", "all", 5e-4, 1e-2, 16),
+    "tss3": Phase("tss3", Task.TSS3, f"Phase 2: {Task.TSS3.title}", "stroke", 1e-5, 1e-3, 8),
+    "tss45": Phase("tss45", Task.TSS45, f"Phase 3: {Task.TSS45.title}", "stroke", 1e-5, 1e-3, 8),
+    "attention": Phase("attention", Task.TSS45, f"Phase 4: attention fine-tuning, {Task.TSS45.title}", "stroke",
                        1e-5, 1e-3, 8),
 }
 

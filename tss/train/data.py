@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .. import precision, preprocess
 from ..atomic import content_key
-from ..paper import TSS_3H_MIN, TSS_45H_MIN
+from ..task import Task
 
 
 def pool_in_plane(x: torch.Tensor, downsample: int) -> torch.Tensor:
@@ -62,11 +62,8 @@ class Hemispheres:
         """Per-hemisphere target of a classification task (float 0/1)."""
         if task == "stroke":
             return self.index["label"].to_numpy(float)
-        minutes = self.index["onset_to_mri_min"].to_numpy(float)
-        if task == "tss_lt_3h":
-            return (minutes < TSS_3H_MIN).astype(float)
-        if task == "tss_lt_4_5h":
-            return (minutes < TSS_45H_MIN).astype(float)
+        if task in (Task.TSS3, Task.TSS45):
+            return Task(task).label(self.index["onset_to_mri_min"].to_numpy(float)).astype(float)
         raise ValueError(f"no hemisphere labels for task {task!r}")
 
 

@@ -21,8 +21,8 @@ import pandas as pd
 
 from .. import profiles, results, stats
 from ..atomic import content_key
-from ..paper import TSS_45H_MIN
 from ..runtree import RunTree
+from ..task import Task
 from .config import Experiment
 from .data import Hemispheres
 from .loop import LOCK, run_grid, training_lock
@@ -37,7 +37,7 @@ def training_order(index: pd.DataFrame, seed: int = 0) -> list[str]:
     proportions of its three strata (stroke before 4.5 h, stroke after, no stroke)."""
     train = index[index["split"] == "train"]
     pts = train.groupby("patient_id").agg(stroke=("label", "max"), minutes=("onset_to_mri_min", "first"))
-    stratum = np.where(pts["stroke"] == 0, 2, np.where(pts["minutes"] < TSS_45H_MIN, 0, 1))
+    stratum = np.where(pts["stroke"] == 0, 2, np.where(Task.TSS45.label(pts["minutes"]) == 1, 0, 1))
     rng = np.random.default_rng(seed)
     # the i-th of a stratum of n is placed at (i + u) / n: merged by that rank, each prefix is stratified
     rank = np.empty(len(pts))
