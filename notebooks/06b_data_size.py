@@ -56,9 +56,9 @@ if train:
                     grid_root=P.runs)  # the grid's runs on the whole split are reused
 
 # %% tags=["hide-input"]
-shown = [p for p in profiles.BY_SIZE if study.summaries(root / p / "study")]
+shown = project.profiles_with("study/*x/n*/seed*/*/summary.json", root)  # every profile with a study, largest first
 for p in shown:
-    t = study.table(root / p / "study", n_boot=n_boot)
+    t = study.table(project.under(root, p).study, n_boot=n_boot)
     tp, cohort = profiles.TRAIN[p], profiles.COHORT[p]
     display(Markdown(f"## Profile `{p}`: {cohort.n_patients} patients, at most {tp.max_epochs} epochs, "
                      f"patience {tp.patience}"))

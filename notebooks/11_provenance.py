@@ -17,13 +17,13 @@ seed = 0
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
 
-from tss import profiles, project, provenance
+from tss import project, provenance
 
 root = project.root() / "results"
-shown = [p for p in profiles.PROFILES if (root / p / "provenance.json").exists() or project.under(root, p).runs.exists()]
+shown = project.profiles_with(("provenance.json", project.FINISHED_RUNS), root)  # largest first
 for p in shown:
     display(Markdown(f"## Profile `{p}`"))
-    stages = provenance.stages_table(root / p)
+    stages = provenance.stages_table(project.under(root, p).results)
     if stages.empty:
         display(Markdown("No stage of `make book` has recorded its provenance for this profile: its results "
                          "were made from the command line (`python -m tss train`, `study`, `clock`), and each "
@@ -35,7 +35,7 @@ for p in shown:
         display(stages.style.format({"seconds": "{:.0f}"}).hide(axis="index")
                 .set_table_styles([{"selector": "td, th", "props": "padding: 0.1em 0.8em"}]))
         display(Markdown("**Environment** of those stages (one column per distinct environment):"))
-        display(provenance.environment_table(root / p))
+        display(provenance.environment_table(project.under(root, p).results))
     where = project.under(root, p)
     for tree, what in ((where.runs, "Training runs (the grid)"), (where.clock, "The clock study's runs (other recipes)")):
         runs = provenance.runs_table(tree)

@@ -108,6 +108,20 @@ def test_a_page_shows_the_largest_profile_that_has_its_files(tmp_path):
     assert largest_with("clock/seed*/*/summary.json", tmp_path) is None
 
 
+def test_pages_that_compare_profiles_list_them_largest_first_by_the_same_rule(tmp_path):
+    root = tmp_path / "results"
+    assert project.profiles_with(project.FINISHED_RUNS, root) == []
+    for p in ("quick", "full"):
+        d = root / p / "runs" / "seed0" / "2d-stroke-random"
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text("{}")
+    (root / "lowres").mkdir()
+    (root / "lowres" / "provenance.json").write_text("{}")
+    assert project.profiles_with(project.FINISHED_RUNS, root) == ["full", "quick"]
+    assert project.profiles_with(("provenance.json", project.FINISHED_RUNS), root) == ["full", "lowres", "quick"]
+    assert project.profiles_with(project.FINISHED_RUNS, root, among=("quick", "lowres")) == ["quick"]
+
+
 def test_a_results_folder_given_by_its_path_keeps_its_name_and_spells_every_profile_folder(tmp_path):
     where = project.under(tmp_path / "elsewhere", "lowres")
     assert where.results_root == tmp_path / "elsewhere"  # not tmp_path / "results"

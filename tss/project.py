@@ -155,10 +155,22 @@ def under(results_root: str | Path, profile: str) -> ProfilePaths:
     return ProfilePaths(profile, Path(results_root).parent, Path(results_root))
 
 
+# a finished training run of a profile's grid, under results/<profile>/
+FINISHED_RUNS = "runs/seed*/*/summary.json"
+
+
+def profiles_with(patterns: str | tuple[str, ...], results_root: str | Path,
+                  among: tuple[str, ...] = profiles.BY_SIZE) -> list[str]:
+    """The one rule for which profiles a page shows: those of ``among`` (by default the largest first:
+    full, lowres, quick) with a file matching one of the globs ``patterns`` under
+    ``<results_root>/<profile>/``, in that order. A page about one profile shows the first; a page
+    that compares profiles shows each of them, in this order."""
+    patterns = (patterns,) if isinstance(patterns, str) else patterns
+    return [p for p in among if any(any(under(results_root, p).results.glob(g)) for g in patterns)]
+
+
 def largest_with(pattern: str, base: str | Path | None = None) -> str | None:
-    """The largest profile (:data:`tss.profiles.BY_SIZE`: full, lowres, quick) with a file matching the
-    glob ``pattern`` under its ``results/<profile>/``, or None: which profile a page shows."""
-    for p in profiles.BY_SIZE:
-        if any(paths(p, base).results.glob(pattern)):
-            return p
-    return None
+    """The largest profile with a file matching the glob ``pattern`` under the project's (or
+    ``base``'s) ``results/<profile>/`` (:func:`profiles_with`), or None: which profile a page shows."""
+    found = profiles_with(pattern, paths(profiles.BY_SIZE[0], base).results_root)
+    return found[0] if found else None

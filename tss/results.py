@@ -55,11 +55,10 @@ def experiment_name(arch: str, phase: str, init: str) -> str:
 
 
 def profile_of(results_root, preferred=("full", "lowres", "quick")) -> str | None:
-    """The first profile in ``preferred`` whose training runs exist under ``results_root``."""
-    for p in preferred:
-        if RunTree(project.under(results_root, p).runs).has_runs():
-            return p
-    return None
+    """The first profile in ``preferred`` whose training runs exist under ``results_root``
+    (:func:`tss.project.profiles_with`)."""
+    found = project.profiles_with(project.FINISHED_RUNS, results_root, tuple(preferred))
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
