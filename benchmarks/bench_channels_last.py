@@ -16,10 +16,8 @@ import numpy as np
 import torch
 from bench_loop import step_rate, write_result
 
-from tss import precision, profiles
+from tss import precision, profiles, project
 from tss.models import build
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def steps_per_s(arch: str, layout: torch.memory_format, steps: int, batch: int = 8) -> float:
@@ -39,7 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    ap.add_argument("--out", type=Path, default=project.bench_dir())
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning, module="adabound")
     out = []

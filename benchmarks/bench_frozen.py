@@ -19,7 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tss import project
 
 
 def _timer(model, inp, y, steps: int):
@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    ap.add_argument("--out", type=Path, default=project.bench_dir())
     args = ap.parse_args()
     from tss import profiles
 

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tss import precision, profiles
-from tss.paper import TSS_45H_MIN
+from tss import precision, profiles, project
+from tss.task import Task
 from tss.train import Hemispheres, grid, run_grid
 
-ROOT = Path(__file__).resolve().parents[1]
 # a few examples of each synthetic task and one epoch: enough to run every code path once
 TINY = profiles.TrainProfile(max_epochs=1, patience=1, seeds=(0,), genesis_cubes=16, medical_per_epoch=16,
                              synthetic_eval=8)
@@ -36,8 +35,8 @@ def subset(cohort: Hemispheres, per_split=(("train", 6), ("val", 2), ("test", 2)
     idx, pick = cohort.index, []
     for split, n in per_split:
         pts = idx[(idx["split"] == split) & (idx["label"] == 1)].drop_duplicates("patient_id")
-        early = pts[pts["onset_to_mri_min"] < TSS_45H_MIN]["patient_id"].tolist()
-        late = pts[pts["onset_to_mri_min"] >= TSS_45H_MIN]["patient_id"].tolist()
+        early = pts[Task.TSS45.label(pts["onset_to_mri_min"]) == 1]["patient_id"].tolist()
+        late = pts[Task.TSS45.label(pts["onset_to_mri_min"]) == 0]["patient_id"].tolist()
         if len(early) < n // 2 or len(late) < n // 2:
             raise ValueError(f"the {split} split needs {n // 2} stroke patients either side of 4.5 h")
         pick += early[: n // 2] + late[: n // 2]
@@ -47,12 +46,12 @@ def subset(cohort: Hemispheres, per_split=(("train", 6), ("val", 2), ("test", 2)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    full, quick = (ROOT / "results" / p / "cache" / "preprocess" for p in ("full", "quick"))
+    full, quick = (project.paths(p).cache for p in ("full", "quick"))
     ap.add_argument("--cache", type=Path, default=full if (full / "cohort" / "hemispheres.npy").exists() else quick,
                     help="a processed cohort (python -m tss preprocess); "
                          "default: the full one when it exists, else the quick one")
     ap.add_argument("--bf16", action="store_true", help="hold the cohort in bf16 on the CPU too (the GPU's path)")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    ap.add_argument("--out", type=Path, default=project.bench_dir())
     args = ap.parse_args()
     if not (args.cache / "cohort" / "hemispheres.npy").exists():
         raise SystemExit(f"no processed cohort in {args.cache}: run `make book` (or python -m tss preprocess) first")

@@ -22,9 +22,9 @@ import warnings
 from pathlib import Path
 
 import torch
-from bench_loop import ROOT, step_rate, write_result
+from bench_loop import step_rate, write_result
 
-from tss import precision, profiles
+from tss import precision, profiles, project
 from tss.models import build
 
 BATCH = 8  # the grid's batch size of both models
@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--steps", type=int, default=20, help="bare steps per measurement and lane")
     ap.add_argument("--archs", default="2d,3d")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    ap.add_argument("--out", type=Path, default=project.bench_dir())
     args = ap.parse_args()
     n, rows = args.lanes, []
     for arch in args.archs.split(","):

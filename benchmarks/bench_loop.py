@@ -23,11 +23,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from tss import precision, profiles
+from tss import precision, profiles, project
 from tss.models import build
 from tss.train import Experiment, Hemispheres, Run
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def cohort(n_patients: int, shape) -> Hemispheres:
@@ -97,7 +95,7 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    ap.add_argument("--out", type=Path, default=project.bench_dir())
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning, module="adabound")
     shape = (3, *profiles.MODEL["quick"].input_shape("2d"))

@@ -19,11 +19,11 @@ import time
 import warnings
 from pathlib import Path
 
+from tss import project
 from tss.paper import GPU_MEMORY_GB_BATCH8 as PAPER_GIB
 from tss.paper import H100_CEILING_BF16_BATCH8 as CEILING
 
 SHAPE = (3, 26, 224, 112)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _measure(arch: str, device: str, batch: int, steps: int, queue) -> None:
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--cpu-steps", type=int, default=2)
     ap.add_argument("--gpu-batch", type=int, default=8)
     ap.add_argument("--gpu-steps", type=int, default=20)
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench",
+    ap.add_argument("--out", type=Path, default=project.bench_dir(),
                     help="folder for models-cpu.json / models-cuda.json (the Models chapter shows them)")
     args = ap.parse_args()
     import torch

@@ -13,14 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from tss import manifest, preprocess, synth
-
-ROOT = Path(__file__).resolve().parents[1]
+from tss import manifest, preprocess, project, synth
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--cohort", type=Path, default=ROOT / "data" / "synthetic-quick")
+    ap.add_argument("--cohort", type=Path, default=project.paths("quick").cohort)
     ap.add_argument("--n-single", type=int, default=4, help="patients timed one at a time on one core")
     ap.add_argument("--n", type=int, default=16, help="patients timed with all cores")
     args = ap.parse_args()

@@ -26,18 +26,16 @@ from pathlib import Path
 import torch
 from bench_loop import cohort, write_result
 
-from tss import precision, profiles
+from tss import precision, profiles, project
 from tss.train import grid
 from tss.train.loop import Run
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=profiles.COHORT["quick"].n_patients)
     ap.add_argument("--epochs", type=int, default=2, help="epochs of every run (default 2; the quick profile caps at 6)")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    ap.add_argument("--out", type=Path, default=project.bench_dir())
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning, module="adabound")
     quick = profiles.TRAIN["quick"]

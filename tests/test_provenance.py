@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from tss import provenance
+from tss import project, provenance
 
 
 def test_a_stage_records_the_environment_and_keeps_the_other_stages(tmp_path):
@@ -23,9 +23,9 @@ def test_a_stage_records_the_environment_and_keeps_the_other_stages(tmp_path):
     assert env["torch"] == torch.__version__ and env["torch_threads"] == torch.get_num_threads()
     assert env["python"] == "{}.{}.{}".format(*sys.version_info[:3])
     assert env["packages"]["numpy"] == __import__("numpy").__version__
-    lock = provenance.ROOT / "requirements.lock"
+    lock = project.root() / "requirements.lock"
     assert env["lock_sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
-    head = subprocess.run(["git", "-C", str(provenance.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    head = subprocess.run(["git", "-C", str(project.root()), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode == 0:
         assert env["commit"] == head.stdout.strip()
 

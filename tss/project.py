@@ -169,6 +169,12 @@ def profiles_with(patterns: str | tuple[str, ...], results_root: str | Path,
     return [p for p in among if any(any(under(results_root, p).results.glob(g)) for g in patterns)]
 
 
+def bench_dir(base: str | Path | None = None) -> Path:
+    """``results/bench`` of the project (or of ``base``): what ``make bench`` measured, for every
+    profile (:attr:`ProfilePaths.bench`)."""
+    return paths(profiles.PROFILES[0], base).bench
+
+
 def largest_with(pattern: str, base: str | Path | None = None) -> str | None:
     """The largest profile with a file matching the glob ``pattern`` under the project's (or
     ``base``'s) ``results/<profile>/`` (:func:`profiles_with`), or None: which profile a page shows."""

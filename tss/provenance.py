@@ -27,11 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import project
 from .atomic import write_text
 from .runtree import RunTree
-
-ROOT = Path(__file__).resolve().parents[1]
-LOCK = ROOT / "requirements.lock"
 
 
 def cpu_model() -> str:
@@ -45,13 +43,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def lock_hash(lock: Path = LOCK) -> str | None:
-    """sha256 of ``requirements.lock`` (None where it is absent, e.g. an installed wheel)."""
-    return hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None
+def _project_root() -> Path | None:
+    try:
+        return project.root()
+    except FileNotFoundError:  # an installed wheel: no checkout, no lock, no git
+        return None
 
 
-def git_commit(root: Path = ROOT) -> dict:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the working tree (None outside git)."""
+def lock_hash(lock: Path | None = None) -> str | None:
+    """sha256 of the project's ``requirements.lock`` (or ``lock``); None where it is absent (e.g. an
+    installed wheel)."""
+    if lock is None:
+        r = _project_root()
+        lock = r / "requirements.lock" if r is not None else None
+    return hashlib.sha256(lock.read_bytes()).hexdigest() if lock is not None and lock.exists() else None
+
+
+def git_commit(root: Path | None = None) -> dict:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the project's working tree (or ``root``'s;
+    None outside git)."""
+    root = root if root is not None else _project_root()
+    if root is None:
+        return {"commit": None, "dirty": None}
+
     def git(*args):
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
     try:
