@@ -22,7 +22,7 @@
 #
 # `python -m tss audit --profile <profile> --probes` and `python -m tss clock --profile <profile>`
 # compute the same from the command line. The suite's planted-signal test
-# (`tests/test_clock.py`) trains the same machinery (phase 1, transfer, frozen-stage cache, precise
+# (`tests/train/test_clock.py`) trains the same machinery (phase 1, transfer, frozen-stage cache, precise
 # batch norm, fp32 and bf16) on a small cohort whose label is a FLAIR-bright lesion after 4.5 h, and
 # fails unless it reaches validation AUC > 0.9.
 

@@ -23,7 +23,7 @@ from tss.train import Experiment, grid, run_grid
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
-from test_train import TINY, _cohort  # noqa: E402
+from tiny import TINY, tiny_cohort  # noqa: E402
 
 TIMING = {"train_seconds", "examples_per_s", "seconds", "wall_seconds"}  # allowed to differ, with where it ran
 WHERE = {"provenance"}
@@ -34,7 +34,7 @@ class TinySource:
     """The tests' tiny in-memory cohort, built on the worker (a real source reads the shared cache)."""
 
     def __call__(self, arch, device):
-        return _cohort()
+        return tiny_cohort()
 
     def __eq__(self, other):
         return isinstance(other, TinySource)
@@ -106,7 +106,7 @@ def one_thread():
 def test_a_local_cluster_of_two_workers_gives_the_in_process_numbers(client, tmp_path, one_thread):
     exps = [Experiment("2d", "stroke", "random"), Experiment("2d", "tss3", "transfer"), Experiment("2d", "tss3", "random")]
     for seed in (0, 1):
-        run_grid(exps, _cohort(), tmp_path / "here" / f"seed{seed}", "quick", seed, progress=False, **KW)
+        run_grid(exps, tiny_cohort(), tmp_path / "here" / f"seed{seed}", "quick", seed, progress=False, **KW)
     out = engine.train_grid(client, exps, [0, 1], TinySource(), tmp_path / "there", "quick", progress=False,
                             threads=1, **KW)
     assert [(r["seed"], r["experiment"]) for r in out] == [(s, e.name) for s in (0, 1) for e in exps]
@@ -148,7 +148,7 @@ class SlowEpochs(WorkerPlugin):
 def test_a_worker_killed_mid_run_is_replaced_and_the_run_resumes_to_the_same_numbers(client, tmp_path, one_thread):
     exp = Experiment("2d", "stroke", "random")
     kw = {"max_epochs": 4, "train_profile": TINY}
-    run_grid([exp], _cohort(), tmp_path / "here" / "seed0", "quick", 0, progress=False, **kw)
+    run_grid([exp], tiny_cohort(), tmp_path / "here" / "seed0", "quick", 0, progress=False, **kw)
 
     flag, log = tmp_path / "slow", tmp_path / "resumes.jsonl"
     flag.touch()

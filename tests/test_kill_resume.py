@@ -109,7 +109,7 @@ if ARGS["mode"] == "train":
 
     import tss.train.loop as loop
     sys.path.insert(0, ARGS["tests"])
-    from test_train import TINY, _cohort
+    from tiny import TINY, tiny_cohort
     from tss.train import Experiment, Run
 
     count = {"resumed": 0, "saved": 0}
@@ -146,7 +146,7 @@ if ARGS["mode"] == "train":
         return real_csv(self, path_or_buf, *a, **k)
 
     torch.load, torch.save, loop._quiet_step, pd.DataFrame.to_csv = load, save, step, to_csv
-    s = Run(Experiment("2d", "stroke", "random"), _cohort(), OUT, "quick", 3, max_epochs=ARGS["epochs"],
+    s = Run(Experiment("2d", "stroke", "random"), tiny_cohort(), OUT, "quick", 3, max_epochs=ARGS["epochs"],
             progress=False, train_profile=TINY).fit()
     note(finished=s["epochs"])
 else:

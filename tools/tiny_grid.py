@@ -25,13 +25,13 @@ def run(out: Path) -> None:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_train import TINY, _cohort
+    from tiny import TINY, tiny_cohort
 
     from tss.train import grid, run_grid
 
     torch.set_num_threads(1)
     exps = grid(("2d", "3d"), imagenet=False)
-    run_grid(exps, _cohort(), out / "seed0", "quick", 0, progress=True, max_epochs=2, train_profile=TINY)
+    run_grid(exps, tiny_cohort(), out / "seed0", "quick", 0, progress=True, max_epochs=2, train_profile=TINY)
 
 
 def compare(a: Path, b: Path) -> list[str]:

@@ -17,7 +17,7 @@ from tss.train.config import RECIPES, stroke_init
 from tss.train.data import augment
 from tss.train.planted import planted_cohort
 
-LOWRES = Path(__file__).resolve().parents[1] / "results" / "lowres" / "runs" / "seed0"
+LOWRES = Path(__file__).resolve().parents[2] / "results" / "lowres" / "runs" / "seed0"
 TINY = profiles.TrainProfile(max_epochs=3, patience=3, seeds=(0,), genesis_cubes=8, medical_per_epoch=8,
                              synthetic_eval=8)
 
@@ -141,7 +141,7 @@ def test_the_tss_phases_learn_a_planted_clock(arch, prec, tmp_path, monkeypatch)
     reach validation AUC > 0.9 in a few epochs, in fp32 and under bf16 autocast."""
     if prec == "bf16" and not precision.cpu_has_bf16() and not torch.cuda.is_available():
         # measured on an AVX2 CPU: the 2D case passes in about 3 minutes (the 3D one takes far longer);
-        # the bf16 code path itself is tested on every CPU by test_train's precision test
+        # the bf16 code path itself is tested on every CPU by tests/train/test_loop.py's precision test
         pytest.skip("bf16 is emulated on this CPU (no AVX512-BF16/AMX): runs on CPUs with bf16 and on GPUs")
     monkeypatch.setenv("TSS_PRECISION", prec)
     shape = (8, 28, 14) if arch == "2d" else (16, 32, 16)  # 3D: room for Genesis's 16-slice cubes

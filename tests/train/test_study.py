@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_train import TINY, _cohort
+from tiny import TINY, tiny_cohort
 
 from tss import stats
 from tss.train import Hemispheres, data, study
@@ -78,7 +78,7 @@ def test_training_subsets_are_nested_minimal_and_leave_validation_and_test_alone
 
 
 def test_the_study_trains_the_chain_per_size_and_reads_it_back(tmp_path):
-    c = _cohort()
+    c = tiny_cohort()
 
     def load(cache_dir, d, device):
         return Hemispheres(data.pool_in_plane(c.x, d), c.index, key=f"{c.key}:{d}")
@@ -109,7 +109,7 @@ def test_the_study_trains_the_chain_per_size_and_reads_it_back(tmp_path):
 def test_the_whole_split_at_the_profiles_input_is_shared_with_the_grid_and_read_back_there(tmp_path):
     from tss.train import run_grid
 
-    c = _cohort()
+    c = tiny_cohort()
     res = study.run_study(None, tmp_path / "study", profile="quick", downsamples=(4,), sizes=(None,),
                           experiments=study.CHAIN[:2], progress=False, grid_root=tmp_path / "runs",
                           load=lambda cache, d, device: c)
@@ -180,7 +180,7 @@ def test_the_random_run_trained_alone_is_found_done_by_the_whole_study(tmp_path,
     monkeypatch.undo()
 
     # a second process trains the random run; the chain's process then finds it done, not retrained
-    c = _cohort()
+    c = tiny_cohort()
     kw = dict(profile="quick", downsamples=(4,), sizes=(None,), progress=False, load=lambda cache, d, device: c)
     alone = study.run_study(None, tmp_path / "study", experiments=study.RANDOM, **kw)
     log = tmp_path / "study" / "4x" / f"n{study.n_train_stroke(c)}" / "seed0" / "2d-tss45-random" / "epochs.csv"
