@@ -30,7 +30,6 @@ n_boot = 1000         # bootstrap replicates for every confidence interval
 jobs = -1
 
 # %% tags=["hide-input"]
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -38,32 +37,27 @@ from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tss import manifest, paper, profiles, project, results, stats
-from tss.train import clock
+from tss import paper, profiles, project, stages, stats
+from tss import results as res
 from tss.train.config import RECIPES
 
 profiles.check(profile)
 results_root = Path(results_root or project.paths(profile).results_root)
-# the largest profile that has training runs here (full, lowres, then the one make book ran), its folders
-page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
-shown, runs_dir, cohort_dir, cache_dir, out_dir = page.shown, page.runs_dir, page.cohort_dir, page.cache_dir, page.out_dir
-print(f"results of the {shown} profile (make book ran {profile}); runs in {project.shown(runs_dir)}")
+# every table and figure of this page, computed and written by its stage (tss.stages) for the largest
+# profile that has training runs here (full, lowres, then the one make book ran)
+page = stages.results_chapter(results_root, profile, cohort_dir, cache_dir, n_boot=n_boot, seed=seed)
+shown, T, said = page.profile, page.tables, page.said
+print(f"results of the {shown} profile (make book ran {profile}); runs in {project.shown(said['runs_dir'])}")
 
 # %% tags=["hide-input"]
-cohort_manifest = manifest.load_cohort(cohort_dir, check=False).table if (cohort_dir / "manifest.csv").exists() else None
-lee_dir = project.under(results_root, shown).lee
-t2 = results.table2(runs_dir, lee_dir=lee_dir, manifest=cohort_manifest, n_boot=n_boot, profile=shown)
-raw = t2.attrs["raw"]
-raw.to_csv(out_dir / "table2_raw.csv", index=False)
-t2.to_csv(out_dir / "table2.csv", index=False)
+t2 = T["table2"]
 display(Markdown(f"## Table 2\n\nOurs: **{shown}** profile, test split of the synthetic cohort "
-                 f"({int((cohort_manifest['split'] == 'test').sum()) if cohort_manifest is not None else '?'} patients); "
+                 f"({said['n_test'] if said['n_test'] is not None else '?'} patients); "
                  f"paper: 82 test patients of the UCLA cohort."))
-auc_part, op_part = results.table2_parts(t2)
+auc_part, op_part = res.table2_parts(t2)
 with pd.option_context("display.max_colwidth", 60):
     display(auc_part.style.hide(axis="index").format(na_rep="")
             .set_properties(**{"font-size": "9pt"}).set_properties(subset=["ours"], **{"max-width": "12em"})
@@ -81,16 +75,12 @@ display(op_part.style.hide(axis="index").format(na_rep="")
 
 # %% tags=["hide-input"]
 # the training recipe that the clock page chose on validation, beside the paper's (the headline)
-recipe = clock.chosen(project.paths(shown).clock, grid_root=project.paths(shown).runs)
+recipe = said["recipe"]
 if recipe:
-    with tempfile.TemporaryDirectory() as tmp:
-        view = clock.recipe_view(project.paths(shown).clock, recipe, tmp)
-        t2r = results.table2(view.root, n_boot=n_boot, profile=shown)
-    ran = t2r.attrs["raw"]["status"].eq("ok") & t2r["stage"].str.startswith("Phase") & ~t2r["stage"].eq("Phase 1")
     display(Markdown(f"**Under the recipe chosen on validation ({recipe}: {RECIPES[recipe].what})**, the rows "
                      "that have run with it (Can the models learn the clock?); the paper's recipe above stays "
                      "the headline. Phase 1 is the paper's in both."))
-    display(results.table2_parts(t2r[ran])[0].style.hide(axis="index").format(na_rep="")
+    display(res.table2_parts(T["table2_recipe"])[0].style.hide(axis="index").format(na_rep="")
             .set_properties(**{"font-size": "9.5pt"}).set_properties(subset=["ours"], **{"max-width": "14em"})
             .set_table_styles([{"selector": "th", "props": "font-size: 9.5pt"}]))
 
@@ -110,13 +100,7 @@ if recipe:
 # Figure 7): the paper's bars (grey) beside ours (blue, with 95% CIs).
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(2, 1, figsize=(9, 7.4), sharey=True)  # stacked: readable at the text column's width
-for ax, phase, title in zip(axes, ("tss3", "tss45"), ("Figure 6: TSS < 3 h (phase 2)", "Figure 7: TSS < 4.5 h (phase 3)")):
-    results.plot_auc_by_init(raw, phase, ax=ax)
-    ax.set_title(f"{title}, {shown} profile", fontsize=10)
-fig.tight_layout()
-fig.savefig(out_dir / "figures6_7.png", dpi=120, bbox_inches="tight")
-plt.show()
+display(page.figures["figures6_7"])
 
 # %% [markdown] tags=["caption=fig-auc-by-init"]
 # Test AUC by initialisation (the paper's Figures 6 and 7): TSS < 3 h (top, phase 2) and TSS < 4.5 h
@@ -131,14 +115,10 @@ plt.show()
 # DeLong's test of the paired AUC difference on the same test patients (first seed).
 
 # %% tags=["hide-input"]
-claims = results.paper_gain_claims()
-claims.to_csv(out_dir / "paper_gain_claims.csv", index=False)
-display(claims.style.hide(axis="index"))
+display(T["paper_gain_claims"].style.hide(axis="index"))
 
 # %% tags=["hide-input"]
-g = results.gains_table(raw, runs_dir)
-g.to_csv(out_dir / "gains.csv", index=False)
-g.style.hide(axis="index").format({"auc": "{:.3f}", "baseline_auc": "{:.3f}", "gain % (ours)": "{:+.1f}",
+T["gains"].style.hide(axis="index").format({"auc": "{:.3f}", "baseline_auc": "{:.3f}", "gain % (ours)": "{:+.1f}",
                                    "gain % (paper's table)": "{:+.1f}", "DeLong p": "{:.3f}"}, na_rep="")
 
 # %% [markdown]
@@ -151,12 +131,7 @@ g.style.hide(axis="index").format({"auc": "{:.3f}", "baseline_auc": "{:.3f}", "g
 # the ceiling of this cohort (Data chapter).
 
 # %% tags=["hide-input"]
-rt = results.reader_metrics(cohort_manifest, n_boot=n_boot) if cohort_manifest is not None else None
-fig, ax = plt.subplots(figsize=(9.5, 5.2))
-results.plot_figure8(runs_dir, lee_dir, cohort_dir / "latent.csv", cohort_manifest, rt, ax=ax)
-ax.set_title(f"Figure 8: TSS < 4.5 h, test split ({shown} profile)", fontsize=10)
-fig.savefig(out_dir / "figure8_roc.png", dpi=120, bbox_inches="tight")
-plt.show()
+display(page.figures["figure8_roc"])
 
 # %% [markdown] tags=["caption=fig-roc"]
 # ROC curves for TSS < 4.5 h on the test split (the paper's Figure 8): both architectures from scratch
@@ -177,7 +152,7 @@ plt.show()
 # score for TSS < 4.5 h (below 0.5: the measure grows with time since onset).
 
 # %% tags=["hide-input"]
-inh = results.inherited_ranking(runs_dir, results.TSS_DIAGNOSED)
+inh = T["inherited"]
 if inh.empty:
     print("No TSS run with a phase 1 detector beside it in this profile.")
 else:
@@ -185,9 +160,8 @@ else:
     display(test.rename(columns={"n": "test patients", "auc": "AUC (TSS model)", "detector_auc": "AUC (detector's score)",
                                  "spearman": "rho (model, detector)"})
             .style.hide(axis="index").format(precision=2))
-latent = cohort_dir / "latent.csv"
-if latent.exists() and cohort_manifest is not None:
-    fa = results.feature_aucs(latent, cohort_manifest)
+if "feature_aucs" in T:
+    fa = T["feature_aucs"]
     display(Markdown("Each lesion measure alone, test split, TSS < 4.5 h: " + "; ".join(
         f"{r.feature} AUC {r.auc:.2f}" for r in fa.itertuples()) + f" ({fa['n'].iloc[0]} patients)."))
 
@@ -200,6 +174,7 @@ if latent.exists() and cohort_manifest is not None:
 # here and in Table 2; kappa's is a bootstrap over patients.
 
 # %% tags=["hide-input"]
+rt = T.get("readers")
 if rt is not None:
     pr = paper.table2().query("stage == 'DWI-FLAIR mismatch'").reset_index(drop=True)
     show = pd.DataFrame({"reader": rt["reader"], "n": rt["n"]})
@@ -207,9 +182,7 @@ if rt is not None:
         show[m] = [stats.with_ci(v, (lo, hi)) for v, lo, hi in zip(rt[m], rt[f"{m}_lo"], rt[f"{m}_hi"])]
         show[f"paper {m}"] = pr[m].map("{:.2f}".format).to_numpy()
     display(show.style.hide(axis="index"))
-    kappa = rt.attrs["fleiss_kappa"]
-    test_calls = cohort_manifest.query("split == 'test'")[["reader1", "reader2", "reader3"]].to_numpy()
-    kci = stats.bootstrap_ci(stats.fleiss_kappa, test_calls, n_boot=n_boot, seed=seed)
-    display(Markdown(f"Fleiss' kappa, test split: **{stats.with_ci(kappa, kci)}** (paper: {paper.FLEISS_KAPPA:.2f})."))
+    kappa = stats.with_ci(said["kappa"], said["kappa_ci"])
+    display(Markdown(f"Fleiss' kappa, test split: **{kappa}** (paper: {paper.FLEISS_KAPPA:.2f})."))
 else:
     print("No manifest with reader calls for this cohort.")

@@ -33,7 +33,6 @@ n_boot = 1000         # bootstrap replicates for every confidence interval
 jobs = -1
 
 # %% tags=["hide-input"]
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -44,42 +43,30 @@ warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tss import manifest, profiles, project, reproduction, results
-from tss.train import clock
+from tss import profiles, project, stages
 from tss.train.config import RECIPES
 
 profiles.check(profile)
 results_root = Path(results_root or project.paths(profile).results_root)
-# the largest profile that has training runs here (full, lowres, then the one make book ran), its folders
-page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
-shown, runs_dir, cohort_dir, cache_dir, out_dir = page.shown, page.runs_dir, page.cohort_dir, page.cache_dir, page.out_dir
+# the claims of the largest profile that has training runs here (full, lowres, then the one make book
+# ran), computed and written by this page's stage (tss.stages)
+page = stages.reproduction_chapter(results_root, profile, cohort_dir, cache_dir, n_boot=n_boot, seed=seed)
+shown, table, said = page.profile, page.tables["reproduction"], page.said
+runs_dir = project.under(results_root, shown).runs
 print(f"results of the {shown} profile (make book ran {profile}); runs in {project.shown(runs_dir)}")
 
 # %% tags=["hide-input"]
-if not (out_dir / "table2_raw.csv").exists():  # the Results page writes it; alone (on Colab, say) this page does
-    reproduction.write_tables(results_root, shown, n_boot=n_boot, seed=seed)
-manifest_path = cohort_dir / "manifest.csv"
-table = reproduction.claims(runs_dir, pd.read_csv(out_dir / "table2_raw.csv"),
-                            lee_dir=project.under(results_root, shown).lee,
-                            manifest=manifest.load_cohort(cohort_dir, check=False).table if manifest_path.exists() else None,
-                            cam_summary=out_dir / "gradcam_summary.csv", n_boot=n_boot, seed=seed)
-table.to_csv(out_dir / "reproduction.csv", index=False)
-n_patients = len(pd.read_csv(manifest_path)) if manifest_path.exists() else None
-display(Markdown(reproduction.findings(table, pd.read_csv(out_dir / "table2_raw.csv"), shown, n_patients)))
-display(Markdown(f"**{shown} profile**: {reproduction.counts(table)}."))
+display(Markdown(said["findings"]))
+display(Markdown(f"**{shown} profile**: {said['counts']}."))
 with pd.option_context("display.max_colwidth", 120):
     display(table.drop(columns="detectable").style.hide(axis="index")
             .set_properties(**{"text-align": "left", "font-size": "9pt"}))
 
 # %% tags=["hide-input"]
 # each claim that has run under the recipe the clock page chose on validation, judged under both
-recipe = clock.chosen(project.paths(shown).clock, grid_root=project.paths(shown).runs)
+recipe = said["recipe"]
 if recipe:
-    with tempfile.TemporaryDirectory() as tmp:
-        view = clock.recipe_view(project.paths(shown).clock, recipe, tmp)
-        raw_r = results.table2(view.root, n_boot=n_boot, profile=shown).attrs["raw"]
-        under = reproduction.claims(view.root, raw_r, n_boot=n_boot, seed=seed)
-    both = reproduction.beside(table, under, recipe)
+    both = page.tables["beside"]
     display(Markdown(f"### The claims under the recipe chosen on validation ({recipe})\n\n"
                      f"{RECIPES[recipe].what}, chosen on the validation split on the page *Can the models learn "
                      f"the clock?*. The table above (the paper's recipe) stays the headline; here, each claim "

@@ -190,24 +190,24 @@ def _cmd_clock(args: argparse.Namespace) -> int:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from tss import profiles, project, reproduction, results
+    from tss import profiles, project, reproduction, results, stages
 
     profiles.check(args.profile)
     args.results_root = args.results_root or project.paths(args.profile).results_root
-    tables = reproduction.write_tables(args.results_root, args.profile, n_boot=args.n_boot, seed=args.seed)
+    tables = stages.write_tables(args.results_root, args.profile, n_boot=args.n_boot, seed=args.seed)
     print(results.table2_parts(tables["table2"])[0].to_string(index=False))
     print(f"\nreproduction ({args.profile}): {reproduction.counts(tables['reproduction'])}")
-    print(f"tables written to {args.results_root / args.profile / 'results'}: " + ", ".join(f"{n}.csv" for n in tables))
+    print(f"tables written to {project.under(args.results_root, args.profile).outputs}: " + ", ".join(f"{n}.csv" for n in tables))
     return 0
 
 
 def _cmd_findings(args: argparse.Namespace) -> int:
-    from tss import profiles, project, reproduction, results
+    from tss import profiles, project, results, stages
 
     profiles.check(args.profile)
     root = project.paths(args.profile).results_root
     shown = results.profile_of(root) or args.profile  # the profile the Results pages show
-    dest = reproduction.write_findings(root, shown, args.out, link=args.link, n_boot=args.n_boot)
+    dest = stages.write_findings(root, shown, args.out, link=args.link, n_boot=args.n_boot)
     print(f"findings of the {shown} profile: {dest}")
     return 0
 

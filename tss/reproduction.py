@@ -23,11 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import project, results, stats
-from .atomic import write_text
-from .manifest import load_cohort
+from . import results, stats
 from .results import READERS, experiment_name
-from .runtree import RunTree
 from .task import Task
 
 # the paper's phase 1 test AUCs (Table 2), which the "stroke detection is reliable" claims test
@@ -379,24 +376,6 @@ def findings(table: pd.DataFrame, raw: pd.DataFrame, profile: str, n_patients: i
     return "\n".join(lines)
 
 
-def write_findings(results_root, profile: str, dest, link: str | None = None, n_boot: int = 1000) -> Path:
-    """:func:`findings` of ``profile`` as a MyST admonition in ``dest`` (the intro includes it):
-    read from ``results/<profile>/results/`` when the Results and Reproduction pages wrote it,
-    computed (:func:`write_tables`) otherwise."""
-
-    where = project.under(results_root, profile)
-    out = where.outputs
-    if not ((out / "reproduction.csv").exists() and (out / "table2_raw.csv").exists()):
-        write_tables(results_root, profile, n_boot=n_boot)
-    man = where.cohort_tables / "manifest.csv"
-    n = len(pd.read_csv(man)) if man.exists() else None
-    body = findings(pd.read_csv(out / "reproduction.csv"), pd.read_csv(out / "table2_raw.csv"), profile, n, link)
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    write_text(dest, f":::{{admonition}} Findings\n:class: important\n\n{body}\n:::\n")
-    return dest
-
-
 def beside(paper_recipe: pd.DataFrame, other: pd.DataFrame, recipe: str) -> pd.DataFrame:
     """The claims that ran under another training recipe (:func:`claims` of
     :func:`tss.train.clock.recipe_view`), each beside its verdict under the paper's recipe: claim,
@@ -413,41 +392,3 @@ def beside(paper_recipe: pd.DataFrame, other: pd.DataFrame, recipe: str) -> pd.D
 
 # ------------------------------------------------------------------------------------------------
 # everything at once (``python -m tss results``)
-
-
-
-def write_tables(results_root, profile: str, n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """What the Results and Reproduction pages compute, without the book: Table 2 (and its raw rows),
-    the paper's stated gains against its own table, our gains with DeLong p, each TSS model against
-    its phase 1 detector, and the claims table; written as CSV to ``results/<profile>/results/``.
-
-    Args:
-        results_root: the folder holding ``<profile>/runs`` (``results``).
-        profile: the profile whose runs to read (not the largest one, as the pages choose).
-        n_boot, seed: bootstrap replicates and seed of every confidence interval.
-
-    Returns:
-        Each table by name; it was written to ``results/<profile>/results/<name>.csv``.
-
-    Raises:
-        FileNotFoundError: the profile has no finished training run.
-    """
-
-    root = Path(results_root)
-    where = project.under(root, profile)
-    runs = where.runs
-    if not RunTree(runs).has_runs():
-        raise FileNotFoundError(f"no finished training run under {runs}: run `python -m tss train --profile {profile}` first")
-    cohort = results.cohort_tables(root, profile)
-    man = load_cohort(cohort, check=False).table if (cohort / "manifest.csv").exists() else None
-    lee, out = where.lee, where.outputs
-    out.mkdir(parents=True, exist_ok=True)
-    t2 = results.table2(runs, lee_dir=lee, manifest=man, n_boot=n_boot, profile=profile)
-    raw = t2.attrs["raw"]
-    tables = {"table2": t2, "table2_raw": raw, "paper_gain_claims": results.paper_gain_claims(),
-              "gains": results.gains_table(raw, runs), "inherited": results.inherited_ranking(runs, results.TSS_DIAGNOSED),
-              "reproduction": claims(runs, raw, lee_dir=lee, manifest=man, cam_summary=out / "gradcam_summary.csv",
-                                     n_boot=n_boot, seed=seed)}
-    for name, t in tables.items():
-        write_text(out / f"{name}.csv", t.to_csv(index=False))
-    return tables

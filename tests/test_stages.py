@@ -1,0 +1,56 @@
+"""A chapter's stage computes and writes every table and figure its page shows (tss.stages)."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from test_results import _fake_run
+
+from tss import stages
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    rng = np.random.default_rng(6)
+    for seed in (0,):
+        _fake_run(tmp_path / "quick" / "runs", "2d-tss45-transfer", seed, rng, signal=3.0)
+        _fake_run(tmp_path / "quick" / "runs", "2d-tss45-random", seed, rng, signal=0.0)
+    return tmp_path
+
+
+def test_the_results_stage_writes_what_it_returns_and_leaves_no_figure_open(runs):
+    import matplotlib.pyplot as plt
+
+    page = stages.results_chapter(runs, "quick", n_boot=30)
+    out = runs / "quick" / "results"
+    assert page.profile == "quick"
+    for name in ("table2", "table2_raw", "paper_gain_claims", "gains", "inherited"):
+        assert (out / f"{name}.csv") in page.files
+        written = pd.read_csv(out / f"{name}.csv")
+        assert len(written) == len(page.tables[name])
+    assert {f.name for f in page.files if f.suffix == ".png"} == {"figures6_7.png", "figure8_roc.png"}
+    assert all(f.exists() for f in page.files)
+    assert not plt.get_fignums()  # the page shows each figure where it belongs, not where the stage ran
+    assert page.said["recipe"] is None  # no clock study here: no recipe beside the paper's
+
+
+def test_the_command_line_and_the_pages_write_the_same_tables(runs, tmp_path_factory):
+    cli = stages.write_tables(runs, "quick", n_boot=30)
+    out = runs / "quick" / "results"
+    first = {n: (out / f"{n}.csv").read_bytes() for n in cli}
+    stages.results_chapter(runs, "quick", n_boot=30)
+    stages.reproduction_chapter(runs, "quick", n_boot=30)
+    assert {n: (out / f"{n}.csv").read_bytes() for n in cli} == first
+
+
+def test_the_reproduction_stage_alone_computes_table2_first(runs):
+    page = stages.reproduction_chapter(runs, "quick", n_boot=30)  # no Results page ran before it
+    out = runs / "quick" / "results"
+    assert (out / "table2_raw.csv").exists() and (out / "reproduction.csv") in page.files
+    claims = page.tables["reproduction"].set_index("claim")["verdict"]
+    assert claims["TSS < 4.5 h, 2D: task-adaptive transfer beats random initialisation"] != "not run"
+    assert "claims" in page.said["counts"]

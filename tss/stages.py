@@ -1,0 +1,195 @@
+"""One function per chapter that computes: it reads the profile's files, computes every table and
+figure its page shows, writes them under ``results/<profile>/results/`` and returns them. The page
+(a notebook) calls it and displays what it returns; ``python -m tss results`` and the Colab
+prerequisites call the same functions. A page cell writes no file.
+
+So far the Results chapter's two pages that compute from the runs: :func:`results_chapter` (Table
+2, Figures 6-8, the gains, the readers) and :func:`reproduction_chapter` (the claims).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from . import manifest, project, reproduction, results, stats
+from .atomic import write_text
+from .runtree import RunTree
+from .train import clock
+
+
+@dataclass
+class Chapter:
+    """What a chapter's stage computed for its page: the profile shown, its tables and figures by
+    name, the files written, and the numbers the page states in its text."""
+
+    profile: str
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, plt.Figure] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+    said: dict[str, object] = field(default_factory=dict)
+
+
+def _manifest(cohort_dir: Path) -> pd.DataFrame | None:
+    return manifest.load_cohort(cohort_dir, check=False).table if (cohort_dir / "manifest.csv").exists() else None
+
+
+def results_tables(results_root, profile: str, cohort_dir: Path | None = None, n_boot: int = 1000
+                   ) -> dict[str, pd.DataFrame]:
+    """The Results page's tables of ``profile``: Table 2 and its raw rows, the paper's stated gains
+    against its own table, our gains with DeLong p, and each TSS model against its phase 1 detector.
+    ``cohort_dir``: the cohort's folder (default: its committed tables)."""
+    where = project.under(results_root, profile)
+    man = _manifest(cohort_dir or results.cohort_tables(results_root, profile))
+    t2 = results.table2(where.runs, lee_dir=where.lee, manifest=man, n_boot=n_boot, profile=profile)
+    raw = t2.attrs["raw"]
+    return {"table2": t2, "table2_raw": raw, "paper_gain_claims": results.paper_gain_claims(),
+            "gains": results.gains_table(raw, where.runs),
+            "inherited": results.inherited_ranking(where.runs, results.TSS_DIAGNOSED)}
+
+
+def _write(out: Path, tables: dict[str, pd.DataFrame], figures: dict[str, plt.Figure], dpi: dict[str, int]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, t in tables.items():
+        write_text(out / f"{name}.csv", t.to_csv(index=False))
+        files.append(out / f"{name}.csv")
+    for name, fig in figures.items():
+        fig.savefig(out / f"{name}.png", dpi=dpi.get(name, 120), bbox_inches="tight")
+        plt.close(fig)  # the page displays it where it belongs, not where the stage ran
+        files.append(out / f"{name}.png")
+    return files
+
+
+def results_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None, n_boot: int = 1000,
+                    seed: int = 0) -> Chapter:
+    """The Results page (``08_results``) of the largest profile with runs under ``results_root``
+    (:func:`tss.results.shown_profile`; ``profile`` is the one the build ran, and ``cohort_dir`` and
+    ``cache_dir`` apply to it only). Tables: Table 2 (+ raw, and under the recipe the clock study chose,
+    when one learned), the paper's gain claims, our gains, the inherited ranking, the lesion features
+    alone and the readers; figures: ``figures6_7`` and ``figure8_roc``. Written to the shown profile's
+    ``results/`` folder."""
+    page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
+    where = project.under(results_root, page.shown)
+    tables = results_tables(results_root, page.shown, page.cohort_dir, n_boot)
+    raw = tables["table2_raw"]
+    man = _manifest(page.cohort_dir)
+    said: dict[str, object] = {"runs_dir": page.runs_dir, "cohort_dir": page.cohort_dir,
+                               "n_test": int((man["split"] == "test").sum()) if man is not None else None}
+    shown_tables = dict(tables)
+
+    recipe = clock.chosen(where.clock, grid_root=where.runs)
+    said["recipe"] = recipe
+    if recipe:
+        with tempfile.TemporaryDirectory() as tmp:
+            view = clock.recipe_view(where.clock, recipe, tmp)
+            t2r = results.table2(view.root, n_boot=n_boot, profile=page.shown)
+        ran = t2r.attrs["raw"]["status"].eq("ok") & t2r["stage"].str.startswith("Phase") & ~t2r["stage"].eq("Phase 1")
+        shown_tables["table2_recipe"] = t2r[ran]
+
+    latent = page.cohort_dir / "latent.csv"
+    if latent.exists() and man is not None:
+        shown_tables["feature_aucs"] = results.feature_aucs(latent, man)
+    rt = results.reader_metrics(man, n_boot=n_boot) if man is not None else None
+    if rt is not None:
+        shown_tables["readers"] = rt
+        calls = man.query("split == 'test'")[["reader1", "reader2", "reader3"]].to_numpy()
+        said["kappa"] = rt.attrs["fleiss_kappa"]
+        said["kappa_ci"] = stats.bootstrap_ci(stats.fleiss_kappa, calls, n_boot=n_boot, seed=seed)
+
+    figures = {}
+    fig, axes = plt.subplots(2, 1, figsize=(9, 7.4), sharey=True)  # stacked: readable at the text column's width
+    for ax, phase, title in zip(axes, ("tss3", "tss45"), ("Figure 6: TSS < 3 h (phase 2)", "Figure 7: TSS < 4.5 h (phase 3)")):
+        results.plot_auc_by_init(raw, phase, ax=ax)
+        ax.set_title(f"{title}, {page.shown} profile", fontsize=10)
+    fig.tight_layout()
+    figures["figures6_7"] = fig
+    fig, ax = plt.subplots(figsize=(9.5, 5.2))
+    results.plot_figure8(page.runs_dir, where.lee, latent, man, rt, ax=ax)
+    ax.set_title(f"Figure 8: TSS < 4.5 h, test split ({page.shown} profile)", fontsize=10)
+    figures["figure8_roc"] = fig
+
+    files = _write(page.out_dir, tables, figures, {})
+    return Chapter(page.shown, shown_tables, figures, files, said)
+
+
+def reproduction_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None, n_boot: int = 1000,
+                         seed: int = 0) -> Chapter:
+    """The Reproduction page (``10_reproduction``) of the profile :func:`results_chapter` shows: the
+    claims table (``reproduction.csv``, judged from Table 2's raw rows, computed here when the Results
+    page has not written them, and the Grad-CAM summary where ``09_gradcam`` wrote one), the findings
+    box and, when the clock study chose a recipe that learned, each claim under both recipes."""
+    page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
+    where = project.under(results_root, page.shown)
+    raw_csv = page.out_dir / "table2_raw.csv"
+    if not raw_csv.exists():  # the Results page writes it; alone (on Colab, say) this page does
+        _write(page.out_dir, results_tables(results_root, page.shown, page.cohort_dir, n_boot), {}, {})
+    raw = pd.read_csv(raw_csv)
+    man = _manifest(page.cohort_dir)
+    table = reproduction.claims(page.runs_dir, raw, lee_dir=where.lee, manifest=man,
+                                cam_summary=page.out_dir / "gradcam_summary.csv", n_boot=n_boot, seed=seed)
+    tables = {"reproduction": table}
+    said: dict[str, object] = {"findings": reproduction.findings(table, raw, page.shown, len(man) if man is not None else None),
+                               "counts": reproduction.counts(table)}
+    recipe = clock.chosen(where.clock, grid_root=where.runs)
+    said["recipe"] = recipe
+    shown_tables = dict(tables)
+    if recipe:
+        with tempfile.TemporaryDirectory() as tmp:
+            view = clock.recipe_view(where.clock, recipe, tmp)
+            raw_r = results.table2(view.root, n_boot=n_boot, profile=page.shown).attrs["raw"]
+            under = reproduction.claims(view.root, raw_r, n_boot=n_boot, seed=seed)
+        shown_tables["beside"] = reproduction.beside(table, under, recipe)
+    files = _write(page.out_dir, tables, {}, {})
+    return Chapter(page.shown, shown_tables, {}, files, said)
+
+
+def write_tables(results_root, profile: str, n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """What the Results and Reproduction pages compute, without the book (``python -m tss results``):
+    :func:`results_tables` and the claims table of ``profile`` (not the largest one, as the pages
+    choose), written as CSV to ``results/<profile>/results/``.
+
+    Args:
+        results_root: the folder holding ``<profile>/runs`` (``results``).
+        profile: the profile whose runs to read.
+        n_boot, seed: bootstrap replicates and seed of every confidence interval.
+
+    Returns:
+        Each table by name; it was written to ``results/<profile>/results/<name>.csv``.
+
+    Raises:
+        FileNotFoundError: the profile has no finished training run.
+    """
+    root = Path(results_root)
+    where = project.under(root, profile)
+    if not RunTree(where.runs).has_runs():
+        raise FileNotFoundError(f"no finished training run under {where.runs}: "
+                                f"run `python -m tss train --profile {profile}` first")
+    tables = results_tables(root, profile, n_boot=n_boot)
+    tables["reproduction"] = reproduction.claims(
+        where.runs, tables["table2_raw"], lee_dir=where.lee, manifest=_manifest(results.cohort_tables(root, profile)),
+        cam_summary=where.outputs / "gradcam_summary.csv", n_boot=n_boot, seed=seed)
+    _write(where.outputs, tables, {}, {})
+    return tables
+
+
+def write_findings(results_root, profile: str, dest, link: str | None = None, n_boot: int = 1000) -> Path:
+    """:func:`findings` of ``profile`` as a MyST admonition in ``dest`` (the intro includes it):
+    read from ``results/<profile>/results/`` when the Results and Reproduction pages wrote it,
+    computed (:func:`write_tables`) otherwise."""
+
+    where = project.under(results_root, profile)
+    out = where.outputs
+    if not ((out / "reproduction.csv").exists() and (out / "table2_raw.csv").exists()):
+        write_tables(results_root, profile, n_boot=n_boot)
+    man = where.cohort_tables / "manifest.csv"
+    n = len(pd.read_csv(man)) if man.exists() else None
+    body = reproduction.findings(pd.read_csv(out / "reproduction.csv"), pd.read_csv(out / "table2_raw.csv"), profile, n, link)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_text(dest, f":::{{admonition}} Findings\n:class: important\n\n{body}\n:::\n")
+    return dest
