@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tss import profiles, project, results, stats
+from tss import profiles, project, results, stages
 
 profiles.check(profile)
 results_root = Path(results_root or project.paths(profile).results_root)
@@ -84,13 +84,7 @@ if compute:
 else:
     study = pd.read_csv(files["overlap"]) if files["overlap"].exists() else None
 if study is not None:
-    summary = study.groupby("experiment", sort=False).agg(
-        hemispheres=("patient_id", "size"), energy_in_lesion=("energy_in_lesion", "mean"),
-        hit_rate=("hit", "mean"), peak_in_lesion=("peak_in_lesion", "mean"))
-    ci = {e: gradcam.hit_rate(g["hit"])[1] for e, g in study.groupby("experiment")}  # exact (Clopper-Pearson)
-    summary["hit rate (95% CI)"] = [stats.with_ci(summary.at[e, "hit_rate"], ci[e]) for e in summary.index]
-    summary["paper"] = ["96% (>50% overlap, radiologist; models not separated)"] + [""] * (len(summary) - 1)
-    summary.to_csv(out_dir / "gradcam_summary.csv")
+    summary = stages.gradcam_summary(out_dir)  # computed and written from the overlap table (tss.stages)
     shown_t = summary.drop(columns="hit_rate").rename(columns=lambda c: c.replace("_", " "))  # headers that wrap
     display(shown_t.style.format({"energy in lesion": "{:.1%}", "peak in lesion": "{:.0%}"}))
 else:

@@ -54,3 +54,23 @@ def test_the_reproduction_stage_alone_computes_table2_first(runs):
     claims = page.tables["reproduction"].set_index("claim")["verdict"]
     assert claims["TSS < 4.5 h, 2D: task-adaptive transfer beats random initialisation"] != "not run"
     assert "claims" in page.said["counts"]
+
+
+def test_the_gradcam_summary_is_made_from_the_overlap_table_for_the_claims(runs):
+    from tss import gradcam
+
+    out = runs / "quick" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    assert stages.gradcam_summary(out) is None and not (out / "gradcam_summary.csv").exists()
+    study = pd.DataFrame({"experiment": ["2d-tss45-random"] * 4 + ["2d-tss45-transfer"] * 2,
+                          "patient_id": list("abcdab"), "energy_in_lesion": [0.1, 0.2, 0.3, 0.4, 0.5, 0.7],
+                          "hit": [1.0, 0.0, 1.0, np.nan, 1.0, 1.0], "peak_in_lesion": [1, 0, 0, 0, 1, 1]})
+    study.to_csv(out / "gradcam_overlap.csv", index=False)
+    s = stages.gradcam_summary(out)
+    assert list(s.index) == ["2d-tss45-random", "2d-tss45-transfer"]  # the table's order
+    assert s.at["2d-tss45-random", "hit_rate"] == pytest.approx(2 / 3)  # a hemisphere without a lesion: left out
+    rate, ci, n = gradcam.hit_rate(study["hit"][:4])
+    assert n == 3 and s.at["2d-tss45-random", "hit rate (95% CI)"].startswith(f"{rate:.2f}")
+    assert s.at["2d-tss45-random", "paper"] == gradcam.PAPER_HIT and s.at["2d-tss45-transfer", "paper"] == ""
+    claims = stages.write_tables(runs, "quick", n_boot=30)["reproduction"].set_index("claim")
+    assert "2d-tss45-transfer: 1.00" in claims.loc[claims.index.str.startswith("Grad-CAM"), "ours"].iloc[0]

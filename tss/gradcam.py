@@ -36,7 +36,7 @@ from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 from scipy import ndimage, special
 from tqdm.auto import tqdm
 
-from . import preprocess
+from . import preprocess, stats
 from .models import PartsModel, build, read_state_dict
 from .preprocess import pipeline
 from .train.config import Experiment
@@ -394,6 +394,24 @@ def external_case(run_dir, isles_cache, pid: str, cohort_cache, downsample: int,
     example = {"x": ext["x"][side].float().cpu().numpy(), "cam": cams, "mask": ext["mask"][side],
                "title": f"ISLES'22 {pid}, {exp.name}", "experiment": exp.name}
     return row, example
+
+
+# the paper's localisation figure, for the summary's "paper" column (the paper's number, not ours)
+PAPER_HIT = "96% (>50% overlap, radiologist; models not separated)"
+
+
+def summary(study: pd.DataFrame) -> pd.DataFrame:
+    """The Grad-CAM page's summary (``gradcam_summary.csv``, read by the Reproduction page's claim):
+    one row per experiment of :func:`cam_study`'s table, in its order: hemispheres scored, the mean
+    CAM energy in the lesion, the hit rate with its exact 95% CI, the share whose CAM peak lies in the
+    lesion, and the paper's figure on the first row."""
+    out = study.groupby("experiment", sort=False).agg(
+        hemispheres=("patient_id", "size"), energy_in_lesion=("energy_in_lesion", "mean"),
+        hit_rate=("hit", "mean"), peak_in_lesion=("peak_in_lesion", "mean"))
+    ci = {e: hit_rate(g["hit"])[1] for e, g in study.groupby("experiment")}  # exact (Clopper-Pearson)
+    out["hit rate (95% CI)"] = [stats.with_ci(out.at[e, "hit_rate"], ci[e]) for e in out.index]
+    out["paper"] = [PAPER_HIT] + [""] * (len(out) - 1)
+    return out
 
 
 def hit_rate(hits) -> tuple[float, tuple[float, float], int]:

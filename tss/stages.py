@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from . import manifest, project, reproduction, results, stats
+from . import gradcam, manifest, project, reproduction, results, stats
 from .atomic import write_text
 from .runtree import RunTree
 from .train import clock
@@ -63,6 +63,18 @@ def _write(out: Path, tables: dict[str, pd.DataFrame], figures: dict[str, plt.Fi
         plt.close(fig)  # the page displays it where it belongs, not where the stage ran
         files.append(out / f"{name}.png")
     return files
+
+
+def gradcam_summary(out_dir) -> pd.DataFrame | None:
+    """:func:`tss.gradcam.summary` of the Grad-CAM page's overlap table (``gradcam_overlap.csv`` in
+    ``out_dir``, committed with a profile's results), written as ``gradcam_summary.csv``, which the
+    claims read; None (and nothing written) where no overlap table is."""
+    overlap = Path(out_dir) / "gradcam_overlap.csv"
+    if not overlap.exists():
+        return None
+    out = gradcam.summary(pd.read_csv(overlap))
+    write_text(Path(out_dir) / "gradcam_summary.csv", out.to_csv())
+    return out
 
 
 def results_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None, n_boot: int = 1000,
@@ -130,6 +142,7 @@ def reproduction_chapter(results_root, profile: str, cohort_dir=None, cache_dir=
         _write(page.out_dir, results_tables(results_root, page.shown, page.cohort_dir, n_boot), {}, {})
     raw = pd.read_csv(raw_csv)
     man = _manifest(page.cohort_dir)
+    gradcam_summary(page.out_dir)  # from the committed overlap table, whether or not the Grad-CAM page ran
     table = reproduction.claims(page.runs_dir, raw, lee_dir=where.lee, manifest=man,
                                 cam_summary=page.out_dir / "gradcam_summary.csv", n_boot=n_boot, seed=seed)
     tables = {"reproduction": table}
@@ -170,6 +183,7 @@ def write_tables(results_root, profile: str, n_boot: int = 1000, seed: int = 0) 
         raise FileNotFoundError(f"no finished training run under {where.runs}: "
                                 f"run `python -m tss train --profile {profile}` first")
     tables = results_tables(root, profile, n_boot=n_boot)
+    gradcam_summary(where.outputs)
     tables["reproduction"] = reproduction.claims(
         where.runs, tables["table2_raw"], lee_dir=where.lee, manifest=_manifest(results.cohort_tables(root, profile)),
         cam_summary=where.outputs / "gradcam_summary.csv", n_boot=n_boot, seed=seed)
