@@ -35,37 +35,29 @@ from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
 
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tss import profiles, project, reproduction, results, stats
-from tss.train.config import grid
+from tss import profiles, project, results, stages
 
 profiles.check(profile)
 results_root = Path(results_root or project.paths(profile).results_root)
-# the largest profile that has training runs here (full, lowres, then the one make book ran), its folders
-page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
-shown, runs_dir, cohort_dir, cache_dir, out_dir = page.shown, page.runs_dir, page.cohort_dir, page.cache_dir, page.out_dir
-print(f"results of the {shown} profile (make book ran {profile}); runs in {project.shown(runs_dir)}")
 
 # %% tags=["hide-input", "remove-stderr"]
-from tss.baselines import lee
-from tss.preprocess import PreprocessCache
-
-lee_dir = project.under(results_root, shown).lee
-if PreprocessCache(cache_dir).assembled():  # the processed cohort is here: compute, or read back by its key
-    summary = lee.run(cache_dir, cohort_dir, lee_dir, seed=0, jobs=jobs)
-else:
-    try:
-        summary = lee.stored(lee_dir)
-        display(Markdown(f"Read back from the committed files of the **{shown}** profile "
-                         f"(`{lee_dir.relative_to(results_root.parent)}`): its processed images are not on this machine."))
-    except FileNotFoundError as e:
-        summary = None
-        display(Markdown(f"**Not available for the {shown} profile here:** {e}."))
+# the baseline of the largest profile that has training runs here (full, lowres, then the one make book
+# ran), computed where its processed images are, else read back; every table by this page's stage
+page = stages.lee_chapter(results_root, profile, cohort_dir, cache_dir, n_boot=n_boot, jobs=jobs)
+shown, T, said = page.profile, page.tables, page.said
+lee_dir, cohort_dir = said["lee_dir"], said["cohort_dir"]
+summary = said.get("summary")
+print(f"results of the {shown} profile (make book ran {profile}); runs in {project.shown(said['runs_dir'])}")
+if "unavailable" in said:
+    display(Markdown(f"**Not available for the {shown} profile here:** {said['unavailable']}."))
+elif not said["computed"]:
+    display(Markdown(f"Read back from the committed files of the **{shown}** profile "
+                     f"(`{lee_dir.relative_to(results_root.parent)}`): its processed images are not on this machine."))
 if summary is not None:
-    display(lee.settings_table(summary).style.hide(axis="index"))
+    display(T["settings"].style.hide(axis="index"))
 
 # %% [markdown]
 # ## Classifiers
@@ -75,7 +67,7 @@ if summary is not None:
 
 # %% tags=["hide-input"]
 if summary is not None:
-    models = pd.read_csv(lee_dir / "models.csv").rename(columns={
+    models = T["models"].rename(columns={
         "k": "features", "cv_auc": "CV AUC (train)", "train_auc": "train AUC", "val_auc": "validation AUC",
         "test_auc": "test AUC", "n_train": "train", "n_val": "val", "n_test": "test"})
     models["chosen"] = models["chosen"].map({True: "yes", False: ""})
@@ -89,40 +81,11 @@ if summary is not None:
 
 # %% tags=["hide-input"]
 if summary is not None:
-    pred = pd.read_csv(lee_dir / "predictions.csv")
-    keep = pred.groupby("split")["usable"].agg(["sum", "size"]).rename(columns={"sum": "usable", "size": "patients"})
-    keep["share"] = (keep["usable"] / keep["patients"]).map("{:.0%}".format)
-    keep.loc["paper (all)"] = [221, 422, f"{221 / 422:.0%}"]
-    display(keep)
-
-    usable = set(pred.loc[pred["usable"].astype(bool), "patient_id"])
-    rows = []
-    lm = results.lee_metrics(lee_dir, n_boot=n_boot)
-    rows.append({"model": "Lee et al. 2020 (ours)", "test patients": "usable ROI", "n": lm.get("n"),
-                 "AUC (95% CI)": stats.with_ci(lm.get("auc", np.nan), (lm.get("auc_lo", np.nan), lm.get("auc_hi", np.nan)))})
-    # our best deep TSS < 4.5 h model, chosen on validation (not on the test patients below)
-    ran = [e.name for e in grid(("2d", "3d"), ("tss45", "attention")) if results.seeds(runs_dir, e.name)]
-    best = max(ran, key=lambda e: reproduction.learned(runs_dir, e, results.seeds(runs_dir, e)[0])["val_auc"]) if ran else None
-    for exp in dict.fromkeys(["2d-attention-transfer", "3d-attention-transfer"] + ([best] if best else [])):
-        s = results.seeds(runs_dir, exp)
-        if not s:
-            rows.append({"model": exp, "test patients": "not run"})
-            continue
-        p = results.predictions(runs_dir, exp, s[0])
-        for label, sub in (("usable ROI", p[p["patient_id"].isin(usable)]), ("all", p)):
-            m = results.evaluate(sub, n_boot=n_boot)
-            rows.append({"model": exp, "test patients": label, "n": m["n"],
-                         "AUC (95% CI)": stats.with_ci(m["auc"], (m["auc_lo"], m["auc_hi"]))})
-    sub_table = pd.DataFrame(rows)
-    sub_table["paper"] = sub_table["model"].map({"Lee et al. 2020 (ours)": "0.72 (ML, its subset)"}).fillna("")
-    sub_table.loc[(sub_table["model"] == "2d-attention-transfer") & (sub_table["test patients"] == "usable ROI"),
-                  "paper"] = "0.76 (2D, subset)"
-    sub_table.loc[(sub_table["model"] == "2d-attention-transfer") & (sub_table["test patients"] == "all"),
-                  "paper"] = "0.74 (2D, all)"
-    sub_table.to_csv(out_dir / "lee_subset.csv", index=False)
+    display(T["usable"])
+    sub_table, best = T["lee_subset"], said["best"]
     if best:
         display(Markdown(f"Our best deep TSS < 4.5 h model on validation is **{best}** (validation AUC "
-                         f"{reproduction.learned(runs_dir, best, results.seeds(runs_dir, best)[0])['val_auc']:.2f}); "
+                         f"{said['best_val_auc']:.2f}); "
                          "the phase 4 models are the paper's choice."))
     display(sub_table.style.hide(axis="index"))
 

@@ -74,3 +74,42 @@ def test_the_gradcam_summary_is_made_from_the_overlap_table_for_the_claims(runs)
     assert s.at["2d-tss45-random", "paper"] == gradcam.PAPER_HIT and s.at["2d-tss45-transfer", "paper"] == ""
     claims = stages.write_tables(runs, "quick", n_boot=30)["reproduction"].set_index("claim")
     assert "2d-tss45-transfer: 1.00" in claims.loc[claims.index.str.startswith("Grad-CAM"), "ours"].iloc[0]
+
+
+def test_the_lee_subset_scores_every_model_on_the_baselines_patients_and_picks_the_best_on_validation(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(2)
+
+    def run(name, val_signal, test_signal):
+        d = runs / "seed0" / name
+        d.mkdir(parents=True)
+        rows = []
+        for split, sig in (("val", val_signal), ("test", test_signal)):
+            y = (np.arange(40) % 2).astype(float)
+            p = 1 / (1 + np.exp(-(sig * (y - 0.5) + rng.normal(size=40))))
+            rows += [{"patient_id": f"{split}{i:02d}", "prob": p[i], "target": y[i], "split": split,
+                      "onset_to_mri_min": 100, "n_hemispheres": 1} for i in range(40)]
+        pd.DataFrame(rows).to_csv(d / "patients.csv", index=False)
+        (d / "summary.json").write_text("{}")
+        return pd.DataFrame(rows)
+
+    good_val = run("2d-tss45-random", 6.0, 0.0)   # best on validation, chance on test
+    run("3d-tss45-random", 0.0, 6.0)             # the reverse: must not be chosen
+    lee_dir = tmp_path / "lee"
+    lee_dir.mkdir()
+    test = good_val.query("split == 'test'")
+    usable = np.arange(len(test)) < 30
+    pd.DataFrame({"patient_id": test["patient_id"], "split": "test", "target": test["target"],
+                  "prob": rng.uniform(size=len(test)), "usable": usable}).to_csv(lee_dir / "predictions.csv", index=False)
+    t, best = stages.lee_subset(lee_dir, runs, n_boot=30)
+    assert best == "2d-tss45-random"
+    rows = t.set_index(["model", "test patients"])
+    assert rows.at[("Lee et al. 2020 (ours)", "usable ROI"), "n"] == 30
+    assert rows.at[("2d-attention-transfer", "not run"), "paper"] == ""
+    sub = test[usable]
+    auc = roc_auc_score(sub["target"], sub["prob"])
+    assert rows.at[("2d-tss45-random", "usable ROI"), "n"] == 30
+    assert rows.at[("2d-tss45-random", "usable ROI"), "AUC (95% CI)"].startswith(f"{auc:.2f}")
+    assert rows.at[("2d-tss45-random", "all"), "n"] == 40

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from . import gradcam, manifest, project, reproduction, results, stats
 from .atomic import write_text
 from .runtree import RunTree
 from .train import clock
+from .train.config import grid
 
 
 @dataclass
@@ -75,6 +77,72 @@ def gradcam_summary(out_dir) -> pd.DataFrame | None:
     out = gradcam.summary(pd.read_csv(overlap))
     write_text(Path(out_dir) / "gradcam_summary.csv", out.to_csv())
     return out
+
+
+def lee_subset(lee_dir, runs_dir, n_boot: int = 1000) -> tuple[pd.DataFrame, str | None]:
+    """The Lee et al. baseline's test AUC on its usable-ROI patients beside the paper's phase 4 models
+    and our best deep TSS < 4.5 h model (chosen on validation), each on that subset and on every test
+    patient, with the paper's numbers where it gives them: (table, the best model's name or None)."""
+    pred = pd.read_csv(Path(lee_dir) / "predictions.csv")
+    usable = set(pred.loc[pred["usable"].astype(bool), "patient_id"])
+    rows = []
+    lm = results.lee_metrics(lee_dir, n_boot=n_boot)
+    rows.append({"model": "Lee et al. 2020 (ours)", "test patients": "usable ROI", "n": lm.get("n"),
+                 "AUC (95% CI)": stats.with_ci(lm.get("auc", np.nan), (lm.get("auc_lo", np.nan), lm.get("auc_hi", np.nan)))})
+    # our best deep TSS < 4.5 h model, chosen on validation (not on the test patients below)
+    ran = [e.name for e in grid(("2d", "3d"), ("tss45", "attention")) if results.seeds(runs_dir, e.name)]
+    best = max(ran, key=lambda e: reproduction.learned(runs_dir, e, results.seeds(runs_dir, e)[0])["val_auc"]) if ran else None
+    for exp in dict.fromkeys(["2d-attention-transfer", "3d-attention-transfer"] + ([best] if best else [])):
+        s = results.seeds(runs_dir, exp)
+        if not s:
+            rows.append({"model": exp, "test patients": "not run"})
+            continue
+        p = results.predictions(runs_dir, exp, s[0])
+        for label, sub in (("usable ROI", p[p["patient_id"].isin(usable)]), ("all", p)):
+            m = results.evaluate(sub, n_boot=n_boot)
+            rows.append({"model": exp, "test patients": label, "n": m["n"],
+                         "AUC (95% CI)": stats.with_ci(m["auc"], (m["auc_lo"], m["auc_hi"]))})
+    t = pd.DataFrame(rows)
+    t["paper"] = t["model"].map({"Lee et al. 2020 (ours)": "0.72 (ML, its subset)"}).fillna("")
+    t.loc[(t["model"] == "2d-attention-transfer") & (t["test patients"] == "usable ROI"), "paper"] = "0.76 (2D, subset)"
+    t.loc[(t["model"] == "2d-attention-transfer") & (t["test patients"] == "all"), "paper"] = "0.74 (2D, all)"
+    return t, best
+
+
+def lee_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None, n_boot: int = 1000,
+                jobs: int = -1) -> Chapter:
+    """The Lee et al. baseline's page (``07_baseline_lee``) of the profile the Results chapter shows:
+    the baseline computed where the processed cohort is here (cached by its key) or read back from its
+    committed files; its settings, classifiers and usable-ROI share, and :func:`lee_subset`
+    (``lee_subset.csv``). ``said["unavailable"]``: why there is no baseline, when there is none."""
+    from .baselines import lee
+    from .preprocess import PreprocessCache
+
+    page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
+    lee_dir = project.under(results_root, page.shown).lee
+    said: dict[str, object] = {"lee_dir": lee_dir, "runs_dir": page.runs_dir, "cohort_dir": page.cohort_dir,
+                               "computed": PreprocessCache(page.cache_dir).assembled()}
+    if said["computed"]:  # the processed cohort is here: compute, or read back by its key
+        summary = lee.run(page.cache_dir, page.cohort_dir, lee_dir, seed=0, jobs=jobs)
+    else:
+        try:
+            summary = lee.stored(lee_dir)
+        except FileNotFoundError as e:
+            said["unavailable"] = str(e)
+            return Chapter(page.shown, said=said)
+    said["summary"] = summary
+    tables = {"settings": lee.settings_table(summary), "models": pd.read_csv(lee_dir / "models.csv")}
+    pred = pd.read_csv(lee_dir / "predictions.csv")
+    keep = pred.groupby("split")["usable"].agg(["sum", "size"]).rename(columns={"sum": "usable", "size": "patients"})
+    keep["share"] = (keep["usable"] / keep["patients"]).map("{:.0%}".format)
+    keep.loc["paper (all)"] = [221, 422, f"{221 / 422:.0%}"]
+    tables["usable"] = keep
+    tables["lee_subset"], said["best"] = lee_subset(lee_dir, page.runs_dir, n_boot)
+    if said["best"]:
+        b = said["best"]
+        said["best_val_auc"] = reproduction.learned(page.runs_dir, b, results.seeds(page.runs_dir, b)[0])["val_auc"]
+    files = _write(page.out_dir, {"lee_subset": tables["lee_subset"]}, {}, {})
+    return Chapter(page.shown, tables, {}, files, said)
 
 
 def results_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None, n_boot: int = 1000,
