@@ -36,56 +36,26 @@ from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
 
-import matplotlib.pyplot as plt
-import pandas as pd
+import torch
 from IPython.display import Markdown, display
 
-from tss import profiles, project, results, stages
+from tss import profiles, project, stages
 
 profiles.check(profile)
 results_root = Path(results_root or project.paths(profile).results_root)
-# the largest profile that has training runs here (full, lowres, then the one make book ran), its folders
-page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
-shown, runs_dir, cohort_dir, cache_dir, out_dir = page.shown, page.runs_dir, page.cohort_dir, page.cache_dir, page.out_dir
-print(f"results of the {shown} profile (make book ran {profile}); runs in {project.shown(runs_dir)}")
-
-# %% tags=["hide-input"]
-import torch
-
-from tss import gradcam
-from tss.preprocess import PreprocessCache
-from tss.runtree import RunTree
-from tss.train import Experiment, Hemispheres
-
+# the CAMs of the largest profile that has training runs here (full, lowres, then the one make book ran):
+# measured where its checkpoints and processed images are, else read back; by this page's stage
 device = "cuda" if torch.cuda.is_available() else "cpu"
-model_profile = profiles.MODEL[shown]
-exps = ["2d-tss45-random", "2d-attention-transfer", "3d-tss45-random", "3d-attention-transfer"]
-tree = RunTree(runs_dir)
-
-# computed for the experiments whose checkpoints and processed images are here; the stored results of
-# the others (trained in an earlier session, or a clone without checkpoints) are read back and kept
-have = [e for e in exps if tree.checkpoint(e) is not None]
-compute = bool(have) and PreprocessCache(cache_dir).assembled()
-archs_here = sorted({Experiment.parse(e).arch for e in have})
-cohorts = {a: Hemispheres.load(cache_dir, model_profile.downsample(a), device) for a in archs_here} if compute else None
-seed0 = results.seeds(runs_dir, have[0])[0] if have else None
-files = {k: out_dir / f for k, f in (("overlap", "gradcam_overlap.csv"), ("figure9", "figure9_cams.npz"),
-                                      ("isles", "gradcam_isles.csv"), ("isles_cams", "gradcam_isles_cams.npz"))}
-if not compute:
-    stored = [f.name for f in files.values() if f.exists()]
+page = stages.gradcam_chapter(results_root, profile, cohort_dir, cache_dir, device=device)
+shown, T, said = page.profile, page.tables, page.said
+print(f"results of the {shown} profile (make book ran {profile}); runs in {project.shown(said['runs_dir'])}")
+if not said["computed"]:
     display(Markdown(f"No checkpoints or processed images of the **{shown}** profile here: read back from its "
-                     f"committed files ({', '.join(stored) or 'none'})."))
+                     f"committed files ({', '.join(said['stored']) or 'none'})."))
 
 # %% tags=["hide-input", "remove-stderr"]
-if compute:
-    study = gradcam.merge_table(gradcam.cam_study(tree.seed_dir(seed0), have, cohorts, cache_dir, split="test"),
-                                files["overlap"], exps)
-    study.to_csv(files["overlap"], index=False)
-else:
-    study = pd.read_csv(files["overlap"]) if files["overlap"].exists() else None
-if study is not None:
-    summary = stages.gradcam_summary(out_dir)  # computed and written from the overlap table (tss.stages)
-    shown_t = summary.drop(columns="hit_rate").rename(columns=lambda c: c.replace("_", " "))  # headers that wrap
+if "summary" in T:
+    shown_t = T["summary"].drop(columns="hit_rate").rename(columns=lambda c: c.replace("_", " "))  # headers that wrap
     display(shown_t.style.format({"energy in lesion": "{:.1%}", "peak in lesion": "{:.0%}"}))
 else:
     print("Neither checkpoints nor a stored overlap table: train the grid first (Training chapter).")
@@ -98,23 +68,8 @@ else:
 # relative to each hemisphere's CAM maximum.
 
 # %% tags=["hide-input"]
-if compute:
-    c1 = next(iter(cohorts.values()))  # every arch's cohort has the same rows (hemispheres)
-    rows = c1.rows("test", "stroke")
-    sizes = {int(r): gradcam.lesion_hemispheres(cache_dir, c1.index.at[r, "patient_id"], 1)[
-        ("left", "right").index(c1.index.at[r, "hemisphere"])].sum() for r in rows}
-    row = max(sizes, key=sizes.get)
-    examples = []
-    for e in have:
-        c = cohorts[Experiment.parse(e).arch]
-        model = gradcam.load_run_model(tree.run_dir(e, seed0), c.x.shape[2], device)
-        examples.append(gradcam.cam_example(model, c, row, cache_dir, title=f"{e} ({shown})", experiment=e))
-    gradcam.save_examples(files["figure9"], gradcam.merge_examples(examples, files["figure9"], exps))
-examples = gradcam.load_examples(files["figure9"]) if files["figure9"].exists() else []
-if examples:
-    fig = gradcam.figure9(examples)
-    fig.savefig(out_dir / "figure9_gradcam.png", dpi=110, bbox_inches="tight")
-    plt.show()
+if "figure9_gradcam" in page.figures:
+    display(page.figures["figure9_gradcam"])
 
 # %% [markdown] tags=["caption=fig-gradcam"]
 # Grad-CAM of each model (the paper's Figure 9) on the test patient with the largest lesion: DWI b1000
@@ -131,30 +86,13 @@ if examples:
 # data: this shows whether what they learnt on the synthetic cohort points at a real lesion.
 
 # %% tags=["hide-input"]
-isles_cache = PreprocessCache(cache_dir.parent / "preprocess-isles")
-# the phase 1 (stroke detection) models first: which hemisphere each scores as stroke; then phase 3-4
-detectors = [results.experiment_name(a, "stroke", "random") for a in ("2d", "3d")]
-isles_exps = [e for e in detectors if tree.checkpoint(e) is not None] + have
-isles_ids = isles_cache.patient_ids()
-if PreprocessCache(cache_dir).assembled() and isles_exps and isles_ids:
-    pid = isles_ids[0]
-    rows_out, examples = [], []
-    for e in isles_exps:
-        row, ex = gradcam.external_case(tree.checkpoint(e).parent, isles_cache.root, pid,
-                                        cache_dir, model_profile.downsample(Experiment.parse(e).arch), device)
-        rows_out.append(row)
-        examples.append(ex)
-    order = [*detectors, *exps]
-    gradcam.merge_table(pd.DataFrame(rows_out), files["isles"], order).to_csv(files["isles"], index=False)
-    gradcam.save_examples(files["isles_cams"], gradcam.merge_examples(examples, files["isles_cams"], order))
-if files["isles"].exists() and files["isles_cams"].exists():
+if "isles" in T:
     display(Markdown(f"**{shown} profile.** *P*: the model's probability (stroke for phase 1, TSS < 4.5 h "
                      "after); the CAM measures are on the hemisphere with the expert lesion."))
-    isles_t = pd.read_csv(files["isles"]).rename(columns=lambda c: c.replace("_", " "))  # headers that wrap
+    isles_t = T["isles"].rename(columns=lambda c: c.replace("_", " "))  # headers that wrap
     display(isles_t.style.format(precision=2).format({"energy in lesion": "{:.2%}", "high in lesion": "{:.0%}"})
             .hide(axis="index"))
-    fig = gradcam.figure9(gradcam.load_examples(files["isles_cams"]))
-    plt.show()
+    display(page.figures["isles"])
 else:
     print("ISLES'22 case not preprocessed here (Preprocessing chapter) or no checkpoints: skipped.")
 

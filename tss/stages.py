@@ -145,6 +145,91 @@ def lee_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None, n_b
     return Chapter(page.shown, tables, {}, files, said)
 
 
+CAM_EXPERIMENTS = ("2d-tss45-random", "2d-attention-transfer", "3d-tss45-random", "3d-attention-transfer")
+
+
+def gradcam_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None, device: str = "cpu") -> Chapter:
+    """The Grad-CAM page (``09_gradcam``) of the profile the Results chapter shows. Where the
+    checkpoints of :data:`CAM_EXPERIMENTS` and the processed cohort are here, it measures the CAMs of
+    every test stroke hemisphere (``gradcam_overlap.csv``, merged with the rows stored for the models
+    not here), draws Figure 9's example (``figure9_cams.npz``, ``figure9_gradcam.png``) and scores the
+    real ISLES'22 case with the phase 1 detectors too (``gradcam_isles.csv``, its CAMs); elsewhere it
+    reads the committed files back. Tables: ``overlap``, ``summary`` (:func:`gradcam_summary`),
+    ``isles``; figures: ``figure9_gradcam``, ``isles``."""
+    from . import profiles
+    from .preprocess import PreprocessCache
+    from .train import Experiment, Hemispheres
+
+    page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
+    out, cache = page.out_dir, page.cache_dir
+    tree = RunTree(page.runs_dir)
+    model_profile = profiles.MODEL[page.shown]
+    exps = list(CAM_EXPERIMENTS)
+    # computed for the experiments whose checkpoints and processed images are here; the stored results of
+    # the others (trained in an earlier session, or a clone without checkpoints) are read back and kept
+    have = [e for e in exps if tree.checkpoint(e) is not None]
+    compute = bool(have) and PreprocessCache(cache).assembled()
+    files = {k: out / f for k, f in (("overlap", "gradcam_overlap.csv"), ("figure9", "figure9_cams.npz"),
+                                     ("isles", "gradcam_isles.csv"), ("isles_cams", "gradcam_isles_cams.npz"))}
+    said: dict[str, object] = {"computed": compute, "runs_dir": page.runs_dir,
+                               "stored": [f.name for f in files.values() if f.exists()]}
+    tables, figures, written = {}, {}, []
+    out.mkdir(parents=True, exist_ok=True)
+    cohorts = ({a: Hemispheres.load(cache, model_profile.downsample(a), device)
+                for a in sorted({Experiment.parse(e).arch for e in have})} if compute else None)
+    seed0 = results.seeds(page.runs_dir, have[0])[0] if have else None
+    if compute:
+        study = gradcam.merge_table(gradcam.cam_study(tree.seed_dir(seed0), have, cohorts, cache, split="test"),
+                                    files["overlap"], exps)
+        write_text(files["overlap"], study.to_csv(index=False))
+        written.append(files["overlap"])
+    if files["overlap"].exists():
+        tables["overlap"] = pd.read_csv(files["overlap"])
+        tables["summary"] = gradcam_summary(out)
+        written.append(out / "gradcam_summary.csv")
+
+    if compute:  # Figure 9: the test patient with the largest lesion, every model here
+        c1 = next(iter(cohorts.values()))  # every arch's cohort has the same rows (hemispheres)
+        rows = c1.rows("test", "stroke")
+        sizes = {int(r): gradcam.lesion_hemispheres(cache, c1.index.at[r, "patient_id"], 1)[
+            ("left", "right").index(c1.index.at[r, "hemisphere"])].sum() for r in rows}
+        row = max(sizes, key=sizes.get)
+        examples = []
+        for e in have:
+            c = cohorts[Experiment.parse(e).arch]
+            model = gradcam.load_run_model(tree.run_dir(e, seed0), c.x.shape[2], device)
+            examples.append(gradcam.cam_example(model, c, row, cache, title=f"{e} ({page.shown})", experiment=e))
+        gradcam.save_examples(files["figure9"], gradcam.merge_examples(examples, files["figure9"], exps))
+        written.append(files["figure9"])
+    examples = gradcam.load_examples(files["figure9"]) if files["figure9"].exists() else []
+    if examples:
+        figures["figure9_gradcam"] = gradcam.figure9(examples)
+
+    # the real ISLES'22 case: the phase 1 detectors first (which hemisphere each scores as stroke), then the TSS models
+    isles_cache = PreprocessCache(cache.parent / "preprocess-isles")
+    detectors = [results.experiment_name(a, "stroke", "random") for a in ("2d", "3d")]
+    isles_exps = [e for e in detectors if tree.checkpoint(e) is not None] + have
+    isles_ids = isles_cache.patient_ids()
+    if PreprocessCache(cache).assembled() and isles_exps and isles_ids:
+        rows_out, examples = [], []
+        for e in isles_exps:
+            r, ex = gradcam.external_case(tree.checkpoint(e).parent, isles_cache.root, isles_ids[0], cache,
+                                          model_profile.downsample(Experiment.parse(e).arch), device)
+            rows_out.append(r)
+            examples.append(ex)
+        order = [*detectors, *exps]
+        write_text(files["isles"], gradcam.merge_table(pd.DataFrame(rows_out), files["isles"], order).to_csv(index=False))
+        gradcam.save_examples(files["isles_cams"], gradcam.merge_examples(examples, files["isles_cams"], order))
+        written += [files["isles"], files["isles_cams"]]
+    if files["isles"].exists() and files["isles_cams"].exists():
+        tables["isles"] = pd.read_csv(files["isles"])
+        figures["isles"] = gradcam.figure9(gradcam.load_examples(files["isles_cams"]))
+    written += _write(out, {}, {k: v for k, v in figures.items() if k == "figure9_gradcam"}, {"figure9_gradcam": 110})
+    if "isles" in figures:  # shown on the page, not written (as before)
+        plt.close(figures["isles"])
+    return Chapter(page.shown, tables, figures, written, said)
+
+
 def results_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None, n_boot: int = 1000,
                     seed: int = 0) -> Chapter:
     """The Results page (``08_results``) of the largest profile with runs under ``results_root``
