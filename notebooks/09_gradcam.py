@@ -28,7 +28,7 @@ seed = 0              # bootstrap seed
 n_boot = 1000         # bootstrap replicates for every confidence interval
 jobs = -1
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "remove-stderr"]
 import warnings
 from pathlib import Path
 
@@ -53,7 +53,7 @@ if not said["computed"]:
     display(Markdown(f"No checkpoints or processed images of the **{shown}** profile here: read back from its "
                      f"committed files ({', '.join(said['stored']) or 'none'})."))
 
-# %% tags=["hide-input", "remove-stderr"]
+# %% tags=["hide-input"]
 if "summary" in T:
     shown_t = T["summary"].drop(columns="hit_rate").rename(columns=lambda c: c.replace("_", " "))  # headers that wrap
     display(shown_t.style.format({"energy in lesion": "{:.1%}", "peak in lesion": "{:.0%}"}))

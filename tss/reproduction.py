@@ -388,7 +388,3 @@ def beside(paper_recipe: pd.DataFrame, other: pd.DataFrame, recipe: str) -> pd.D
              f"{recipe}": o.at[c, "ours"], f"verdict ({recipe})": o.at[c, "verdict"]} for c in o.index]
     return pd.DataFrame(rows, columns=["claim", "paper's recipe", "verdict (paper's recipe)", recipe,
                                        f"verdict ({recipe})"])
-
-
-# ------------------------------------------------------------------------------------------------
-# everything at once (``python -m tss results``)

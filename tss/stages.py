@@ -3,8 +3,10 @@ figure its page shows, writes them under ``results/<profile>/results/`` and retu
 (a notebook) calls it and displays what it returns; ``python -m tss results`` and the Colab
 prerequisites call the same functions. A page cell writes no file.
 
-So far the Results chapter's two pages that compute from the runs: :func:`results_chapter` (Table
-2, Figures 6-8, the gains, the readers) and :func:`reproduction_chapter` (the claims).
+So far the Results chapter: :func:`lee_chapter` (the Lee et al. baseline), :func:`results_chapter`
+(Table 2, Figures 6-8, the gains, the readers), :func:`gradcam_chapter` (the CAMs) and
+:func:`reproduction_chapter` (the claims). The chapters before it (cohort, preprocessing, models,
+training) still write their own files from their notebooks.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def gradcam_summary(out_dir) -> pd.DataFrame | None:
     overlap = Path(out_dir) / "gradcam_overlap.csv"
     if not overlap.exists():
         return None
-    out = gradcam.summary(pd.read_csv(overlap))
+    out = gradcam.summary(pd.read_csv(overlap, float_precision="round_trip"))  # the table as it was written
     write_text(Path(out_dir) / "gradcam_summary.csv", out.to_csv())
     return out
 
