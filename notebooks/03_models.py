@@ -40,33 +40,24 @@ results_dir = None   # None: results/<profile>/models
 bench_dir = None     # None: results/bench, written by `make bench` (benchmarks/bench_models.py)
 
 # %% tags=["hide-input"]
-import json
 import textwrap
 import warnings
-from pathlib import Path
 
 from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # headless runs have no ipywidgets
 
-import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from tss import paper, profiles, project, viz
-from tss.models import Attention3DNet, SliceAttentionNet, UNet3D, imagenet, parameter_table, shape_table
-from tss.preprocess import PreprocessCache
+from tss import profiles, project, stages
 
 profiles.check(profile)
-P = project.paths(profile)  # every folder from the project root, whatever the working directory
-cache_dir = Path(cache_dir or P.cache)
-results_dir = Path(results_dir or P.stage("models"))
-bench_dir = Path(bench_dir or P.bench)
-results_dir.mkdir(parents=True, exist_ok=True)
 if jobs > 0:
     torch.set_num_threads(jobs)
-torch.manual_seed(seed)
-FULL = profiles.MODEL["full"].input_shape("2d")
+# every table, figure and file of this page, by its stage (tss.stages)
+page = stages.models_chapter(profile, seed=seed, cache_dir=cache_dir, results_dir=results_dir, bench_dir=bench_dir)
+T, said = page.tables, page.said
 print("input per hemisphere (slices, rows, columns): " + "; ".join(
     f"{p} {a.upper()} {profiles.MODEL[p].input_shape(a)}" for p in ("full", "lowres", "quick") for a in ("2d", "3d")))
 print(f"this book's profile: {profile}")
@@ -81,12 +72,8 @@ print(f"this book's profile: {profile}")
 # attention modules only. A frozen part keeps its weights and its batch-norm statistics.
 
 # %% tags=["hide-input"]
-nets = {"2D slice-wise attention": SliceAttentionNet(n_slices=FULL[0]), "3D attention": Attention3DNet()}
-params = parameter_table(nets, UNet3D())
-params.to_csv(results_dir / "parameters.csv", index=False)
-totals = params.groupby("model", sort=False)["parameters"].sum()
-display(Markdown(" ".join(f"**{k}**: {v:,} parameters." for k, v in totals.items())))
-params.style.format({"parameters": "{:,}"}).hide(axis="index")
+display(Markdown(" ".join(f"**{k}**: {v:,} parameters." for k, v in said["totals"].items())))
+T["parameters"].style.format({"parameters": "{:,}"}).hide(axis="index")
 
 
 # %% [markdown]
@@ -100,9 +87,7 @@ params.style.format({"parameters": "{:,}"}).hide(axis="index")
 # sub-volumes (`genesis_cube` of each profile), not whole hemispheres.
 
 # %% tags=["hide-input"]
-shapes = shape_table(("full", "lowres", "quick"))
-shapes.to_csv(results_dir / "shapes.csv")
-shapes
+T["shapes"]
 
 # %% [markdown]
 # ### The attention maps
@@ -111,23 +96,9 @@ shapes
 # full input (untrained weights, so the values are near 0.5 and carry no meaning yet):
 
 # %% tags=["hide-input"]
-torch.manual_seed(seed)
-x = torch.rand(1, 3, *FULL)
-with torch.no_grad():
-    _, d2 = SliceAttentionNet(n_slices=FULL[0]).eval()(x, details=True)
-    _, d3 = Attention3DNet().eval()(x, details=True)
-att = pd.DataFrame([
-    {"model": "2D", "gate": "layer3 (256 ch) gated by layer4", "map shape": " x ".join(map(str, d2["attention"].shape[1:])),
-     "min": d2["attention"].min().item(), "max": d2["attention"].max().item(),
-     "paper (Fig. 4)": "256 ch, 28 x 14 (see above)"},
-    {"model": "3D", "gate": "down2 (128 ch) gated by down4", "map shape": " x ".join(map(str, d3["attention1"].shape[2:])),
-     "min": d3["attention1"].min().item(), "max": d3["attention1"].max().item(), "paper (Fig. 4)": "128 ch"},
-    {"model": "3D", "gate": "down3 (256 ch) gated by down4", "map shape": " x ".join(map(str, d3["attention2"].shape[2:])),
-     "min": d3["attention2"].min().item(), "max": d3["attention2"].max().item(), "paper (Fig. 4)": "256 ch"},
-])
-display(Markdown(f"2D final map: {' x '.join(map(str, d2['final_map']))} (paper: 512 x 7 x 4); "
+display(Markdown(f"2D final map: {' x '.join(map(str, said['final_map']))} (paper: 512 x 7 x 4); "
                  f"2D map shape is slices x rows x columns."))
-att.style.format({"min": "{:.3f}", "max": "{:.3f}"}).hide(axis="index")
+T["attention"].style.format({"min": "{:.3f}", "max": "{:.3f}"}).hide(axis="index")
 
 # %% [markdown]
 # ## Models Genesis: the four distortions
@@ -148,14 +119,10 @@ att.style.format({"min": "{:.3f}", "max": "{:.3f}"}).hide(axis="index")
 # training uses the same transforms on smaller cubes of the downsampled hemispheres.
 
 # %% tags=["hide-input"]
-if PreprocessCache(cache_dir).assembled():
-    c = viz.lesion_cube(cache_dir, profiles.MODEL["full"].genesis_cube)
-    fig = viz.genesis_figure(c["cube"], c["k"], seed)
-    fig.suptitle(f"Models Genesis distortions on {c['description']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(results_dir / "genesis_transforms.png", dpi=120)
+if "genesis_transforms" in page.figures:
+    display(page.figures["genesis_transforms"])
 else:
-    print(f"No hemisphere tensors in {project.shown(cache_dir)}: run the Preprocessing chapter first.")
+    print(f"No hemisphere tensors in {project.shown(said['cache_dir'])}: run the Preprocessing chapter first.")
 
 # %% [markdown] tags=["caption=fig-genesis"]
 # The Models Genesis transforms on one sub-volume of our cohort (DWI and FLAIR, middle slice); the
@@ -172,12 +139,7 @@ else:
 # where to put it, and the ImageNet rows of the Training and Results chapters are skipped with that message.
 
 # %% tags=["hide-input"]
-try:
-    path = imagenet.find_weights()
-    report = imagenet.load_imagenet(SliceAttentionNet(n_slices=FULL[0]), path)
-    print(f"ImageNet weights found ({path.name}): {report}")
-except imagenet.WeightsUnavailable as e:
-    print(textwrap.fill(str(e), 88))  # one long line would scroll out of the page
+print(textwrap.fill(said["imagenet"], 88))  # one long line would scroll out of the page
 
 # %% [markdown]
 # ## Training-step throughput and memory
@@ -190,17 +152,8 @@ except imagenet.WeightsUnavailable as e:
 # (`../shared/gpu/README.md`, bf16 autocast, batch 8) and the paper's reported GPU memory at batch 8.
 
 # %% tags=["hide-input"]
-rows = []
-for f in sorted(Path(bench_dir).glob("models-*.json")):
-    rows += json.loads(f.read_text())
-if rows:
-    b = pd.DataFrame(rows)
-    b["H100 hemis/s"] = b["arch"].map(lambda a: paper.H100_CEILING_BF16_BATCH8[a]["hemis_per_s"])
-    b["H100 GiB"] = b["arch"].map(lambda a: paper.H100_CEILING_BF16_BATCH8[a]["peak_gib"])
-    b["paper GB"] = b["arch"].map(paper.GPU_MEMORY_GB_BATCH8)
-    b = b[["arch", "device", "precision", "batch", "threads", "seconds_per_step", "hemis_per_s", "peak_gib",
-           "H100 hemis/s", "H100 GiB", "paper GB"]].rename(columns={"seconds_per_step": "s/step",
-                                                                    "hemis_per_s": "hemis/s", "peak_gib": "GiB"})
+if "bench" in T:
+    b = T["bench"]
     display(Markdown("*H100*: the ceiling of the same bare steps on one H100 (bf16, batch 8); *paper GB*: the "
                      "paper's reported GPU memory at batch 8."))
     display(b.style.format({"s/step": "{:.2f}", "hemis/s": "{:.1f}", "GiB": "{:.2f}", "H100 GiB": "{:.1f}",
@@ -209,12 +162,7 @@ if rows:
         display(Markdown("No GPU row yet: these numbers come from a CPU. `make bench` on a machine with a CUDA "
                          "GPU adds `models-cuda.json`."))
 else:
-    print(f"No benchmark results in {project.shown(bench_dir)}: run `make bench`.")
+    print(f"No benchmark results in {project.shown(said['bench_dir'])}: run `make bench`.")
 
 # %% tags=["remove-cell"]
-summary = {"profile": profile,
-           "inputs": {p: {a: profiles.MODEL[p].input_shape(a) for a in ("2d", "3d")} for p in ("full", "quick")},
-           "parameters": {k: int(v) for k, v in totals.items()},
-           "imagenet_weights": imagenet.available()}
-(results_dir / "models_summary.json").write_text(json.dumps(summary, indent=1))
-summary
+said["summary"]

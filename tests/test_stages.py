@@ -113,3 +113,21 @@ def test_the_lee_subset_scores_every_model_on_the_baselines_patients_and_picks_t
     assert rows.at[("2d-tss45-random", "usable ROI"), "n"] == 30
     assert rows.at[("2d-tss45-random", "usable ROI"), "AUC (95% CI)"].startswith(f"{auc:.2f}")
     assert rows.at[("2d-tss45-random", "all"), "n"] == 40
+
+
+def test_the_models_stage_writes_its_tables_and_counts_every_parameter(tmp_path):
+    import json
+
+    from tss.models import Attention3DNet, SliceAttentionNet
+
+    page = stages.models_chapter("quick", cache_dir=tmp_path / "no-cache", results_dir=tmp_path / "models",
+                                 bench_dir=tmp_path / "no-bench")
+    assert {f.name for f in page.files} == {"parameters.csv", "shapes.csv", "models_summary.json"}  # no cache: no figure
+    assert not page.figures and "bench" not in page.tables
+    written = pd.read_csv(tmp_path / "models" / "parameters.csv")
+    assert written["parameters"].sum() == page.tables["parameters"]["parameters"].sum()
+    totals = json.loads((tmp_path / "models" / "models_summary.json").read_text())["parameters"]
+    assert totals["2D slice-wise attention"] == sum(p.numel() for p in SliceAttentionNet(n_slices=26).parameters())
+    assert totals["3D attention"] == sum(p.numel() for p in Attention3DNet().parameters())
+    att = page.tables["attention"]
+    assert ((att["min"] >= 0) & (att["max"] <= 1)).all() and len(att) == 3

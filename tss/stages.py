@@ -1,12 +1,12 @@
 """One function per chapter that computes: it reads the profile's files, computes every table and
-figure its page shows, writes them under ``results/<profile>/results/`` and returns them. The page
+figure its page shows, writes them under ``results/<profile>/`` and returns them. The page
 (a notebook) calls it and displays what it returns; ``python -m tss results`` and the Colab
 prerequisites call the same functions. A page cell writes no file.
 
-So far the Results chapter: :func:`lee_chapter` (the Lee et al. baseline), :func:`results_chapter`
-(Table 2, Figures 6-8, the gains, the readers), :func:`gradcam_chapter` (the CAMs) and
-:func:`reproduction_chapter` (the claims). The chapters before it (cohort, preprocessing, models,
-training) still write their own files from their notebooks.
+So far the Models chapter (:func:`models_chapter`) and the Results chapter: :func:`lee_chapter`
+(the Lee et al. baseline), :func:`results_chapter` (Table 2, Figures 6-8, the gains, the readers),
+:func:`gradcam_chapter` (the CAMs) and :func:`reproduction_chapter` (the claims). The chapters
+before (cohort, preprocessing, training) still write their own files from their notebooks.
 """
 
 from __future__ import annotations
@@ -67,6 +67,84 @@ def _write(out: Path, tables: dict[str, pd.DataFrame], figures: dict[str, plt.Fi
         plt.close(fig)  # the page displays it where it belongs, not where the stage ran
         files.append(out / f"{name}.png")
     return files
+
+
+def models_chapter(profile: str, seed: int = 0, cache_dir=None, results_dir=None, bench_dir=None) -> Chapter:
+    """The Models page (``03_models``): the parameter counts of both models and the U-Net
+    (``parameters.csv``), the input and feature-map shapes of every profile (``shapes.csv``), the
+    attention maps of a random input at the paper's size, Models Genesis's distortions on a lesion
+    (``genesis_transforms.png``, where the processed cohort is here), whether ImageNet weights are
+    here, the training-step benchmarks ``make bench`` wrote, and ``models_summary.json``."""
+    import json
+
+    import torch
+
+    from . import paper, profiles, viz
+    from .models import Attention3DNet, SliceAttentionNet, UNet3D, imagenet, parameter_table, shape_table
+    from .preprocess import PreprocessCache
+
+    P = project.paths(profile)
+    cache_dir = Path(cache_dir or P.cache)
+    results_dir = Path(results_dir or P.stage("models"))
+    bench_dir = Path(bench_dir or P.bench)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    full = profiles.MODEL["full"].input_shape("2d")
+    torch.manual_seed(seed)
+    nets = {"2D slice-wise attention": SliceAttentionNet(n_slices=full[0]), "3D attention": Attention3DNet()}
+    params = parameter_table(nets, UNet3D())
+    write_text(results_dir / "parameters.csv", params.to_csv(index=False))
+    shapes = shape_table(("full", "lowres", "quick"))
+    write_text(results_dir / "shapes.csv", shapes.to_csv())
+    files = [results_dir / "parameters.csv", results_dir / "shapes.csv"]
+    totals = params.groupby("model", sort=False)["parameters"].sum()
+
+    torch.manual_seed(seed)
+    x = torch.rand(1, 3, *full)
+    with torch.no_grad():
+        _, d2 = SliceAttentionNet(n_slices=full[0]).eval()(x, details=True)
+        _, d3 = Attention3DNet().eval()(x, details=True)
+    gates = (("2D", "layer3 (256 ch) gated by layer4", d2["attention"].shape[1:], d2["attention"],
+              "256 ch, 28 x 14 (see above)"),
+             ("3D", "down2 (128 ch) gated by down4", d3["attention1"].shape[2:], d3["attention1"], "128 ch"),
+             ("3D", "down3 (256 ch) gated by down4", d3["attention2"].shape[2:], d3["attention2"], "256 ch"))
+    att = pd.DataFrame([{"model": m, "gate": g, "map shape": " x ".join(map(str, shape)), "min": a.min().item(),
+                         "max": a.max().item(), "paper (Fig. 4)": ref} for m, g, shape, a, ref in gates])
+    said: dict[str, object] = {"totals": totals, "final_map": d2["final_map"], "cache_dir": cache_dir,
+                               "bench_dir": bench_dir}
+    figures = {}
+    if PreprocessCache(cache_dir).assembled():
+        c = viz.lesion_cube(cache_dir, profiles.MODEL["full"].genesis_cube)
+        fig = viz.genesis_figure(c["cube"], c["k"], seed)
+        fig.suptitle(f"Models Genesis distortions on {c['description']}", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(results_dir / "genesis_transforms.png", dpi=120)
+        plt.close(fig)
+        figures["genesis_transforms"] = fig
+        files.append(results_dir / "genesis_transforms.png")
+    try:
+        path = imagenet.find_weights()
+        report = imagenet.load_imagenet(SliceAttentionNet(n_slices=full[0]), path)
+        said["imagenet"] = f"ImageNet weights found ({path.name}): {report}"
+    except imagenet.WeightsUnavailable as e:
+        said["imagenet"] = str(e)
+    tables = {"parameters": params, "shapes": shapes, "attention": att}
+    rows = [r for f in sorted(bench_dir.glob("models-*.json")) for r in json.loads(f.read_text())]
+    if rows:
+        b = pd.DataFrame(rows)
+        b["H100 hemis/s"] = b["arch"].map(lambda a: paper.H100_CEILING_BF16_BATCH8[a]["hemis_per_s"])
+        b["H100 GiB"] = b["arch"].map(lambda a: paper.H100_CEILING_BF16_BATCH8[a]["peak_gib"])
+        b["paper GB"] = b["arch"].map(paper.GPU_MEMORY_GB_BATCH8)
+        tables["bench"] = b[["arch", "device", "precision", "batch", "threads", "seconds_per_step", "hemis_per_s",
+                             "peak_gib", "H100 hemis/s", "H100 GiB", "paper GB"]].rename(
+            columns={"seconds_per_step": "s/step", "hemis_per_s": "hemis/s", "peak_gib": "GiB"})
+    summary = {"profile": profile,
+               "inputs": {p: {a: profiles.MODEL[p].input_shape(a) for a in ("2d", "3d")} for p in ("full", "quick")},
+               "parameters": {k: int(v) for k, v in totals.items()},
+               "imagenet_weights": imagenet.available()}
+    write_text(results_dir / "models_summary.json", json.dumps(summary, indent=1))
+    files.append(results_dir / "models_summary.json")
+    said["summary"] = summary
+    return Chapter(profile, tables, figures, files, said)
 
 
 def gradcam_summary(out_dir) -> pd.DataFrame | None:
