@@ -3,10 +3,11 @@ figure its page shows, writes them under ``results/<profile>/`` and returns them
 (a notebook) calls it and displays what it returns; ``python -m tss results`` and the Colab
 prerequisites call the same functions. A page cell writes no file.
 
-So far the Models chapter (:func:`models_chapter`) and the Results chapter: :func:`lee_chapter`
-(the Lee et al. baseline), :func:`results_chapter` (Table 2, Figures 6-8, the gains, the readers),
-:func:`gradcam_chapter` (the CAMs) and :func:`reproduction_chapter` (the claims). The chapters
-before (cohort, preprocessing, training) still write their own files from their notebooks.
+So far the Preprocessing and Models chapters (:func:`preprocessing_chapter`, :func:`models_chapter`)
+and the Results chapter: :func:`lee_chapter` (the Lee et al. baseline), :func:`results_chapter`
+(Table 2, Figures 6-8, the gains, the readers), :func:`gradcam_chapter` (the CAMs) and
+:func:`reproduction_chapter` (the claims). The Cohort and Training chapters still write their own
+files from their notebooks.
 """
 
 from __future__ import annotations
@@ -67,6 +68,153 @@ def _write(out: Path, tables: dict[str, pd.DataFrame], figures: dict[str, plt.Fi
         plt.close(fig)  # the page displays it where it belongs, not where the stage ran
         files.append(out / f"{name}.png")
     return files
+
+
+PIPELINE_BOXES = [("DWI b1000", "b0 (T2w)", "FLAIR"), "N4 bias field\n(SimpleITK)", "reorient\n(RAS, nibabel)",
+                  "register b0 -> T2w MNI head\naffine, mutual information", "skull/neck removal\ntemplate-mask propagation",
+                  "co-register\nb1000: b0's transform\nFLAIR: own affine MI\nfrom b0's start",
+                  "resample to 224x224x26\n+ second brain mask",
+                  "histogram matching\nto a reference (torchio)\nscale to [0, 1]",
+                  "split hemispheres\nflip right onto left\n2 x 3x26x224x112"]
+
+
+def _pipeline_figure() -> plt.Figure:
+    """Figure 2: the preprocessing steps in the paper's order, as a snake of boxes (5, then 4)."""
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    ax.set_xlim(0, 5)
+    ax.set_ylim(0, 2)
+    ax.axis("off")
+    pos = [(i + 0.5, 1.5) for i in range(5)] + [(i + 0.5, 0.5) for i in range(3, -1, -1)]
+    for i, (b, (x, y)) in enumerate(zip(PIPELINE_BOXES, pos)):
+        text = "\n".join(b) if isinstance(b, tuple) else b
+        ax.text(x, y, text, ha="center", va="center", fontsize=10.5,
+                bbox=dict(boxstyle="round,pad=0.5", fc="#e8f0fb" if i else "#fdf0d5", ec="#4a6fa5"))
+    for (x0, y0), (x1, y1) in zip(pos[:-1], pos[1:]):
+        if y0 == y1:
+            d = 0.3 if x1 > x0 else -0.3
+            ax.annotate("", xy=(x1 - d * 1.25 + (0 if x1 > x0 else 0), y1), xytext=(x0 + d, y0),
+                        arrowprops=dict(arrowstyle="->", color="#4a6fa5"))
+        else:
+            ax.annotate("", xy=(x1, y1 + 0.3), xytext=(x0, y0 - 0.3), arrowprops=dict(arrowstyle="->", color="#4a6fa5"))
+    ax.set_title("Figure 2 (ours): preprocessing pipeline, paper order", fontsize=12)
+    return fig
+
+
+def _registered_figure(cases, landmarks, slices=(10, 14)) -> plt.Figure:
+    """Figure 3: registered DWI, FLAIR and b0 of each (name, patient) at two slices (the labels stay
+    readable at the text column's width), lesion outlined."""
+    from .preprocess import pipeline
+
+    ns = len(slices)
+    fig, axes = plt.subplots(3, ns * len(cases), figsize=(2.6 * ns * len(cases), 8.4))
+    axes = np.atleast_2d(axes)
+    for c, (name, p) in enumerate(cases):
+        v = pipeline.normalise(p["volume"].astype(np.float32), p["brain"], landmarks)
+        for r, ch in enumerate((0, 2, 1)):  # DWI, FLAIR, b0 as in the paper
+            for j, k in enumerate(slices):
+                ax = axes[r, ns * c + j]
+                ax.imshow(np.rot90(v[ch][:, :, k]), cmap="gray", vmin=0, vmax=1)
+                if "lesion" in p and p["lesion"][:, :, k].any():
+                    ax.contour(np.rot90(p["lesion"][:, :, k]), [0.5], colors="tab:red", linewidths=0.7)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(f"{name}\nslice {k}", fontsize=12)
+                if ns * c + j == 0:
+                    ax.set_ylabel(["DWI (b1000)", "FLAIR", "T2w (b0)"][r], fontsize=13)
+    fig.tight_layout()
+    return fig
+
+
+def _hemispheres_figure(hemis, index) -> plt.Figure:
+    """Both hemisphere tensors of the first stroke patient, DWI at slice 13, as a model sees them."""
+    row = index[index["label"] == 1].iloc[0]
+    pid = row["patient_id"]
+    pair = index[index["patient_id"] == pid]
+    fig, axes = plt.subplots(1, 2, figsize=(6, 5))
+    for ax, (_, r) in zip(axes, pair.iterrows()):
+        h = np.asarray(hemis[r["row"]], dtype=np.float32)  # (3, 26, 224, 112)
+        ax.imshow(h[0, 13][::-1], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{pid} {r['hemisphere']}: label {r['label']}\n({r['label_source']})", fontsize=11)
+        ax.set_xlabel("lateral -> midline", fontsize=11)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def preprocessing_chapter(profile: str, cohort_dir=None, cache_dir=None, results_dir=None, isles_manifest=None,
+                          n_qc: int | None = None, jobs: int = -1) -> Chapter:
+    """The Preprocessing page (``02_preprocessing``): the pipeline run over the profile's cohort
+    (cached per patient), the hemisphere tensors assembled, the quality control of ``n_qc`` synthetic
+    patients against their known truth (``qc.csv``, all when None), the real ISLES'22 case where it is
+    beside the repository, Figures 2 and 3 (``figure2_pipeline.png``, ``figure3_registered.png``), the
+    hemisphere figure, and ``preprocess_summary.json``."""
+    import json
+
+    from . import preprocess
+    from .preprocess import qc
+
+    P = project.paths(profile)
+    cohort_dir = Path(cohort_dir or P.cohort)
+    cache_dir = Path(cache_dir or P.cache)
+    results_dir = Path(results_dir or P.stage("preprocess"))
+    results_dir.mkdir(parents=True, exist_ok=True)
+    figures = {"figure2_pipeline": _pipeline_figure()}
+    figures["figure2_pipeline"].savefig(results_dir / "figure2_pipeline.png", dpi=130, bbox_inches="tight")
+    files = [results_dir / "figure2_pipeline.png"]
+
+    run = preprocess.preprocess_cohort(cohort_dir, cache_dir, jobs=jobs)
+    preprocess.assemble(cache_dir, cohort_dir)
+    hemis, index = preprocess.load_hemispheres(cache_dir)
+    seconds = pd.Series([o.seconds for o in run.outcomes if o.ok])
+    said: dict[str, object] = {"run": run.summary(), "hemis_shape": tuple(hemis.shape), "hemis_dtype": hemis.dtype,
+                               "hemis_gib": hemis.nbytes / 2**30, "stroke": int(index["label"].sum()),
+                               "hemispheres": len(index), "paper_gib": hemis.nbytes / len(hemis) * 844 / 2**30,
+                               "seconds": seconds}
+
+    ok_ids = [o.patient_id for o in run.outcomes if o.ok]
+    ids = ok_ids if n_qc is None else ok_ids[:n_qc]
+    qct = qc.qc_table(cohort_dir, cache_dir, ids)
+    write_text(results_dir / "qc.csv", qct.to_csv(index=False))
+    files.append(results_dir / "qc.csv")
+    said["qc_patients"] = len(ids)
+
+    isles_csv = Path(isles_manifest or P.manifests / "isles22-sample.csv")
+    isles_ok = isles_csv.exists() and all(p is None or Path(p).exists() for p in
+                                          manifest.load_cohort(isles_csv, check=False).table[["b1000", "flair"]].iloc[0])
+    said["isles_ok"] = isles_ok
+    cases = [("synthetic " + ok_ids[0], preprocess.load_patient(cache_dir, ok_ids[0]))]
+    if isles_ok:
+        isles_run = preprocess.preprocess_cohort(isles_csv, cache_dir.parent / "preprocess-isles", jobs=1, progress=False,
+                                                 data_roots=[isles_csv.parent / "../../shared/data/isles22-sample"])
+        isles = preprocess.load_patient(cache_dir.parent / "preprocess-isles", "sub-strokecase0009")
+        said["isles_run"] = isles_run.summary()
+        said["isles_meta"] = {k: isles["meta"][k] for k in ("b0_source", "label_left", "label_right", "label_source",
+                                                              "template_correlation")}
+        cases.append(("ISLES'22 (real)", isles))
+    landmarks = {k: np.array(v) for k, v in preprocess.PreprocessCache(cache_dir).cohort_meta()["landmarks"].items()}
+    figures["figure3_registered"] = _registered_figure(cases, landmarks)
+    figures["figure3_registered"].savefig(results_dir / "figure3_registered.png", dpi=110)
+    files.append(results_dir / "figure3_registered.png")
+    figures["hemispheres"] = _hemispheres_figure(hemis, index)
+    for fig in figures.values():
+        plt.close(fig)
+
+    summary = {
+        "profile": profile, "patients": len(run.outcomes), "failed": len(run.failures),
+        "seconds_per_patient_median": float(seconds.median()),
+        "qc_patients": len(ids),
+        "dwi_error_mean_mm": float(qct["dwi_error_mean_mm"].mean()),
+        "flair_error_mean_mm": float(qct["flair_error_mean_mm"].mean()),
+        "affine_floor_mean_mm": float(qct["affine_floor_mm"].mean()),
+        "brain_dice_mean": float(qct["brain_dice"].mean()),
+        "hemispheres_shape": list(hemis.shape),
+    }
+    write_text(results_dir / "preprocess_summary.json", json.dumps(summary, indent=1))
+    files.append(results_dir / "preprocess_summary.json")
+    said["summary"] = summary
+    return Chapter(profile, {"qc": qct, "qc_summary": qc.summarise(qct)}, figures, files, said)
 
 
 def models_chapter(profile: str, seed: int = 0, cache_dir=None, results_dir=None, bench_dir=None) -> Chapter:
