@@ -19,7 +19,7 @@ from IPython.display import Markdown, display
 
 from tss import project, provenance
 
-root = project.root() / "results"
+root = project.paths(profile).results_root
 shown = project.profiles_with(("provenance.json", project.FINISHED_RUNS), root)  # largest first
 for p in shown:
     display(Markdown(f"## Profile `{p}`"))

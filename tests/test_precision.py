@@ -74,7 +74,7 @@ class _Tiny(PartsModel):
 def test_fp16_with_a_gradient_scaler_trains_resumes_and_keys_its_runs_apart(tmp_path, monkeypatch):
     exp = Experiment("2d", "stroke", "random")
     c = tiny_cohort()
-    monkeypatch.setattr(tasks, "build", lambda arch, n_slices: _Tiny(n_slices))
+    monkeypatch.setattr(tasks, "build", lambda arch, n_slices, **kw: _Tiny(n_slices))
     monkeypatch.setenv("TSS_PRECISION", "fp16")  # the T4 path, here on the CPU
     run = Run(exp, c, tmp_path, "quick", 0, max_epochs=2, progress=False, train_profile=TINY)
     s = run.fit()

@@ -6,6 +6,7 @@ profiles    run profiles (quick, lowres, full): cohort size, input size, epoch b
 project     the project's folders (cohort, caches, runs, results) from its root, from any working directory
 paths       paths from untrusted values (manifest cells, patient ids) that stay in their folder
 manifest    cohort manifest: schema, loading, validation
+task        the tasks (stroke detection, TSS < 3 h, TSS < 4.5 h): name, threshold, label rule, title
 template    the MNI152 head (brain tissues, CSF, skull, scalp, neck): preprocessing's target, synth's anatomy
 synth       physics-based synthetic cohort on MNI152 anatomy
 preprocess  the paper's pipeline: N4, registration to MNI, normalisation, hemisphere tensors;
@@ -21,6 +22,7 @@ gradcam     Grad-CAM of both models and its overlap with the lesion
 stats       AUC, operating points, bootstrap and exact intervals, DeLong, Fleiss' kappa
 results     Table 2, the gains of Figures 6-7, Figure 8, what the TSS models learnt from phase 1
 reproduction  the claims table of the Reproduction page: each claim, its evidence, ours, a verdict
+stages      one function per chapter: computes and writes what its page shows, and returns it
 paper       the paper's own numbers (its Tables 1 and 2), never ours
 tables      tables computed from a cohort (Table 1)
 viz         figure helpers for native images
