@@ -70,6 +70,21 @@ def test_notebook_defines_no_long_function(path):
                 assert node.end_lineno - node.lineno < 6, f"{path.name}: {node.name} belongs in tss"
 
 
+WRITES = {"to_csv", "to_json", "to_parquet", "savefig", "write_text", "write_bytes", "save", "savez", "dump"}
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_no_notebook_cell_writes_a_file(path):
+    """A page displays what its stage (tss.stages) or the training code computed and wrote: a file
+    written by a cell would have no tested maker and no schema."""
+    for c in jupytext.read(path).cells:
+        if c.cell_type != "code":
+            continue
+        calls = {n.func.attr for n in ast.walk(ast.parse(c.source))
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+        assert not calls & WRITES, f"{path.name} writes a file in a cell: {sorted(calls & WRITES)}"
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
 def test_every_page_of_a_notebook_is_in_the_book_and_the_makefile(path):
     for page in PAGES.get(path.stem, [path.stem]):

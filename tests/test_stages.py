@@ -132,3 +132,32 @@ def test_the_models_stage_writes_its_tables_and_counts_every_parameter(tmp_path)
     assert totals["3D attention"] == sum(p.numel() for p in Attention3DNet().parameters())
     att = page.tables["attention"]
     assert ((att["min"] >= 0) & (att["max"] <= 1)).all() and len(att) == 3
+
+
+def test_the_cohort_stage_writes_every_file_of_the_data_page_and_shows_the_results_cohort(small, tmp_path):
+    import json
+
+    import matplotlib.pyplot as plt
+    from conftest import N_SMALL, SEED_SMALL
+
+    from tss import project, results
+
+    root, _ = small
+    before = set(plt.get_fignums())
+    page = stages.cohort_chapter("quick", n=N_SMALL, seed=SEED_SMALL, jobs=1, cohort_dir=root,
+                                 results_dir=tmp_path, n_boot=20)
+    names = {f.name for f in page.files}
+    assert names == {"manifest.csv", "latent.csv", "table1.csv", "figure1_mismatch.png", "signal_ratio_vs_tss.png",
+                     "readers_test.csv", "oracle_roc.png", "cohort_summary.json"}
+    assert all(f.exists() and f.parent == tmp_path for f in page.files)
+    assert set(plt.get_fignums()) <= before
+    # the page shows the cohort the Results chapter shows; Figure 1 shows this build's images
+    shown = results.profile_of(project.paths("quick").results_root) or "quick"
+    assert page.profile == page.said["shown"] == shown
+    assert page.said["n_images"] == N_SMALL
+    summary = json.loads((tmp_path / "cohort_summary.json").read_text())
+    assert summary["n"] == page.said["n_shown"] and summary["built_by"] == "quick"
+    readers = pd.read_csv(tmp_path / "readers_test.csv")
+    assert len(readers) == 4 and readers["n (ours)"].iloc[0] == page.said["n_test"]
+    # the written Table 1 is the one returned (index kept: the variable names)
+    assert pd.read_csv(tmp_path / "table1.csv", index_col=0).shape == page.tables["table1"].shape

@@ -3,11 +3,10 @@ figure its page shows, writes them under ``results/<profile>/`` and returns them
 (a notebook) calls it and displays what it returns; ``python -m tss results`` and the Colab
 prerequisites call the same functions. A page cell writes no file.
 
-So far the Preprocessing and Models chapters (:func:`preprocessing_chapter`, :func:`models_chapter`)
-and the Results chapter: :func:`lee_chapter` (the Lee et al. baseline), :func:`results_chapter`
-(Table 2, Figures 6-8, the gains, the readers), :func:`gradcam_chapter` (the CAMs) and
-:func:`reproduction_chapter` (the claims). The Cohort and Training chapters still write their own
-files from their notebooks.
+The chapters: :func:`cohort_chapter` (Data), :func:`preprocessing_chapter`, :func:`models_chapter`,
+:func:`lee_chapter` (the Lee et al. baseline), :func:`results_chapter` (Table 2, Figures 6-8, the
+gains, the readers), :func:`gradcam_chapter` (the CAMs) and :func:`reproduction_chapter` (the claims).
+The Training chapters run :mod:`tss.train`, whose runs write their own files.
 """
 
 from __future__ import annotations
@@ -20,9 +19,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import gradcam, manifest, project, reproduction, results, stats
+from . import gradcam, manifest, project, reproduction, results, stats, viz
 from .atomic import write_text
 from .runtree import RunTree
+from .task import Task
 from .train import clock
 from .train.config import grid
 
@@ -141,6 +141,196 @@ def _hemispheres_figure(hemis, index) -> plt.Figure:
         ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+LATENT_COLS = ["patient_id", "territory", "lesion_ml", "dwi_ratio", "b0_ratio", "flair_ratio", "latent_t2_increase",
+               "oracle_score"]
+
+
+def _mismatch_case(frame: pd.DataFrame, early: bool) -> pd.Series:
+    """Figure 1's patient: the early one (TSS < 3 h) with the faintest FLAIR, or the late one (6-24 h)
+    with the brightest, among lesions over 5 mL on one side."""
+    t = frame["onset_to_mri_min"]
+    window = frame[(Task.TSS3.label(t) == 1) if early else ((t > 360) & (t < 1440))]
+    if window.empty:
+        raise ValueError(f"Figure 1 needs a patient scanned {'under 3 h' if early else 'at 6-24 h'} after onset: "
+                         f"this cohort's {len(frame)} patients have none")
+    cand = window[(window["lesion_ml"] > 5) & (window["stroke_side"] != "both")]
+    cand = window if cand.empty else cand  # a small cohort may have no large one-sided lesion in the window
+    key = -cand["flair_ratio"] if early else cand["flair_ratio"]
+    return cand.loc[key.sort_values(ascending=False).index[0]]
+
+
+def _mismatch_figure(images: pd.DataFrame) -> plt.Figure:
+    """Figure 1: an early (mismatch) and a late (no mismatch) patient at their largest lesion slice."""
+    cases = {"early": _mismatch_case(images, True), "late": _mismatch_case(images, False)}
+    fig, axes = plt.subplots(2, 3, figsize=(9, 6.4))
+    for row_axes, (label, case) in zip(axes, cases.items()):
+        panel = viz.lesion_slice_panel({k: case[k] for k in ("b1000", "b0", "flair", "lesion_mask")})
+        viz.draw_panel(row_axes, panel, f"{label}: TSS {case['onset_to_mri_min'] / 60:.1f} h\n"
+                       f"FLAIR ratio {case['flair_ratio']:.2f}, DWI ratio {case['dwi_ratio']:.2f}")
+    fig.suptitle("Synthetic DWI-FLAIR mismatch (top) and no mismatch (bottom)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _ratios_figure(df: pd.DataFrame) -> plt.Figure:
+    """Lesion/healthy signal of DWI, b0 and FLAIR against TSS, one dot per patient, binned medians."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharex=True)
+    bins = np.geomspace(df["onset_to_mri_min"].min(), df["onset_to_mri_min"].max() * 1.001, 12)
+    tss_bin = pd.cut(df["onset_to_mri_min"], bins)
+    for ax, (col, label) in zip(axes, [("dwi_ratio", "DWI b1000"), ("b0_ratio", "b0 (T2w)"), ("flair_ratio", "FLAIR")]):
+        sc = ax.scatter(df["onset_to_mri_min"] / 60, df[col], c=np.log10(df["lesion_ml"]), cmap="viridis",
+                        s=14, alpha=0.8, vmin=-0.5, vmax=2.2)
+        med = df[col].groupby(tss_bin, observed=True).median()
+        centres = [np.sqrt(b.left * b.right) / 60 for b in med.index]
+        ax.plot(centres, med.values, "k-o", ms=3, lw=1.5, label="binned median")
+        for h, ls in ((3, "--"), (4.5, "-")):
+            ax.axvline(h, color="tab:red", ls=ls, lw=1, label=f"{h} h")
+        ax.axhline(1, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("time since onset (h)")
+        ax.set_title(label)
+    axes[0].set_ylabel("lesion / healthy signal")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.colorbar(sc, ax=axes, label="log10 lesion volume (mL)", shrink=0.85)
+    return fig
+
+
+def _oracle_figure(df: pd.DataFrame, oracle_all: float, paper_rows: pd.DataFrame) -> plt.Figure:
+    """ROC of the oracle score for TSS < 4.5 h, with our readers' and the paper's radiologists' points."""
+    from sklearn.metrics import roc_curve
+
+    readers = results.READERS
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    fpr, tpr, _ = roc_curve(df["tss_lt_4_5h"], df["oracle_score"])
+    ax.plot(fpr, tpr, color="k", label=f"oracle, all patients (AUC {oracle_all:.2f})")
+    for r, mk in zip(readers + ["aggregate"], "os^D"):
+        calls = stats.majority(df[readers].to_numpy()) if r == "aggregate" else df[r]
+        m = stats.binary_metrics(df["tss_lt_4_5h"], calls)
+        ax.plot(1 - m["specificity"], m["sensitivity"], mk, ms=7, label=f"simulated {r}")
+    for _, row in paper_rows.iterrows():
+        ax.plot(1 - row["specificity"], row["sensitivity"], "x", color="tab:grey", ms=7)
+    ax.plot([], [], "x", color="tab:grey", label="paper's radiologists")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title("TSS < 4.5 h: oracle and readers", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int = -1, cohort_dir=None,
+                   results_dir=None, n_boot: int = 2000) -> Chapter:
+    """The Data page (``01_cohort``): the cohort generated (cached per patient) or a real one in
+    ``cohort_dir`` validated, its small tables recorded (``manifest.csv``, ``latent.csv``), Table 1
+    (``table1.csv``), Figure 1 (``figure1_mismatch.png``, from this build's images), the signal ratios
+    (``signal_ratio_vs_tss.png``), the simulated readers on the test split (``readers_test.csv``) and
+    on all patients with Fleiss' kappa, the oracle (``oracle_roc.png``) and ``cohort_summary.json``.
+
+    The tables and the ratio and oracle figures show the cohort that the Results chapter shows (the
+    largest profile with committed runs, from its committed tables); ``said["shown"]`` names it."""
+    import json
+
+    from . import paper, profiles, synth, tables
+
+    profiles.check(profile)
+    n = n or profiles.COHORT[profile].n_patients
+    P = project.paths(profile)
+    cohort_dir = Path(cohort_dir or P.cohort)
+    results_dir = Path(results_dir or P.stage("cohort"))
+    results_dir.mkdir(parents=True, exist_ok=True)
+
+    gen = synth.generate(cohort_dir, n=n, seed=seed, jobs=jobs)
+    meta = json.loads((cohort_dir / "generator.json").read_text())
+    findings = manifest.validate(cohort_dir)  # reads every file fully: catches truncated images
+    if any(f.fatal for f in findings):
+        raise manifest.ManifestError(findings)
+    cohort = manifest.load_cohort(cohort_dir, check=False)
+    latent = synth.load_latent(cohort_dir)
+    files = results.record_cohort(cohort_dir, results_dir)  # its small tables travel with the results (committed)
+    images = cohort.table.merge(latent[LATENT_COLS], on="patient_id")  # this build's cohort: its images exist here
+
+    shown = results.profile_of(P.results_root) or profile
+    committed = P.results_root / shown / "cohort"
+    if shown != profile and (committed / "manifest.csv").exists() and (committed / "latent.csv").exists():
+        shown_table = manifest.load_cohort(committed, check=False).table
+        df = shown_table.merge(pd.read_csv(committed / "latent.csv")[LATENT_COLS], on="patient_id")
+    else:
+        shown, shown_table, df = profile, cohort.table, images.copy()
+    for frame in (images, df):
+        frame["tss_lt_4_5h"] = Task.TSS45.label(frame["onset_to_mri_min"])
+    T: dict[str, pd.DataFrame] = {}
+    T["splits"] = df.groupby("split").agg(patients=("patient_id", "size"), tss_lt_4_5h=("tss_lt_4_5h", "mean"),
+                                          median_lesion_ml=("lesion_ml", "median"))
+
+    T["table1"] = t1 = tables.table1(shown_table)
+    write_text(results_dir / "table1.csv", t1.to_csv())
+    ours = tables.medians(shown_table)
+    paper_medians = {"age": 70, "nihss": 8, "onset_to_mri_min": 222}
+    check = pd.DataFrame({"ours (all)": ours, "paper (all)": paper_medians})
+    check["relative difference"] = check["ours (all)"] / check["paper (all)"] - 1
+    T["medians"] = check
+
+    figures = {"figure1_mismatch": _mismatch_figure(images)}
+    figures["figure1_mismatch"].savefig(results_dir / "figure1_mismatch.png", dpi=120)
+    figures["signal_ratio_vs_tss"] = _ratios_figure(df)
+    figures["signal_ratio_vs_tss"].savefig(results_dir / "signal_ratio_vs_tss.png", dpi=120, bbox_inches="tight")
+
+    readers = results.READERS
+    paper_rows = paper.table2()
+    paper_rows = paper_rows[paper_rows["stage"] == "DWI-FLAIR mismatch"].reset_index(drop=True)
+    test = df[df["split"] == "test"]
+    side = results.reader_report(test["tss_lt_4_5h"], test[readers], n_boot=n_boot, seed=seed)
+    for m in ("sensitivity", "specificity", "accuracy"):
+        side[f"paper {m}"] = paper_rows[m].map("{:.2f}".format).to_numpy()
+    side.insert(1, "n (ours)", len(test))
+    write_text(results_dir / "readers_test.csv", side.to_csv(index=False))
+    T["readers_test"] = side
+    T["readers_all"] = results.reader_report(df["tss_lt_4_5h"], df[readers], n_boot=n_boot, seed=seed)
+    kappa = {name: stats.fleiss_kappa(frame[readers].to_numpy()) for name, frame in (("test", test), ("all", df))}
+    kappa_ci = {name: stats.bootstrap_ci(lambda c: stats.fleiss_kappa(c), frame[readers].to_numpy(), n_boot=n_boot,
+                                         seed=seed) for name, frame in (("test", test), ("all", df))}
+    T["kappa"] = pd.DataFrame({
+        "Fleiss' kappa (ours)": [stats.with_ci(kappa[k], kappa_ci[k]) for k in ("test", "all")],
+        "paper": [f"{paper.FLEISS_KAPPA:.2f} (test, n=82)", ""],
+    }, index=["test split", "all patients"])
+
+    oracle = {}
+    for name, frame in (("test", test), ("all", df)):
+        y, s = frame["tss_lt_4_5h"], frame["oracle_score"]
+        oracle[name] = (stats.auc(y, s), stats.bootstrap_ci(stats.auc, y, s, n_boot=n_boot, seed=seed, stratify=y))
+    pop = meta["population_oracle_auc_tss_lt_4_5h"]
+    T["oracle"] = pd.DataFrame(
+        {"oracle AUC, TSS < 4.5 h": [stats.with_ci(*oracle["test"], 3), stats.with_ci(*oracle["all"], 3), f"{pop:.3f}"]},
+        index=[f"test split (n={len(test)})", f"all patients (n={len(df)})", "generator population (Monte Carlo)"])
+    figures["oracle_roc"] = _oracle_figure(df, oracle["all"][0], paper_rows)
+    figures["oracle_roc"].savefig(results_dir / "oracle_roc.png", dpi=120, bbox_inches="tight")
+
+    params = pd.DataFrame(synth.params.as_records())[["group", "name", "value", "unit", "source"]]
+    params["value"] = params["value"].map(lambda v: json.dumps(v) if isinstance(v, (tuple, list))
+                                          else f"{v:g}" if isinstance(v, float) else v)  # 222, not 222.000000
+    T["params"] = params
+    summary = {
+        "profile": shown, "n": len(df), "built_by": profile, "seed": seed,
+        "generation_seconds": meta["seconds"], "generated": meta["n_generated"], "jobs": meta["jobs"],
+        "oracle_auc_test": oracle["test"][0], "oracle_auc_test_ci": oracle["test"][1],
+        "oracle_auc_all": oracle["all"][0], "oracle_auc_all_ci": oracle["all"][1],
+        "oracle_auc_population": pop,
+        "fleiss_kappa_test": kappa["test"], "fleiss_kappa_all": kappa["all"],
+        "table1_medians_all": ours,
+    }
+    write_text(results_dir / "cohort_summary.json", json.dumps(summary, indent=1))
+    for fig in figures.values():
+        plt.close(fig)  # the page displays each where it belongs
+    files += [results_dir / f for f in ("table1.csv", "figure1_mismatch.png", "signal_ratio_vs_tss.png",
+                                        "readers_test.csv", "oracle_roc.png", "cohort_summary.json")]
+    said = {"generation": gen, "findings": manifest.format_findings(findings), "shown": shown, "n_shown": len(df),
+            "n_images": len(images), "n_test": len(test), "n_test_early": int(test["tss_lt_4_5h"].sum()),
+            "dwi_not_bright": int((df["dwi_ratio"] <= 1).sum()),
+            "flair_tss_rho": df[["flair_ratio", "onset_to_mri_min"]].corr("spearman").iloc[0, 1],
+            "summary": summary}
+    return Chapter(shown, T, figures, files, said)
 
 
 def preprocessing_chapter(profile: str, cohort_dir=None, cache_dir=None, results_dir=None, isles_manifest=None,
