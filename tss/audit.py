@@ -33,9 +33,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import stats
+from . import manifest, profiles, results, stats
 from .atomic import atomic_path, cached, content_key, write_text
+from .models import SliceAttentionNet, build, load_matching
+from .preprocess import PreprocessCache, hemispheres
+from .runtree import RunTree
 from .task import Task
+from .train import Hemispheres
 
 AUDIT_VERSION = "1"
 CHANNELS = ("dwi", "b0", "flair")   # the order of the hemisphere tensors' channels (b1000, b0, FLAIR)
@@ -99,7 +103,6 @@ def native_ratios(b1000: Path, b0: Path, flair: Path, lesion: Path, truth: dict)
 
 def native_table(cohort_dir, patients: list[str] | None = None, progress: bool = True) -> pd.DataFrame:
     """:func:`native_ratios` of every patient (or ``patients``) of a synthetic cohort folder."""
-    from . import manifest
 
     manifest.require_safe(cohort_dir, action="auditing")
     cohort = manifest.load_cohort(cohort_dir, check=False)
@@ -176,7 +179,6 @@ def tensor_ratios(hemis: np.ndarray, lesion: np.ndarray, brain: np.ndarray, stro
 def image_tables(cache_dir, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(:func:`template_ratios`, :func:`tensor_ratios`) of every patient of a processed cohort whose
     warped lesion mask is known."""
-    from .preprocess import PreprocessCache, hemispheres
 
     store = PreprocessCache(cache_dir)
     arr, index = store.load_hemispheres()
@@ -205,7 +207,6 @@ def features(model, x: torch.Tensor, chunk: int = 16) -> np.ndarray:
     """Frozen features of each hemisphere of ``x`` (N, 3, S, H, W) before the model's output layer:
     2D, the per-slice pooled layer4 (512) and attended layer3 (256) maps, averaged and maxed over
     slices (1536); 3D, the pooled deepest level and both attended maps (896)."""
-    from .models import SliceAttentionNet
 
     model.eval()
     grabbed = []
@@ -284,8 +285,6 @@ def run(cache_dir, cohort_dir, out_dir, progress: bool = True) -> dict[str, Path
     """Measure step 2 of a synthetic cohort (``native.csv``, cached by its manifest and truth files)
     and, once the cohort is processed and assembled, steps 3-4 (``template.csv``, ``tensors.csv``,
     cached by the processed cohort's key) into ``out_dir``. Returns the files written or found."""
-    from . import manifest
-    from .preprocess import PreprocessCache
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -371,7 +370,6 @@ def scores(audit_dir, manifest: pd.DataFrame, latent: pd.DataFrame | None = None
         for name, g in pr.groupby("probe", sort=False):
             add("probe", name, g, "prob", sign=1.0)
     if runs_root is not None:
-        from . import results
 
         for exp, label in tss_experiments:
             for s in results.seeds(runs_root, exp):
@@ -452,10 +450,6 @@ def run_probes(cache_dir, runs_roots, out_dir, profile: str, seed: int = 0, arch
     ``runs_roots`` in turn: the grid's, then the clock's, which trains its own phase 1) and write
     ``probes.csv``. Rows of a probe whose checkpoint is not here are kept from an earlier
     ``probes.csv``, so a clone keeps what the training machine measured."""
-    from . import profiles
-    from .models import build, load_matching
-    from .runtree import RunTree
-    from .train import Hemispheres
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

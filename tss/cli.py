@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+# each command imports what it runs inside its function: the whole package at the top makes `python -m tss
+# --help` take 0.1 s -> 11 s (torch, SimpleITK, nilearn, dask; measured on 2 busy cores)
+
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from tss import manifest

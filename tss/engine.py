@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tss import profiles
+from tss.runtree import RunTree
+from tss.train import Experiment, Hemispheres, run_grid
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,6 @@ class CohortSource:
     profile: str
 
     def __call__(self, arch: str, device: str):
-        from tss.train import Hemispheres
 
         return Hemispheres.load(Path(self.cache), profiles.MODEL[self.profile].downsample(arch), device)
 
@@ -58,8 +59,6 @@ def train_task(experiment: str, seed: int, source, out_root: str, profile: str, 
     results of the tasks it waits for (its weight source), unused; Dask passes them once they exist."""
     import torch
 
-    from tss.runtree import RunTree
-    from tss.train import Experiment, run_grid
 
     if threads > 0:
         torch.set_num_threads(threads)

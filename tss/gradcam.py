@@ -37,6 +37,7 @@ from scipy import ndimage, special
 from tqdm.auto import tqdm
 
 from . import preprocess, stats
+from .atomic import atomic_path
 from .models import PartsModel, build, read_state_dict
 from .preprocess import pipeline
 from .train.config import Experiment
@@ -309,7 +310,6 @@ def save_examples(path, examples) -> None:
     """Store :func:`figure9`'s examples (x, cam, mask, title, optional slice) in one compressed
     ``.npz`` (float16 images: a few hundred kB), so that a clone without checkpoints or images
     draws the same figure (:func:`load_examples`)."""
-    from .atomic import atomic_path
 
     arrays = {}
     for i, e in enumerate(examples):
@@ -419,7 +419,6 @@ def hit_rate(hits) -> tuple[float, tuple[float, float], int]:
     interval and the number of hemispheres scored (NaN hits, where a hemisphere has no lesion, left
     out). A bootstrap collapses to "0.00 (0.00-0.00)" for 0 hits; the exact interval for 0 of 89 is
     0-0.04."""
-    from . import stats
 
     h = np.asarray(hits, float)
     h = h[np.isfinite(h)]

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import paper, project, stats
+from . import paper, profiles, project, stats
+from .atomic import write_text
 from .runtree import RunTree
 from .task import Task
 from .train.config import Experiment, grid, stroke_init
@@ -76,7 +77,6 @@ def shown_profile(results_root, profile: str, cohort_dir=None, cache_dir=None) -
     """The Results chapter's pages show the largest profile with training runs under ``results_root``
     (full, lowres, then ``profile``, the one make book ran); ``cohort_dir`` and ``cache_dir`` are the
     page's parameters and apply only when the shown profile is ``profile``."""
-    from . import profiles
 
     root = Path(results_root)
     shown = profile_of(root, [p for p in profiles.BY_SIZE if p != "quick"] + [profile]) or profile
@@ -94,7 +94,6 @@ def record_cohort(cohort_dir, dest) -> list[Path]:
     """Copy the cohort's small tables (manifest: splits, onset times, reader calls; latent: the
     generator's truth, for the oracle) to ``dest`` (``results/<profile>/cohort/``, committed), so that
     a clone without the images renders the Results chapter; returns what it wrote."""
-    from .atomic import write_text
 
     out = []
     for name in COHORT_TABLES:

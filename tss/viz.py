@@ -6,6 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import preprocess
+from .models import genesis
+from .preprocess import steps
+
 SEQUENCES = (("b1000", "DWI b1000"), ("b0", "b0 (T2w)"), ("flair", "FLAIR"))
 
 
@@ -64,8 +68,6 @@ def lesion_cube(cache_dir, cube_shape, split: str = "train") -> dict:
     import torch
     from scipy import ndimage
 
-    from . import preprocess
-    from .preprocess import steps
 
     hemis, index = preprocess.load_hemispheres(cache_dir)
     best = (0, None, None)
@@ -98,7 +100,6 @@ def genesis_figure(cube, k: int, seed: int = 0, max_draws: int = 100):
     import matplotlib.pyplot as plt
     import torch
 
-    from .models import genesis
 
     panels = [("original", cube, None)]
     for i, (name, fn) in enumerate(genesis.TRANSFORMS.items()):

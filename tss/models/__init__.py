@@ -3,6 +3,7 @@
 import pandas as pd
 import torch
 
+from .. import profiles
 from ..profiles import ARCHS
 from .attention import GridAttention
 from .base import PartsModel, TransferReport, load_matching, read_state_dict
@@ -41,7 +42,6 @@ SHAPE_MODULES = {
 def shape_table(profile_names=("full", "quick")) -> pd.DataFrame:
     """Output shape of each module of :data:`SHAPE_MODULES` for one random input of each profile's
     size (the 2D model per slice; the U-Net on a Models Genesis cube), one column per profile."""
-    from .. import profiles
 
     models = {"2D (per slice)": (lambda s: SliceAttentionNet(n_slices=s[0]), lambda m: m.input_shape("2d")),
               "3D": (lambda s: Attention3DNet(), lambda m: m.input_shape("3d")),

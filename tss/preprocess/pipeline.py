@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tss import manifest
 from tss.atomic import atomic_path, cached, content_key, write_text
+from tss.parallel import Failed, map_patients
 from tss.preprocess import steps
 from tss.preprocess.cache import PreprocessCache
 from tss.preprocess.steps import PatientError
@@ -276,8 +278,6 @@ def preprocess_cohort(cohort_dir, cache_dir, jobs: int = -1, progress: bool = Tr
             file name or a path cell leads outside the data roots (:func:`tss.manifest.require_safe`).
             The images themselves are checked per patient as they load.
     """
-    from tss import manifest
-    from tss.parallel import Failed, map_patients
 
     t0 = time.perf_counter()
     manifest.require_safe(cohort_dir, data_roots, action="preprocessing")
@@ -373,7 +373,6 @@ def assemble(cache_dir, cohort_dir, reference: str | None = None, progress: bool
     """
     from tqdm import tqdm
 
-    from tss import manifest
 
     cache_dir = Path(cache_dir)
     manifest.require_safe(cohort_dir, check_roots=False, action="assembling")

@@ -20,12 +20,15 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from tss.preprocess.pipeline import load_patient
+from tss.preprocess.steps import load_template
+from tss.synth.acquire import true_geometry
+from tss.template import CHANNELS, load_anatomy
+
 LPS = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS (SimpleITK's physical space)
 
 
 def _truth_for(cohort_dir: Path, pid: str):
-    from tss.synth.acquire import true_geometry
-    from tss.template import load_anatomy
 
     gen = json.loads((cohort_dir / "generator.json").read_text())
     latent = pd.read_csv(cohort_dir / "latent.csv").set_index("patient_id")
@@ -42,8 +45,6 @@ def _brain_points(anat, n_points: int, seed: int) -> np.ndarray:
 
 def registration_error(cohort_dir, cache_dir, pid: str, n_points: int = 4000, seed: int = 0) -> dict:
     """Mean and 95th-percentile error (mm) of the b0/b1000 and FLAIR registrations for one patient."""
-    from tss.preprocess.pipeline import load_patient
-    from tss.template import load_anatomy
 
     cohort_dir = Path(cohort_dir)
     g = _truth_for(cohort_dir, pid)
@@ -68,9 +69,6 @@ def skull_strip_dice(cohort_dir, cache_dir, pid: str) -> dict:
     fraction of the synthetic scalp/skull shell left inside the mask."""
     from torchio.data.io import sitk_to_nib
 
-    from tss.preprocess.pipeline import load_patient
-    from tss.preprocess.steps import load_template
-    from tss.template import CHANNELS, load_anatomy
 
     cohort_dir = Path(cohort_dir)
     g = _truth_for(cohort_dir, pid)
@@ -96,7 +94,6 @@ def affine_floor(cohort_dir, pid: str, n_points: int = 4000, seed: int = 0) -> f
     """Mean error (mm) of the best affine any registration could find: a least-squares affine fit
     of the true scanner -> template mapping over brain points. What remains is the smooth
     anatomical deformation, which an affine registration cannot follow."""
-    from tss.template import load_anatomy
 
     g = _truth_for(Path(cohort_dir), pid)
     anat = load_anatomy()

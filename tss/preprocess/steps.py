@@ -16,6 +16,8 @@ import numpy as np
 import SimpleITK as sitk
 from torchio.data.io import nib_to_sitk, sitk_to_nib
 
+from tss.template import CHANNELS, load_anatomy
+
 # target grid: the MNI152 template's field of view resampled to 224 x 224 x 26 (paper 2.1)
 TARGET_SHAPE = (224, 224, 26)
 MIDLINE = TARGET_SHAPE[0] // 2  # x index of the mid-sagittal plane: hemispheres are [:112] and [112:]
@@ -47,7 +49,6 @@ def t2w_template() -> sitk.Image:
     extra-cerebral CSF, skull and scalp (:mod:`tss.template`). A brain-only template would
     pull the bright CSF around the brain into the template's brain and inflate it.
     """
-    from tss.template import CHANNELS, load_anatomy
 
     anat = load_anatomy()
     t2w = sum(anat.fractions[i] * T2W_TISSUE[name] for i, name in enumerate(CHANNELS)).astype(np.float32)

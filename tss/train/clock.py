@@ -21,6 +21,7 @@ from ..task import title_of_phase
 from .config import RECIPES, TSS_PHASES, Experiment, grid
 from .data import Hemispheres
 from .loop import run_grid
+from .planted import planted_cohort
 from .study import _metrics, share
 
 # recipes that mean nothing from random weights: nothing is frozen there, and a probe of random
@@ -268,7 +269,6 @@ def run_planted(root, recipes=("paper", "lr100"), seeds=(0,), device: str = "cpu
     every run). ``lesion`` "large": 48 patients, 8 x 28 x 14, a FLAIR-bright lesion after 4.5 h filling
     a quarter of the hemisphere, at most 6 epochs; "small": :data:`PLANTED_SMALL`, 15 epochs. The
     cohort is the same for every seed; the seed changes the weights and the order of the batches."""
-    from .planted import planted_cohort
 
     if lesion not in LESIONS:
         raise ValueError(f"unknown planted lesion {lesion!r}; expected one of {', '.join(LESIONS)}")

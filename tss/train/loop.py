@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .. import precision, profiles, provenance, stats
 from ..atomic import atomic_path, cached, content_key, exclusive, write_text
-from ..models import load_imagenet, load_matching
+from ..models import WeightsUnavailable, load_imagenet, load_matching
 from .config import Experiment
 from .data import Hemispheres, augment, patient_predictions
 from .tasks import task_for
@@ -426,7 +426,6 @@ def run_grid(experiments, cohort: Hemispheres, out_root, profile: str, seed: int
              max_epochs: int | None = None, train_profile: profiles.TrainProfile | None = None,
              model_profile: profiles.ModelProfile | None = None):
     """Run experiments in order; an ImageNet run without weights is recorded as skipped with why."""
-    from ..models import WeightsUnavailable
 
     results = []
     for exp in tqdm(experiments, desc=f"seed {seed}", unit="run", disable=not progress):

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import paper
+from .. import paper, project
 from ..runtree import RunTree
 from ..task import Task
 from .config import Experiment
@@ -221,7 +221,6 @@ def views(results_root, profile: str, runs_dir=None) -> dict[str, Path]:
     """The run folders a Training page shows: every profile with finished runs under
     ``results_root``, the largest first (committed full / lowres results), and the one this build
     trained (``profile``, whose runs are in ``runs_dir``), last."""
-    from .. import project
 
     root = Path(results_root)
     out = {p: project.under(root, p).runs for p in project.profiles_with(project.FINISHED_RUNS, root) if p != profile}
