@@ -109,9 +109,12 @@ print(f"seconds per patient on one core: median {seconds.median():.1f}, max {sec
 # affine stage had made the alignment worse, so the pipeline now keeps an affine stage only when it
 # improves the registration metric (judged on a sample of its own).
 
-# %%
-display(Markdown(f"**{said['qc_patients']} synthetic patients** ({profile} profile)"))
-T["qc_summary"].round(3)
+# %% tags=["hide-input"]
+if said["qc_patients"]:
+    display(Markdown(f"**{said['qc_patients']} synthetic patients** ({profile} profile)"))
+    display(T["qc_summary"].round(3))
+else:
+    display(Markdown("This cohort has no known truth (it is not synthetic): no patient was measured."))
 
 # %% [markdown]
 # ## Figure 3: registered DWI, FLAIR and b0

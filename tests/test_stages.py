@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED
 from test_results import _fake_run
 
 from tss import stages
 
 matplotlib.use("Agg")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
@@ -161,3 +166,26 @@ def test_the_cohort_stage_writes_every_file_of_the_data_page_and_shows_the_resul
     assert len(readers) == 4 and readers["n (ours)"].iloc[0] == page.said["n_test"]
     # the written Table 1 is the one returned (index kept: the variable names)
     assert pd.read_csv(tmp_path / "table1.csv", index_col=0).shape == page.tables["table1"].shape
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "data" / "isles22-sample").exists(), reason="shared ISLES'22 sample not present")
+def test_the_preprocessing_stage_runs_a_real_cohort_and_measures_no_truth_it_lacks(tmp_path):
+    import json
+    import shutil
+
+    from tss import manifest
+
+    cohort = tmp_path / "cohort"  # a real cohort: its own folder and manifest, no generator.json
+    shutil.copytree(SHARED / "data" / "isles22-sample", cohort)
+    row = pd.read_csv(ROOT / "data_manifest" / "isles22-sample.csv").iloc[0].to_dict()
+    for k in ("b1000", "flair", "lesion_mask", "adc"):
+        row[k] = row[k].replace("../../shared/data/isles22-sample/", "")
+    manifest.write_manifest(pd.DataFrame([row]), cohort / manifest.MANIFEST_NAME)
+    page = stages.preprocessing_chapter("quick", cohort, tmp_path / "cache", tmp_path / "out",
+                                        isles_manifest=tmp_path / "absent.csv", jobs=1)
+    assert page.said["qc_patients"] == 0 and "qc" not in page.tables
+    assert not (tmp_path / "out" / "qc.csv").exists()
+    summary = json.loads((tmp_path / "out" / "preprocess_summary.json").read_text())
+    assert summary["patients"] == 1 and summary["failed"] == 0 and summary["dwi_error_mean_mm"] is None
+    assert {f.name for f in page.files} == {"figure2_pipeline.png", "figure3_registered.png", "preprocess_summary.json"}

@@ -19,11 +19,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import gradcam, manifest, project, reproduction, results, stats, viz
+from . import gradcam, manifest, paper, preprocess, profiles, project, reproduction, results, stats, synth, tables, viz
 from .atomic import write_text
+from .baselines import lee
+from .models import Attention3DNet, SliceAttentionNet, UNet3D, imagenet, parameter_table, shape_table
+from .preprocess import PreprocessCache, pipeline, qc
 from .runtree import RunTree
 from .task import Task
-from .train import clock
+from .train import Experiment, Hemispheres, clock
 from .train.config import grid
 
 
@@ -103,7 +106,6 @@ def _pipeline_figure() -> plt.Figure:
 def _registered_figure(cases, landmarks, slices=(10, 14)) -> plt.Figure:
     """Figure 3: registered DWI, FLAIR and b0 of each (name, patient) at two slices (the labels stay
     readable at the text column's width), lesion outlined."""
-    from .preprocess import pipeline
 
     ns = len(slices)
     fig, axes = plt.subplots(3, ns * len(cases), figsize=(2.6 * ns * len(cases), 8.4))
@@ -232,7 +234,6 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
     largest profile with committed runs, from its committed tables); ``said["shown"]`` names it."""
     import json
 
-    from . import paper, profiles, synth, tables
 
     profiles.check(profile)
     n = n or profiles.COHORT[profile].n_patients
@@ -342,8 +343,6 @@ def preprocessing_chapter(profile: str, cohort_dir=None, cache_dir=None, results
     hemisphere figure, and ``preprocess_summary.json``."""
     import json
 
-    from . import preprocess
-    from .preprocess import qc
 
     P = project.paths(profile)
     cohort_dir = Path(cohort_dir or P.cohort)
@@ -364,17 +363,19 @@ def preprocessing_chapter(profile: str, cohort_dir=None, cache_dir=None, results
                                "seconds": seconds}
 
     ok_ids = [o.patient_id for o in run.outcomes if o.ok]
-    ids = ok_ids if n_qc is None else ok_ids[:n_qc]
-    qct = qc.qc_table(cohort_dir, cache_dir, ids)
-    write_text(results_dir / "qc.csv", qct.to_csv(index=False))
-    files.append(results_dir / "qc.csv")
+    synthetic = (cohort_dir / "generator.json").exists()  # a real cohort has no known truth to measure against
+    ids = (ok_ids if n_qc is None else ok_ids[:n_qc]) if synthetic else []
+    qct = qc.qc_table(cohort_dir, cache_dir, ids) if ids else pd.DataFrame()
+    if ids:
+        write_text(results_dir / "qc.csv", qct.to_csv(index=False))
+        files.append(results_dir / "qc.csv")
     said["qc_patients"] = len(ids)
 
     isles_csv = Path(isles_manifest or P.manifests / "isles22-sample.csv")
     isles_ok = isles_csv.exists() and all(p is None or Path(p).exists() for p in
                                           manifest.load_cohort(isles_csv, check=False).table[["b1000", "flair"]].iloc[0])
     said["isles_ok"] = isles_ok
-    cases = [("synthetic " + ok_ids[0], preprocess.load_patient(cache_dir, ok_ids[0]))]
+    cases = [(("synthetic " if synthetic else "") + ok_ids[0], preprocess.load_patient(cache_dir, ok_ids[0]))]
     if isles_ok:
         isles_run = preprocess.preprocess_cohort(isles_csv, cache_dir.parent / "preprocess-isles", jobs=1, progress=False,
                                                  data_roots=[isles_csv.parent / "../../shared/data/isles22-sample"])
@@ -395,16 +396,16 @@ def preprocessing_chapter(profile: str, cohort_dir=None, cache_dir=None, results
         "profile": profile, "patients": len(run.outcomes), "failed": len(run.failures),
         "seconds_per_patient_median": float(seconds.median()),
         "qc_patients": len(ids),
-        "dwi_error_mean_mm": float(qct["dwi_error_mean_mm"].mean()),
-        "flair_error_mean_mm": float(qct["flair_error_mean_mm"].mean()),
-        "affine_floor_mean_mm": float(qct["affine_floor_mm"].mean()),
-        "brain_dice_mean": float(qct["brain_dice"].mean()),
+        **{k: float(qct[col].mean()) if ids else None for k, col in (
+            ("dwi_error_mean_mm", "dwi_error_mean_mm"), ("flair_error_mean_mm", "flair_error_mean_mm"),
+            ("affine_floor_mean_mm", "affine_floor_mm"), ("brain_dice_mean", "brain_dice"))},
         "hemispheres_shape": list(hemis.shape),
     }
     write_text(results_dir / "preprocess_summary.json", json.dumps(summary, indent=1))
     files.append(results_dir / "preprocess_summary.json")
     said["summary"] = summary
-    return Chapter(profile, {"qc": qct, "qc_summary": qc.summarise(qct)}, figures, files, said)
+    qc_tables = {"qc": qct, "qc_summary": qc.summarise(qct)} if ids else {}
+    return Chapter(profile, qc_tables, figures, files, said)
 
 
 def models_chapter(profile: str, seed: int = 0, cache_dir=None, results_dir=None, bench_dir=None) -> Chapter:
@@ -417,9 +418,6 @@ def models_chapter(profile: str, seed: int = 0, cache_dir=None, results_dir=None
 
     import torch
 
-    from . import paper, profiles, viz
-    from .models import Attention3DNet, SliceAttentionNet, UNet3D, imagenet, parameter_table, shape_table
-    from .preprocess import PreprocessCache
 
     P = project.paths(profile)
     cache_dir = Path(cache_dir or P.cache)
@@ -533,8 +531,6 @@ def lee_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None, n_b
     the baseline computed where the processed cohort is here (cached by its key) or read back from its
     committed files; its settings, classifiers and usable-ROI share, and :func:`lee_subset`
     (``lee_subset.csv``). ``said["unavailable"]``: why there is no baseline, when there is none."""
-    from .baselines import lee
-    from .preprocess import PreprocessCache
 
     page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
     lee_dir = project.under(results_root, page.shown).lee
@@ -574,9 +570,6 @@ def gradcam_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None,
     real ISLES'22 case with the phase 1 detectors too (``gradcam_isles.csv``, its CAMs); elsewhere it
     reads the committed files back. Tables: ``overlap``, ``summary`` (:func:`gradcam_summary`),
     ``isles``; figures: ``figure9_gradcam``, ``isles``."""
-    from . import profiles
-    from .preprocess import PreprocessCache
-    from .train import Experiment, Hemispheres
 
     page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
     out, cache = page.out_dir, page.cache_dir

@@ -26,8 +26,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tss import manifest as mf
 from tss import paths as safe_paths
 from tss.atomic import atomic_path, cached, content_key, write_text
+from tss.parallel import Failed, map_patients
+from tss.synth.acquire import render_patient
 from tss.synth.cohort import (
     oracle_scores,
     population_oracle_auc,
@@ -35,6 +38,7 @@ from tss.synth.cohort import (
     simulate_readers,
 )
 from tss.synth.params import GENERATOR_VERSION, PARAMS, as_records, param
+from tss.template import load_anatomy
 
 __all__ = ["generate", "GenerateResult", "load_latent", "patient_paths", "PARAMS", "param",
            "GENERATOR_VERSION"]
@@ -96,8 +100,6 @@ def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, boo
     if (truth := cached(paths["truth"], key, images, field="cache_key")) is not None:
         return truth, True
 
-    from tss.synth.acquire import render_patient
-    from tss.template import load_anatomy
 
     anat = load_anatomy()
     t0 = time.perf_counter()
@@ -128,11 +130,12 @@ def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progr
         A :class:`GenerateResult`: the folder, how many patients were rendered and how many reused,
         and the wall time.
     """
-    from tss import manifest as mf
-    from tss.parallel import Failed, map_patients
 
     t0 = time.perf_counter()
     root = Path(out)
+    if (root / mf.MANIFEST_NAME).exists() and not (root / "generator.json").exists():
+        raise FileExistsError(f"{root} holds a cohort this generator did not write ({mf.MANIFEST_NAME} without "
+                              "generator.json): refusing to write synthetic patients into it and replace its manifest")
     root.mkdir(parents=True, exist_ok=True)
     plans = sample_patients(n, seed)
     records = plans.to_dict("records")
