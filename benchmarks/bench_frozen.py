@@ -2,7 +2,7 @@
 
 Phases 2-3 freeze the early stages and phase 4 everything but the attention; `tss.train.Run`
 computes the frozen stages once per hemisphere (`model.encode`) and trains from their output
-(`tests/test_models.py` shows the logits and gradients are identical). This measures what that
+(`tests/models/test_base.py` shows the logits and gradients are identical). This measures what that
 saves: hemispheres/s of a training step (forward, BCE, backward, AdaBound) from the cached
 features and from the raw hemispheres, side by side in one process, alternating, the median of
 the repetitions; the ratio is the figure to read (absolute times on shared machines vary).

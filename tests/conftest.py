@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from small_cohort import N_SMALL, SEED_SMALL
 
 from tss import synth
-
-N_SMALL = 10
-SEED_SMALL = 3
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 @pytest.fixture(scope="session")

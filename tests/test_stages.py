@@ -8,7 +8,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED
+from small_cohort import SHARED
 from test_results import _fake_run
 
 from tss import stages
@@ -143,7 +143,7 @@ def test_the_cohort_stage_writes_every_file_of_the_data_page_and_shows_the_resul
     import json
 
     import matplotlib.pyplot as plt
-    from conftest import N_SMALL, SEED_SMALL
+    from small_cohort import N_SMALL, SEED_SMALL
 
     from tss import project, results
 

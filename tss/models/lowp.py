@@ -7,7 +7,7 @@ kernel along some axis: a 3x3x3 convolution over 2 slices, a stride-2 3x3 convol
 their deepest levels (the U-Net's 2-slice level of a 16-slice cube, ResNet-18's layer4 on small
 slices), so bf16 training on a CPU diverged to NaN in some runs and not others. These classes
 compute exactly those convolutions in float32 on a CPU; they are a few voxels, so it costs
-nothing measurable. ``tests/test_models.py`` checks both models' bf16 gradients against float32.
+nothing measurable. ``tests/models/test_lowp.py`` checks both models' bf16 gradients against float32.
 No library fixes this (it is a kernel bug below torch), hence the few lines here.
 """
 

@@ -1,78 +1,20 @@
-"""Synthetic cohort: determinism, physics, geometry, calibration targets, caching."""
+"""Rendering a patient (tss.synth.acquire): geometry of the written images, contrast physics,
+lesion signal, measured ratios."""
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import N_SMALL
 from scipy import ndimage
 from scipy.stats import spearmanr
+from small_cohort import N_SMALL
+from synth_files import _load, _truth
 
-from tss import manifest, synth, tables
-from tss.paper import TSS_45H_MIN
+from tss import synth
 from tss.synth import acquire, cohort
 from tss.synth.params import param
 from tss.template import CHANNELS, load_anatomy
-
-
-def _load(root, pid, key):
-    return nib.load(str(root / synth.patient_paths(pid)[key]))
-
-
-def _truth(root, pid):
-    return json.loads((root / synth.patient_paths(pid)["truth"]).read_text())
-
-
-# --- determinism and caching -----------------------------------------------------------------
-
-
-def test_cohort_table_is_deterministic_for_a_seed():
-    a, b = cohort.sample_patients(50, seed=7), cohort.sample_patients(50, seed=7)
-    pd.testing.assert_frame_equal(a, b)
-    assert not a["onset_to_mri_min"].equals(cohort.sample_patients(50, seed=8)["onset_to_mri_min"])
-
-
-def test_parallel_files_equal_a_serial_render(small):
-    """Images written by worker processes equal an in-process render of the same patient."""
-    root, _ = small
-    plans = cohort.sample_patients(N_SMALL, seed=3)
-    i = 4
-    out = acquire.render_patient(plans.iloc[i].to_dict(), 3, i, load_anatomy())
-    pid = plans.iloc[i]["patient_id"]
-    for key in ("b1000", "b0", "flair", "lesion_mask"):
-        arr, aff = out["images"][key]
-        img = _load(root, pid, key)
-        np.testing.assert_array_equal(np.asanyarray(img.dataobj), arr)
-        np.testing.assert_allclose(img.affine, aff, atol=1e-5)
-
-
-def test_rerun_reuses_cache_and_resumes(small, tmp_path):
-    root, res = small
-    assert res.n_generated == N_SMALL
-    copy = tmp_path / "copy"
-    shutil.copytree(root, copy)
-    pid = "sub-0002"
-    before = np.asanyarray(_load(copy, pid, "flair").dataobj).copy()
-    (copy / synth.patient_paths(pid)["truth"]).unlink()  # as if killed before finishing this patient
-    again = synth.generate(copy, n=N_SMALL, seed=3, jobs=1, progress=False)
-    assert (again.n_generated, again.n_cached) == (1, N_SMALL - 1)
-    np.testing.assert_array_equal(np.asanyarray(_load(copy, pid, "flair").dataobj), before)
-
-
-def test_written_cohort_passes_validation(small):
-    root, _ = small
-    findings = manifest.validate(root)
-    assert not [f for f in findings if f.fatal], findings
-    c = manifest.load_cohort(root)
-    assert len(c) == N_SMALL and set(c.table["split"]) == {"train", "val", "test"}
-
-
-# --- geometry ---------------------------------------------------------------------------------
 
 
 def test_affines_match_stated_voxel_sizes_and_paper_ranges(small):
@@ -153,9 +95,6 @@ def test_lesion_brighter_than_contralateral_on_dwi(small):
     assert checked >= 3
 
 
-# --- physics ----------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("field", [1.5, 3.0])
 def test_dwi_lesion_bright_at_every_tss_and_flair_rises(field):
     tissues = acquire.tissue_table(field)
@@ -181,57 +120,3 @@ def test_measured_ratios_follow_the_latent_signal(small):
     lat = synth.load_latent(root)
     assert (lat["dwi_ratio"] > 1).all()
     assert spearmanr(lat["flair_ratio"], lat["latent_t2_increase"]).statistic > 0.7
-
-
-def test_flair_rises_with_tss_on_average_over_the_population():
-    plans = cohort.sample_patients(2000, seed=0)
-    early = plans[plans["onset_to_mri_min"] < 180]["latent_t2_increase"].mean()
-    late = plans[plans["onset_to_mri_min"] > 360]["latent_t2_increase"].mean()
-    assert late > 3 * early
-    assert spearmanr(plans["onset_to_mri_min"], plans["latent_t2_increase"]).statistic > 0.5
-
-
-def test_oracle_auc_within_target():
-    assert 0.80 <= cohort.population_oracle_auc(n=50_000) <= 0.95
-
-
-# --- clinical calibration and split -----------------------------------------------------------
-
-
-def test_tss_median_and_iqr_near_the_papers():
-    t = cohort.sample_tss(np.random.default_rng(0), 20_000)
-    q1, med, q3 = np.percentile(t, [25, 50, 75])
-    assert abs(med / 222 - 1) < 0.05
-    assert abs(q1 / 105 - 1) < 0.10
-    assert abs(q3 / 715.25 - 1) < 0.10
-
-
-def test_table1_medians_within_ten_percent_at_paper_size():
-    plans = cohort.sample_patients(422, seed=0)
-    med = tables.medians(plans)
-    for col, target in (("age", 70), ("nihss", 8), ("onset_to_mri_min", 222)):
-        assert abs(med[col] / target - 1) <= 0.10, (col, med[col])
-    assert abs((plans["sex"] == "F").mean() - 222 / 422) < 0.07
-    t1 = tables.table1(plans)
-    assert t1.shape == (4, 6) and t1.index[0].startswith("Age")
-
-
-def test_split_is_64_16_20_stratified_and_disjoint():
-    plans = cohort.sample_patients(422, seed=0)
-    frac = plans["split"].value_counts(normalize=True)
-    assert abs(frac["train"] - 0.64) < 0.01 and abs(frac["val"] - 0.16) < 0.01 and abs(frac["test"] - 0.20) < 0.01
-    assert plans["patient_id"].is_unique
-    y = plans["onset_to_mri_min"] < TSS_45H_MIN
-    by = plans.assign(y=y).groupby("split")["y"].mean()
-    assert by.max() - by.min() < 0.03
-    # fixed by the seed
-    np.testing.assert_array_equal(plans["split"], cohort.sample_patients(422, seed=0)["split"])
-
-
-def test_readers_differ_in_threshold_and_are_deterministic():
-    plans = cohort.sample_patients(400, seed=1)
-    lat = plans.assign(flair_ratio=1 + 0.8 * plans["latent_t2_increase"], lesion_ml=plans["lesion_ml_planned"])
-    a, b = cohort.simulate_readers(lat, 1), cohort.simulate_readers(lat, 1)
-    pd.testing.assert_frame_equal(a, b)
-    rate = a.mean()
-    assert rate["reader3"] > rate["reader1"] > rate["reader2"]  # R3 calls mismatch most, R2 least
