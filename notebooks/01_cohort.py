@@ -51,12 +51,12 @@ pd.options.display.float_format = "{:.3f}".format
 
 # %% tags=["remove-stderr"]
 # every table, figure and file of this page, by its stage (tss.stages)
-page = stages.cohort_chapter(profile, n=n, seed=seed, jobs=jobs, cohort_dir=cohort_dir, results_dir=results_dir,
-                             n_boot=n_boot)
+page = stages.cohort_chapter(profile, n=n, seed=seed, jobs=jobs, cohort_dir=cohort_dir,
+                             results_dir=results_dir, n_boot=n_boot)
 T, said = page.tables, page.said
 gen = said["generation"]
-print(f"{gen.n_patients} patients: {gen.n_generated} generated, {gen.n_cached} reused from cache, "
-      f"{gen.seconds:.0f} s wall time")
+print(f"{gen.n_patients} patients: {gen.n_generated} generated, "
+      f"{gen.n_cached} reused from cache, {gen.seconds:.0f} s wall time")
 print(said["findings"])
 
 # %% tags=["hide-input"]
@@ -141,6 +141,7 @@ T["readers_test"]
 # %% tags=["hide-input"]
 display(Markdown(f"**All {said['n_shown']} patients** (more patients, tighter intervals)"))
 display(T["readers_all"])
+display(Markdown("**Agreement between the three readers** (Fleiss' kappa, 95% CI)"))
 T["kappa"]
 
 # %% [markdown]
