@@ -189,3 +189,12 @@ def test_the_preprocessing_stage_runs_a_real_cohort_and_measures_no_truth_it_lac
     summary = json.loads((tmp_path / "out" / "preprocess_summary.json").read_text())
     assert summary["patients"] == 1 and summary["failed"] == 0 and summary["dwi_error_mean_mm"] is None
     assert {f.name for f in page.files} == {"figure2_pipeline.png", "figure3_registered.png", "preprocess_summary.json"}
+
+
+def test_the_results_pages_say_why_no_recipe_sits_beside_the_papers():
+    best = {"recipe": "logits", "val_mean": 0.65, "test_mean": 0.60, "seeds": 2, "learned": False, "beside_paper": True}
+    note = stages.no_recipe_note({"recipe": None, "recipe_best": best})
+    assert "**logits**" in note and "0.65 over 2 seeds" in note and "did not leave the validation chance band" in note
+    assert stages.no_recipe_note({"recipe": "logits", "recipe_best": best | {"learned": True}}) is None  # shown
+    assert stages.no_recipe_note({"recipe": None, "recipe_best": best | {"recipe": "paper"}}) is None
+    assert stages.no_recipe_note({"recipe": None, "recipe_best": None}) is None  # no clock study ran

@@ -255,6 +255,10 @@ def test_the_grids_paper_recipe_run_is_the_control_where_the_clock_has_none(tmp_
     assert "trained" in clock.pivot(t).columns
     assert not t["learned"].any()  # validation AUC 0.5: within chance on 20 patients
     assert clock.chosen(tmp_path / "clock", grid_root=tmp_path / "grid") is None  # beats nothing that learned
+    top = clock.best(tmp_path / "clock", grid_root=tmp_path / "grid")  # what the Results pages name instead
+    assert top["recipe"] == clock.choose(t, "2d", "transfer").iloc[0]["recipe"]
+    assert top["beside_paper"] and not top["learned"] and top["seeds"] == 1
+    assert clock.best(tmp_path / "empty") is None
     fake(tmp_path / "clock", "2d-tss45-transfer", 0, "fp32")  # the clock's own control wins
     t = clock.table(tmp_path / "clock", n_boot=20, grid_root=tmp_path / "grid")
     assert set(t["trained"]) == {"fp32, here"}

@@ -204,12 +204,26 @@ def chosen(root, arch: str = "2d", n_boot: int = 50, grid_root=None) -> str | No
     ``root`` has none, see :func:`table`): the best by mean validation AUC, when it is not the
     paper's, the paper's is among them, and every seed of it left the validation chance band; else
     None (a recipe that beats the paper's but learned nothing is not put beside it in Table 2)."""
+    top = best(root, arch, n_boot=n_boot, grid_root=grid_root)
+    if top is None or not top["beside_paper"] or top["recipe"] == "paper":
+        return None
+    return top["recipe"] if top["learned"] else None
+
+
+def best(root, arch: str = "2d", n_boot: int = 50, grid_root=None) -> dict | None:
+    """The best recipe by mean validation AUC for ``arch``'s transfer chain (:func:`choose`), whether
+    or not it is :func:`chosen`: its name, mean validation and test AUC, seeds, whether every seed
+    left the validation chance band (``learned``) and whether the paper's recipe ran beside it
+    (``beside_paper``); None when ``root`` holds no such run. What the Results pages say when no
+    recipe is put beside the paper's."""
     if not RunTree(root).has_runs():
         return None
     ranked = choose(table(root, n_boot=n_boot, grid_root=grid_root), arch, "transfer")
-    if ranked.empty or "paper" not in set(ranked["recipe"]) or ranked.iloc[0]["recipe"] == "paper":
+    if ranked.empty:
         return None
-    return str(ranked.iloc[0]["recipe"]) if bool(ranked.iloc[0]["learned"]) else None
+    top = ranked.iloc[0]
+    return {"recipe": str(top["recipe"]), "val_mean": float(top["val_mean"]), "test_mean": float(top["test_mean"]),
+            "seeds": int(top["seeds"]), "learned": bool(top["learned"]), "beside_paper": "paper" in set(ranked["recipe"])}
 
 
 def recipe_view(root, recipe: str, dest) -> RunTree:
