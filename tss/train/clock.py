@@ -355,16 +355,16 @@ def said(planted: pd.DataFrame, variants: pd.DataFrame | None, profile: str | No
             out.append(f"On the `{profile}` cohort no recipe beats the paper's on validation for the {arch.upper()} "
                        f"transfer chain (validation AUC {top['val_mean']:.2f}); its test AUC {top['test_mean']:.2f}.")
         else:
-            out.append(f"On the `{profile}` cohort the {arch.upper()} transfer chain's recipe chosen on validation is "
+            out.append(f"On the `{profile}` cohort the {arch.upper()} transfer chain's best recipe on validation is "
                        f"{top['recipe']} (validation {top['val_mean']:.2f} against the paper's "
                        f"{paper['val_mean'].iloc[0]:.2f}); its test AUC is {top['test_mean']:.2f} against "
                        f"{paper['test_mean'].iloc[0]:.2f}.")
         flat = ranked[~ranked["learned"].astype(bool)]["recipe"].tolist()
         if flat and len(flat) == len(ranked):
-            out.append(f"No recipe tried on the {arch.upper()} transfer chain ({', '.join(flat)}) learned on `{profile}`: "
-                       "each kept model's validation AUC stays within what chance reaches on the same patients, so "
-                       "Table 2 and the Reproduction page keep the paper's recipe alone, and the target (test AUC "
-                       ">= 0.85) is missed.")
+            out.append(f"No recipe tried on the {arch.upper()} transfer chain ({', '.join(flat)}) learned on `{profile}` "
+                       "on every seed it ran: on at least one seed its kept model's validation AUC stays within what "
+                       "chance reaches on the same patients, so Table 2 and the Reproduction page keep the paper's "
+                       "recipe alone, and the target (test AUC >= 0.85) is missed.")
         elif flat:
             out.append(f"Recipes that did not learn on `{profile}` (validation AUC within chance): {', '.join(flat)}.")
     return out
