@@ -103,7 +103,6 @@ def native_ratios(b1000: Path, b0: Path, flair: Path, lesion: Path, truth: dict)
 
 def native_table(cohort_dir, patients: list[str] | None = None, progress: bool = True) -> pd.DataFrame:
     """:func:`native_ratios` of every patient (or ``patients``) of a synthetic cohort folder."""
-
     manifest.require_safe(cohort_dir, action="auditing")
     cohort = manifest.load_cohort(cohort_dir, check=False)
     tab = cohort.table if patients is None else cohort.table[cohort.table["patient_id"].isin(patients)]
@@ -179,7 +178,6 @@ def tensor_ratios(hemis: np.ndarray, lesion: np.ndarray, brain: np.ndarray, stro
 def image_tables(cache_dir, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(:func:`template_ratios`, :func:`tensor_ratios`) of every patient of a processed cohort whose
     warped lesion mask is known."""
-
     store = PreprocessCache(cache_dir)
     arr, index = store.load_hemispheres()
     tpl, ten = [], []
@@ -207,7 +205,6 @@ def features(model, x: torch.Tensor, chunk: int = 16) -> np.ndarray:
     """Frozen features of each hemisphere of ``x`` (N, 3, S, H, W) before the model's output layer:
     2D, the per-slice pooled layer4 (512) and attended layer3 (256) maps, averaged and maxed over
     slices (1536); 3D, the pooled deepest level and both attended maps (896)."""
-
     model.eval()
     grabbed = []
     hook = model.fc.register_forward_hook(lambda m, inp, out: grabbed.append(inp[0].float()))
@@ -285,7 +282,6 @@ def run(cache_dir, cohort_dir, out_dir, progress: bool = True) -> dict[str, Path
     """Measure step 2 of a synthetic cohort (``native.csv``, cached by its manifest and truth files)
     and, once the cohort is processed and assembled, steps 3-4 (``template.csv``, ``tensors.csv``,
     cached by the processed cohort's key) into ``out_dir``. Returns the files written or found."""
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {k: out_dir / f"{k}.csv" for k in ("native", "template", "tensors")}
@@ -370,7 +366,6 @@ def scores(audit_dir, manifest: pd.DataFrame, latent: pd.DataFrame | None = None
         for name, g in pr.groupby("probe", sort=False):
             add("probe", name, g, "prob", sign=1.0)
     if runs_root is not None:
-
         for exp, label in tss_experiments:
             for s in results.seeds(runs_root, exp):
                 p = results.predictions(runs_root, exp, s)
@@ -450,7 +445,6 @@ def run_probes(cache_dir, runs_roots, out_dir, profile: str, seed: int = 0, arch
     ``runs_roots`` in turn: the grid's, then the clock's, which trains its own phase 1) and write
     ``probes.csv``. Rows of a probe whose checkpoint is not here are kept from an earlier
     ``probes.csv``, so a clone keeps what the training machine measured."""
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     f = out_dir / "probes.csv"

@@ -38,7 +38,6 @@ class CohortSource:
     profile: str
 
     def __call__(self, arch: str, device: str):
-
         return Hemispheres.load(Path(self.cache), profiles.MODEL[self.profile].downsample(arch), device)
 
 
@@ -58,7 +57,6 @@ def train_task(experiment: str, seed: int, source, out_root: str, profile: str, 
     """One run of the grid on a worker: its summary (or its ``skipped`` record). ``after``: the
     results of the tasks it waits for (its weight source), unused; Dask passes them once they exist."""
     import torch
-
 
     if threads > 0:
         torch.set_num_threads(threads)

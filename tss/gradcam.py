@@ -310,7 +310,6 @@ def save_examples(path, examples) -> None:
     """Store :func:`figure9`'s examples (x, cam, mask, title, optional slice) in one compressed
     ``.npz`` (float16 images: a few hundred kB), so that a clone without checkpoints or images
     draws the same figure (:func:`load_examples`)."""
-
     arrays = {}
     for i, e in enumerate(examples):
         arrays[f"x{i}"] = np.asarray(e["x"], dtype=np.float16)
@@ -419,7 +418,6 @@ def hit_rate(hits) -> tuple[float, tuple[float, float], int]:
     interval and the number of hemispheres scored (NaN hits, where a hemisphere has no lesion, left
     out). A bootstrap collapses to "0.00 (0.00-0.00)" for 0 hits; the exact interval for 0 of 89 is
     0-0.04."""
-
     h = np.asarray(hits, float)
     h = h[np.isfinite(h)]
     k, n = int(h.sum()), len(h)

@@ -77,7 +77,6 @@ def shown_profile(results_root, profile: str, cohort_dir=None, cache_dir=None) -
     """The Results chapter's pages show the largest profile with training runs under ``results_root``
     (full, lowres, then ``profile``, the one make book ran); ``cohort_dir`` and ``cache_dir`` are the
     page's parameters and apply only when the shown profile is ``profile``."""
-
     root = Path(results_root)
     shown = profile_of(root, [p for p in profiles.BY_SIZE if p != "quick"] + [profile]) or profile
     mine = shown == profile
@@ -94,7 +93,6 @@ def record_cohort(cohort_dir, dest) -> list[Path]:
     """Copy the cohort's small tables (manifest: splits, onset times, reader calls; latent: the
     generator's truth, for the oracle) to ``dest`` (``results/<profile>/cohort/``, committed), so that
     a clone without the images renders the Results chapter; returns what it wrote."""
-
     out = []
     for name in COHORT_TABLES:
         src = Path(cohort_dir) / name

@@ -68,7 +68,6 @@ def lesion_cube(cache_dir, cube_shape, split: str = "train") -> dict:
     import torch
     from scipy import ndimage
 
-
     hemis, index = preprocess.load_hemispheres(cache_dir)
     best = (0, None, None)
     for _, r in index[(index["label"] == 1) & (index["split"] == split)].iterrows():
@@ -99,7 +98,6 @@ def genesis_figure(cube, k: int, seed: int = 0, max_draws: int = 100):
     Boxes are drawn in 3D, so each column shows the first draw (numbered) whose region crosses slice k."""
     import matplotlib.pyplot as plt
     import torch
-
 
     panels = [("original", cube, None)]
     for i, (name, fn) in enumerate(genesis.TRANSFORMS.items()):

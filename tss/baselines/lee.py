@@ -61,7 +61,6 @@ META_COLUMNS = ("patient_id", "error", "roi_sides", "ref_fallback", "lesion_ml",
 
 def voxel_ml() -> float:
     """Volume of one voxel of the registered grid (:func:`tss.preprocess.target_affine`), in mL."""
-
     return float(abs(np.linalg.det(target_affine()[:3, :3])) / 1000)
 
 
@@ -328,7 +327,6 @@ def extract_features(cache_dir, pid: str, b_value: float = B_VALUE) -> dict:
 
     Raises ValueError naming the patient when its data are missing or not finite, or when ``pid``
     is not a safe file name (:func:`tss.paths.id_path`: nothing outside the cache is read)."""
-
     store = PreprocessCache(cache_dir)
     if not store.has_patient(pid):
         raise ValueError(f"patient {pid}: not preprocessed (no {pid}.npz/.json in the cache)")
@@ -365,7 +363,6 @@ def feature_table(cache_dir, manifest_table: pd.DataFrame, jobs: int = -1, progr
     """Features of every patient of the manifest (parallel over patients), in manifest order.
     A patient that fails keeps its row with the reason in ``error`` and NaN features; the failures
     are also warned about, and the others continue."""
-
     pids = list(manifest_table["patient_id"])
     done = map_patients(functools.partial(_extract_safe, str(cache_dir), b_value=b_value), pids, jobs=jobs, desc="Lee features",
                         progress=progress)
@@ -455,7 +452,6 @@ def fit_and_select(X: pd.DataFrame, y: np.ndarray, split: np.ndarray, seed: int 
 
 
 def _key(cache_dir, table: pd.DataFrame, seed: int, b_value: float) -> str:
-
     meta = PreprocessCache(cache_dir).cohort_json
     if not meta.exists():
         raise ValueError(f"no {meta.name} in {Path(cache_dir).name}/cohort: assemble the cohort first "

@@ -42,7 +42,6 @@ SHAPE_MODULES = {
 def shape_table(profile_names=("full", "quick")) -> pd.DataFrame:
     """Output shape of each module of :data:`SHAPE_MODULES` for one random input of each profile's
     size (the 2D model per slice; the U-Net on a Models Genesis cube), one column per profile."""
-
     models = {"2D (per slice)": (lambda s: SliceAttentionNet(n_slices=s[0]), lambda m: m.input_shape("2d")),
               "3D": (lambda s: Attention3DNet(), lambda m: m.input_shape("3d")),
               "U-Net (Genesis)": (lambda s: UNet3D(), lambda m: m.genesis_cube)}

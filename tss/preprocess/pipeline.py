@@ -278,7 +278,6 @@ def preprocess_cohort(cohort_dir, cache_dir, jobs: int = -1, progress: bool = Tr
             file name or a path cell leads outside the data roots (:func:`tss.manifest.require_safe`).
             The images themselves are checked per patient as they load.
     """
-
     t0 = time.perf_counter()
     manifest.require_safe(cohort_dir, data_roots, action="preprocessing")
     cohort = manifest.load_cohort(cohort_dir, check=False)
@@ -372,7 +371,6 @@ def assemble(cache_dir, cohort_dir, reference: str | None = None, progress: bool
         ValueError: the manifest's ids are not safe file names (its image paths are not read here).
     """
     from tqdm import tqdm
-
 
     cache_dir = Path(cache_dir)
     manifest.require_safe(cohort_dir, check_roots=False, action="assembling")

@@ -29,7 +29,6 @@ LPS = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS (SimpleITK's physical space)
 
 
 def _truth_for(cohort_dir: Path, pid: str):
-
     gen = json.loads((cohort_dir / "generator.json").read_text())
     latent = pd.read_csv(cohort_dir / "latent.csv").set_index("patient_id")
     index = int(pid.split("-")[1]) - 1
@@ -45,7 +44,6 @@ def _brain_points(anat, n_points: int, seed: int) -> np.ndarray:
 
 def registration_error(cohort_dir, cache_dir, pid: str, n_points: int = 4000, seed: int = 0) -> dict:
     """Mean and 95th-percentile error (mm) of the b0/b1000 and FLAIR registrations for one patient."""
-
     cohort_dir = Path(cohort_dir)
     g = _truth_for(cohort_dir, pid)
     anat = load_anatomy()
@@ -68,7 +66,6 @@ def skull_strip_dice(cohort_dir, cache_dir, pid: str) -> dict:
     """Dice of the propagated brain mask and the true brain mask on the native b0 grid, and the
     fraction of the synthetic scalp/skull shell left inside the mask."""
     from torchio.data.io import sitk_to_nib
-
 
     cohort_dir = Path(cohort_dir)
     g = _truth_for(cohort_dir, pid)
@@ -94,7 +91,6 @@ def affine_floor(cohort_dir, pid: str, n_points: int = 4000, seed: int = 0) -> f
     """Mean error (mm) of the best affine any registration could find: a least-squares affine fit
     of the true scanner -> template mapping over brain points. What remains is the smooth
     anatomical deformation, which an affine registration cannot follow."""
-
     g = _truth_for(Path(cohort_dir), pid)
     anat = load_anatomy()
     q = _brain_points(anat, n_points, seed)

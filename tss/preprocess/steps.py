@@ -49,7 +49,6 @@ def t2w_template() -> sitk.Image:
     extra-cerebral CSF, skull and scalp (:mod:`tss.template`). A brain-only template would
     pull the bright CSF around the brain into the template's brain and inflate it.
     """
-
     anat = load_anatomy()
     t2w = sum(anat.fractions[i] * T2W_TISSUE[name] for i, name in enumerate(CHANNELS)).astype(np.float32)
     head = nib_to_sitk(t2w[None], anat.affine)

@@ -100,7 +100,6 @@ def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, boo
     if (truth := cached(paths["truth"], key, images, field="cache_key")) is not None:
         return truth, True
 
-
     anat = load_anatomy()
     t0 = time.perf_counter()
     out = render_patient(plan, seed, index, anat)
@@ -130,7 +129,6 @@ def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progr
         A :class:`GenerateResult`: the folder, how many patients were rendered and how many reused,
         and the wall time.
     """
-
     t0 = time.perf_counter()
     root = Path(out)
     if (root / mf.MANIFEST_NAME).exists() and not (root / "generator.json").exists():

@@ -426,7 +426,6 @@ def run_grid(experiments, cohort: Hemispheres, out_root, profile: str, seed: int
              max_epochs: int | None = None, train_profile: profiles.TrainProfile | None = None,
              model_profile: profiles.ModelProfile | None = None):
     """Run experiments in order; an ImageNet run without weights is recorded as skipped with why."""
-
     results = []
     for exp in tqdm(experiments, desc=f"seed {seed}", unit="run", disable=not progress):
         try:

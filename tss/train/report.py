@@ -221,7 +221,6 @@ def views(results_root, profile: str, runs_dir=None) -> dict[str, Path]:
     """The run folders a Training page shows: every profile with finished runs under
     ``results_root``, the largest first (committed full / lowres results), and the one this build
     trained (``profile``, whose runs are in ``runs_dir``), last."""
-
     root = Path(results_root)
     out = {p: project.under(root, p).runs for p in project.profiles_with(project.FINISHED_RUNS, root) if p != profile}
     out[profile] = Path(runs_dir) if runs_dir is not None else project.under(root, profile).runs
