@@ -83,8 +83,8 @@ if recipe:
     display(res.table2_parts(T["table2_recipe"])[0].style.hide(axis="index").format(na_rep="")
             .set_properties(**{"font-size": "9.5pt"}).set_properties(subset=["ours"], **{"max-width": "14em"})
             .set_table_styles([{"selector": "th", "props": "font-size: 9.5pt"}]))
-elif stages.no_recipe_note(said):
-    display(Markdown(stages.no_recipe_note(said)))
+elif said["no_recipe"]:
+    display(Markdown(said["no_recipe"]))
 
 # %% [markdown]
 # Notes on the rows. *Phase 1, 3D*: the paper's row says "Random"; the paper's method (and the issue

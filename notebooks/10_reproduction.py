@@ -73,8 +73,8 @@ if recipe:
                      f"whose models have run under {recipe} ({len(both)} of {len(table)}), judged under both."))
     with pd.option_context("display.max_colwidth", 120):
         display(both.style.hide(axis="index").set_properties(**{"text-align": "left", "font-size": "9pt"}))
-elif stages.no_recipe_note(said):
-    display(Markdown(stages.no_recipe_note(said)))
+elif said["no_recipe"]:
+    display(Markdown(said["no_recipe"]))
 
 # %% [markdown]
 # ## Why a claim can fail to reproduce here

@@ -42,6 +42,7 @@ def test_the_results_stage_writes_what_it_returns_and_leaves_no_figure_open(runs
     assert all(f.exists() for f in page.files)
     assert set(plt.get_fignums()) <= before  # the page shows each figure where it belongs, not where the stage ran
     assert page.said["recipe"] is None  # no clock study here: no recipe beside the paper's
+    assert page.said["recipe_best"] is None and page.said["no_recipe"] is None  # and nothing to explain
 
 
 def test_the_command_line_and_the_pages_write_the_same_tables(runs, tmp_path_factory):

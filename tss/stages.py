@@ -11,6 +11,7 @@ The Training chapters run :mod:`tss.train`, whose runs write their own files.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
 from . import gradcam, manifest, paper, preprocess, profiles, project, reproduction, results, stats, synth, tables, viz
 from .atomic import write_text
@@ -106,7 +108,6 @@ def _pipeline_figure() -> plt.Figure:
 def _registered_figure(cases, landmarks, slices=(10, 14)) -> plt.Figure:
     """Figure 3: registered DWI, FLAIR and b0 of each (name, patient) at two slices (the labels stay
     readable at the text column's width), lesion outlined."""
-
     ns = len(slices)
     fig, axes = plt.subplots(3, ns * len(cases), figsize=(2.6 * ns * len(cases), 8.4))
     axes = np.atleast_2d(axes)
@@ -232,9 +233,6 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
 
     The tables and the ratio and oracle figures show the cohort that the Results chapter shows (the
     largest profile with committed runs, from its committed tables); ``said["shown"]`` names it."""
-    import json
-
-
     profiles.check(profile)
     n = n or profiles.COHORT[profile].n_patients
     P = project.paths(profile)
@@ -268,8 +266,7 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
     T["table1"] = t1 = tables.table1(shown_table)
     write_text(results_dir / "table1.csv", t1.to_csv())
     ours = tables.medians(shown_table)
-    paper_medians = {"age": 70, "nihss": 8, "onset_to_mri_min": 222}
-    check = pd.DataFrame({"ours (all)": ours, "paper (all)": paper_medians})
+    check = pd.DataFrame({"ours (all)": ours, "paper (all)": paper.TABLE1_MEDIANS})
     check["relative difference"] = check["ours (all)"] / check["paper (all)"] - 1
     T["medians"] = check
 
@@ -290,11 +287,11 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
     T["readers_test"] = side
     T["readers_all"] = results.reader_report(df["tss_lt_4_5h"], df[readers], n_boot=n_boot, seed=seed)
     kappa = {name: stats.fleiss_kappa(frame[readers].to_numpy()) for name, frame in (("test", test), ("all", df))}
-    kappa_ci = {name: stats.bootstrap_ci(lambda c: stats.fleiss_kappa(c), frame[readers].to_numpy(), n_boot=n_boot,
+    kappa_ci = {name: stats.bootstrap_ci(stats.fleiss_kappa, frame[readers].to_numpy(), n_boot=n_boot,
                                          seed=seed) for name, frame in (("test", test), ("all", df))}
     T["kappa"] = pd.DataFrame({
         "Fleiss' kappa (ours)": [stats.with_ci(kappa[k], kappa_ci[k]) for k in ("test", "all")],
-        "paper": [f"{paper.FLEISS_KAPPA:.2f} (test, n=82)", ""],
+        "paper": [f"{paper.FLEISS_KAPPA:.2f} (test, n={paper.N_TEST})", ""],
     }, index=["test split", "all patients"])
 
     oracle = {}
@@ -341,9 +338,6 @@ def preprocessing_chapter(profile: str, cohort_dir=None, cache_dir=None, results
     patients against their known truth (``qc.csv``, all when None), the real ISLES'22 case where it is
     beside the repository, Figures 2 and 3 (``figure2_pipeline.png``, ``figure3_registered.png``), the
     hemisphere figure, and ``preprocess_summary.json``."""
-    import json
-
-
     P = project.paths(profile)
     cohort_dir = Path(cohort_dir or P.cohort)
     cache_dir = Path(cache_dir or P.cache)
@@ -414,11 +408,6 @@ def models_chapter(profile: str, seed: int = 0, cache_dir=None, results_dir=None
     attention maps of a random input at the paper's size, Models Genesis's distortions on a lesion
     (``genesis_transforms.png``, where the processed cohort is here), whether ImageNet weights are
     here, the training-step benchmarks ``make bench`` wrote, and ``models_summary.json``."""
-    import json
-
-    import torch
-
-
     P = project.paths(profile)
     cache_dir = Path(cache_dir or P.cache)
     results_dir = Path(results_dir or P.stage("models"))
@@ -531,7 +520,6 @@ def lee_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None, n_b
     the baseline computed where the processed cohort is here (cached by its key) or read back from its
     committed files; its settings, classifiers and usable-ROI share, and :func:`lee_subset`
     (``lee_subset.csv``). ``said["unavailable"]``: why there is no baseline, when there is none."""
-
     page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
     lee_dir = project.under(results_root, page.shown).lee
     said: dict[str, object] = {"lee_dir": lee_dir, "runs_dir": page.runs_dir, "cohort_dir": page.cohort_dir,
@@ -570,7 +558,6 @@ def gradcam_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None,
     real ISLES'22 case with the phase 1 detectors too (``gradcam_isles.csv``, its CAMs); elsewhere it
     reads the committed files back. Tables: ``overlap``, ``summary`` (:func:`gradcam_summary`),
     ``isles``; figures: ``figure9_gradcam``, ``isles``."""
-
     page = results.shown_profile(results_root, profile, cohort_dir, cache_dir)
     out, cache = page.out_dir, page.cache_dir
     tree = RunTree(page.runs_dir)
@@ -658,8 +645,7 @@ def results_chapter(results_root, profile: str, cohort_dir=None, cache_dir=None,
                                "n_test": int((man["split"] == "test").sum()) if man is not None else None}
     shown_tables = dict(tables)
 
-    recipe = clock.chosen(where.clock, grid_root=where.runs)
-    said["recipe"], said["recipe_best"] = recipe, clock.best(where.clock, grid_root=where.runs)
+    recipe = _recipe(where, said)
     if recipe:
         with tempfile.TemporaryDirectory() as tmp:
             view = clock.recipe_view(where.clock, recipe, tmp)
@@ -712,8 +698,7 @@ def reproduction_chapter(results_root, profile: str, cohort_dir=None, cache_dir=
     tables = {"reproduction": table}
     said: dict[str, object] = {"findings": reproduction.findings(table, raw, page.shown, len(man) if man is not None else None),
                                "counts": reproduction.counts(table)}
-    recipe = clock.chosen(where.clock, grid_root=where.runs)
-    said["recipe"], said["recipe_best"] = recipe, clock.best(where.clock, grid_root=where.runs)
+    recipe = _recipe(where, said)
     shown_tables = dict(tables)
     if recipe:
         with tempfile.TemporaryDirectory() as tmp:
@@ -723,6 +708,15 @@ def reproduction_chapter(results_root, profile: str, cohort_dir=None, cache_dir=
         shown_tables["beside"] = reproduction.beside(table, under, recipe)
     files = _write(page.out_dir, tables, {}, {})
     return Chapter(page.shown, shown_tables, {}, files, said)
+
+
+def _recipe(where, said: dict) -> str | None:
+    """The recipe put beside the paper's (:func:`tss.train.clock.chosen`), from one read of the clock
+    study that also gives the best on validation; both go into ``said``, with :func:`no_recipe_note`."""
+    top = clock.best(where.clock, grid_root=where.runs)
+    said["recipe"], said["recipe_best"] = clock.picked(top), top
+    said["no_recipe"] = no_recipe_note(said)
+    return said["recipe"]
 
 
 def no_recipe_note(said: dict) -> str | None:

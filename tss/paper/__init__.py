@@ -26,6 +26,8 @@ TSS_45H_MIN = 270
 FLEISS_KAPPA = 0.46
 # Paper section 2.1: test set of 82 patients read by three neuroradiologists.
 N_TEST = 82
+# Paper Table 1 ("all" column): median age (years), NIHSS and onset to MRI (min).
+TABLE1_MEDIANS = {"age": 70, "nihss": 8, "onset_to_mri_min": 222}
 # Paper section 2.4 (implementation details): GPU memory of training at batch 8, in GB.
 GPU_MEMORY_GB_BATCH8 = {"2d": 4.0, "3d": 7.0}
 

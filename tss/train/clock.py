@@ -197,14 +197,17 @@ def plot_curves(logs: dict[str, pd.DataFrame]):
     return fig
 
 
-
 def chosen(root, arch: str = "2d", n_boot: int = 50, grid_root=None) -> str | None:
     """The recipe that learns, chosen on validation (:func:`choose`) for ``arch``'s transfer chain
     among the variants under ``root`` (with the grid's paper-recipe runs as the control where
     ``root`` has none, see :func:`table`): the best by mean validation AUC, when it is not the
     paper's, the paper's is among them, and every seed of it left the validation chance band; else
     None (a recipe that beats the paper's but learned nothing is not put beside it in Table 2)."""
-    top = best(root, arch, n_boot=n_boot, grid_root=grid_root)
+    return picked(best(root, arch, n_boot=n_boot, grid_root=grid_root))
+
+
+def picked(top: dict | None) -> str | None:
+    """:func:`chosen` from :func:`best`'s answer, for a caller that shows both (one read of the runs)."""
     if top is None or not top["beside_paper"] or top["recipe"] == "paper":
         return None
     return top["recipe"] if top["learned"] else None
@@ -283,7 +286,6 @@ def run_planted(root, recipes=("paper", "lr100"), seeds=(0,), device: str = "cpu
     every run). ``lesion`` "large": 48 patients, 8 x 28 x 14, a FLAIR-bright lesion after 4.5 h filling
     a quarter of the hemisphere, at most 6 epochs; "small": :data:`PLANTED_SMALL`, 15 epochs. The
     cohort is the same for every seed; the seed changes the weights and the order of the batches."""
-
     if lesion not in LESIONS:
         raise ValueError(f"unknown planted lesion {lesion!r}; expected one of {', '.join(LESIONS)}")
     if lesion == "small":
