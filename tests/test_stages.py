@@ -12,6 +12,7 @@ from small_cohort import SHARED
 from test_results import _fake_run
 
 from tss import stages
+from tss.synth import calibration
 
 matplotlib.use("Agg")
 
@@ -151,10 +152,10 @@ def test_the_cohort_stage_writes_every_file_of_the_data_page_and_shows_the_resul
     root, _ = small
     before = set(plt.get_fignums())
     page = stages.cohort_chapter("quick", n=N_SMALL, seed=SEED_SMALL, jobs=1, cohort_dir=root,
-                                 results_dir=tmp_path, n_boot=20)
+                                 results_dir=tmp_path, n_boot=20, audit_dir=tmp_path / "audit")
     names = {f.name for f in page.files}
     assert names == {"manifest.csv", "latent.csv", "table1.csv", "figure1_mismatch.png", "signal_ratio_vs_tss.png",
-                     "readers_test.csv", "oracle_roc.png", "cohort_summary.json"}
+                     "readers_test.csv", "oracle_roc.png", "calibration.csv", "cohort_summary.json"}
     assert all(f.exists() and f.parent == tmp_path for f in page.files)
     assert set(plt.get_fignums()) <= before
     # the page shows the cohort the Results chapter shows; Figure 1 shows this build's images
@@ -163,6 +164,10 @@ def test_the_cohort_stage_writes_every_file_of_the_data_page_and_shows_the_resul
     assert page.said["n_images"] == N_SMALL
     summary = json.loads((tmp_path / "cohort_summary.json").read_text())
     assert summary["n"] == page.said["n_shown"] and summary["built_by"] == "quick"
+    # the cohort against patients: every target, measured from the shown cohort's images
+    cal = pd.read_csv(tmp_path / "calibration.csv")
+    assert len(cal) == len(calibration.TARGETS) and summary["calibration"]["n_patients"] == page.said["n_shown"]
+    assert page.said["calibration_met"] == cal["met"].eq("yes").sum()
     readers = pd.read_csv(tmp_path / "readers_test.csv")
     assert len(readers) == 4 and readers["n (ours)"].iloc[0] == page.said["n_test"]
     # the written Table 1 is the one returned (index kept: the variable names)

@@ -278,22 +278,31 @@ def probe_network(name: str, model, cohort, threads: int | None = None) -> pd.Da
 # run, cache, table and figure
 
 
+def native(cohort_dir, out_dir, progress: bool = True) -> Path:
+    """Step 2 of a synthetic cohort, :func:`native_table`, written to ``out_dir/native.csv`` and cached
+    by the cohort's manifest and truth files; returns the file. Raises ``ValueError`` on a cohort
+    without the generator's truth (a real one)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "native.csv"
+    mpath = manifest.resolve_manifest_path(cohort_dir)
+    truth = sorted(mpath.parent.glob("*/*_synth.json"))
+    nkey = content_key({"v": AUDIT_VERSION, "manifest": mpath.read_text(),
+                        "truth": [f.read_text() for f in truth]})
+    if cached(out_dir / "native.json", nkey, [out]) is None:
+        nat = native_table(cohort_dir, progress=progress)
+        with atomic_path(out) as tmp:
+            nat.round(5).to_csv(tmp, index=False)
+        write_text(out_dir / "native.json", json.dumps({"key": nkey, "patients": len(nat)}, indent=1))
+    return out
+
+
 def run(cache_dir, cohort_dir, out_dir, progress: bool = True) -> dict[str, Path]:
     """Measure step 2 of a synthetic cohort (``native.csv``, cached by its manifest and truth files)
     and, once the cohort is processed and assembled, steps 3-4 (``template.csv``, ``tensors.csv``,
     cached by the processed cohort's key) into ``out_dir``. Returns the files written or found."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {k: out_dir / f"{k}.csv" for k in ("native", "template", "tensors")}
-    mpath = manifest.resolve_manifest_path(cohort_dir)
-    truth = sorted(mpath.parent.glob("*/*_synth.json"))
-    nkey = content_key({"v": AUDIT_VERSION, "manifest": mpath.read_text(),
-                        "truth": [f.read_text() for f in truth]})
-    if cached(out_dir / "native.json", nkey, [files["native"]]) is None:
-        nat = native_table(cohort_dir, progress=progress)
-        with atomic_path(files["native"]) as tmp:
-            nat.round(5).to_csv(tmp, index=False)
-        write_text(out_dir / "native.json", json.dumps({"key": nkey, "patients": len(nat)}, indent=1))
+    files = {"native": native(cohort_dir, out_dir, progress)} | {k: out_dir / f"{k}.csv" for k in ("template", "tensors")}
     store = PreprocessCache(cache_dir) if cache_dir is not None else None
     if store is None or not store.assembled():
         return {"native": files["native"]}

@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import gradcam, manifest, paper, preprocess, profiles, project, reproduction, results, stats, synth, tables, viz
+from . import audit, gradcam, manifest, paper, preprocess, profiles, project, reproduction, results, stats, synth, tables, viz
 from .atomic import write_text
 from .baselines import lee
 from .models import Attention3DNet, SliceAttentionNet, UNet3D, imagenet, parameter_table, shape_table
 from .preprocess import PreprocessCache, pipeline, qc
 from .runtree import RunTree
+from .synth import calibration
 from .task import Task
 from .train import Experiment, Hemispheres, clock
 from .train.config import grid
@@ -223,13 +224,36 @@ def _oracle_figure(df: pd.DataFrame, oracle_all: float, paper_rows: pd.DataFrame
     return fig
 
 
+def _native_ratios(P, shown: str, profile: str, cohort_dir: Path, ids, audit_dir: Path
+                   ) -> tuple[pd.DataFrame | None, str | None]:
+    """The lesion/contralateral ratios measured from the images (:func:`tss.audit.native`) of the
+    cohort the page shows: measured here, cached in ``audit_dir``, when it is this
+    build's cohort; else the shown profile's committed ``audit/native.csv``. ``(None, why)`` when
+    neither can be had, or when the file holds other patients than the cohort's."""
+    if shown == profile:
+        try:
+            f = audit.native(cohort_dir, audit_dir, progress=False)
+        except ValueError as e:  # a cohort without the generator's truth: no pose to find the mirror with
+            return None, str(e)
+    else:
+        f = P.results_root / shown / "audit" / "native.csv"
+        if not f.exists():
+            return None, f"the {shown} profile has no committed native ratios ({f.relative_to(P.results_root.parent)})"
+    nat = pd.read_csv(f)
+    if set(nat["patient_id"]) != set(ids):
+        return None, f"{f.name} holds other patients than the {shown} cohort: rerun `python -m tss audit --profile {shown}`"
+    return nat, None
+
+
 def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int = -1, cohort_dir=None,
-                   results_dir=None, n_boot: int = 2000) -> Chapter:
-    """The Data page (``01_cohort``): the cohort generated (cached per patient) or a real one in
-    ``cohort_dir`` validated, its small tables recorded (``manifest.csv``, ``latent.csv``), Table 1
+                   results_dir=None, n_boot: int = 2000, audit_dir=None) -> Chapter:
+    """The Data page (``01_cohort``): the synthetic cohort generated (cached per patient) in
+    ``cohort_dir`` and validated, its small tables recorded (``manifest.csv``, ``latent.csv``), Table 1
     (``table1.csv``), Figure 1 (``figure1_mismatch.png``, from this build's images), the signal ratios
     (``signal_ratio_vs_tss.png``), the simulated readers on the test split (``readers_test.csv``) and
-    on all patients with Fleiss' kappa, the oracle (``oracle_roc.png``) and ``cohort_summary.json``.
+    on all patients with Fleiss' kappa, the oracle (``oracle_roc.png``), the cohort against patients
+    (``calibration.csv``, :mod:`tss.synth.calibration`; the native ratios it needs are cached in
+    ``audit_dir``, default ``results/<profile>/audit``) and ``cohort_summary.json``.
 
     The tables and the ratio and oracle figures show the cohort that the Results chapter shows (the
     largest profile with committed runs, from its committed tables); ``said["shown"]`` names it."""
@@ -305,6 +329,13 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
     figures["oracle_roc"] = _oracle_figure(df, oracle["all"][0], paper_rows)
     figures["oracle_roc"].savefig(results_dir / "oracle_roc.png", dpi=120, bbox_inches="tight")
 
+    native, no_native = _native_ratios(P, shown, profile, cohort_dir, df["patient_id"], Path(audit_dir or P.audit))
+    calibrated = calibration.measure(native, df) if native is not None else None
+    if calibrated is not None:
+        T["calibration"] = calibration.table(calibrated)
+        write_text(results_dir / "calibration.csv", T["calibration"].to_csv(index=False))
+        files.append(results_dir / "calibration.csv")
+
     params = pd.DataFrame(synth.params.as_records())[["group", "name", "value", "unit", "source"]]
     params["value"] = params["value"].map(lambda v: json.dumps(v) if isinstance(v, (tuple, list))
                                           else f"{v:g}" if isinstance(v, float) else v)  # 222, not 222.000000
@@ -317,6 +348,7 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
         "oracle_auc_population": pop,
         "fleiss_kappa_test": kappa["test"], "fleiss_kappa_all": kappa["all"],
         "table1_medians_all": ours,
+        "calibration": calibrated,
     }
     write_text(results_dir / "cohort_summary.json", json.dumps(summary, indent=1))
     for fig in figures.values():
@@ -327,6 +359,9 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
             "n_images": len(images), "n_test": len(test), "n_test_early": int(test["tss_lt_4_5h"].sum()),
             "dwi_not_bright": int((df["dwi_ratio"] <= 1).sum()),
             "flair_tss_rho": df[["flair_ratio", "onset_to_mri_min"]].corr("spearman").iloc[0, 1],
+            "calibration": calibrated, "no_calibration": no_native,
+            "calibration_met": (None if calibrated is None else
+                                sum(bool(t.met(calibrated[t.key])) for t in calibration.TARGETS)),
             "summary": summary}
     return Chapter(shown, T, figures, files, said)
 
