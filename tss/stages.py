@@ -514,7 +514,7 @@ def gradcam_summary(out_dir) -> pd.DataFrame | None:
     overlap = Path(out_dir) / "gradcam_overlap.csv"
     if not overlap.exists():
         return None
-    out = gradcam.summary(pd.read_csv(overlap, float_precision="round_trip"))  # the table as it was written
+    out = gradcam.summary(pd.read_csv(overlap))  # pandas 3 parses floats round-trip by default: the table as written
     write_text(Path(out_dir) / "gradcam_summary.csv", out.to_csv())
     return out
 
