@@ -62,6 +62,7 @@ notebooks: $(STAMP)
 	    -p profile $$profile -p jobs $(JOBS) "$${extra[@]}"; \
 	  $(PY) tools/prepare_pages.py $(GENERATED)/$$nb.ipynb; \
 	  $(PY) -m tss.provenance results/$$profile --stage $$nb --since $$start; \
+	  echo "$$nb: $$(( $$(date +%s) - $${start%.*} )) s"; \
 	done
 
 # the pages `make notebooks` runs, in order (tests/test_notebooks.py asks make for them)
