@@ -193,7 +193,8 @@ if said["calibration"] is not None:
         "chapter's TSS models can inherit their detector's ranking.",
         ("visibly FLAIR-positive", "below"): "Too few early lesions are already visibly FLAIR-bright, as "
         "patients' often are: early and late lesions separate more cleanly than in patients.",
-        ("FLAIR ratio, TSS < 4.5 h: SD", "above"): "Early lesions' FLAIR ratios spread wider than patients'.",
+        ("mismatch: SD", "above"): "The lesions our readers call mismatch spread wider on FLAIR than "
+        "WAKE-UP's mismatch patients.",
         ("FLAIR ratio alone", "above"): "The FLAIR ratio alone is a better clock here than in patients.",
     }
     lines = [f"- **{r.target}**: ours {r.ours}, {r.met[4:]} the range {r['target range']}. "
