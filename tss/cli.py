@@ -41,7 +41,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     _profile_defaults(args, out=lambda prof, P: P.cohort, n=lambda prof, P: profiles.COHORT[prof].n_patients)
     client = engine.connect(args.scheduler, args.workers)
     with engine.patients_on(client):  # one patient per task on the cluster, when there is one
-        out = synth.generate(args.out, n=args.n, seed=args.seed, jobs=-1 if client else args.jobs)
+        out = synth.generate(args.out, n=args.n, seed=args.seed, jobs=-1 if client else args.jobs,
+                             variant=args.variant or synth.params.DEFAULT_VARIANT)
     print(f"wrote {out.n_patients} patients to {out.root} in {out.seconds:.0f} s "
           f"({out.n_generated} generated, {out.n_cached} reused from cache)")
     return 0
@@ -253,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", type=Path, help="output cohort folder (default: the profile's)")
     s.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
+    s.add_argument("--variant", help="named cohort (tss.synth.params.VARIANTS; default: the first, 'loud'); "
+                                     "one variant per folder: give another variant its own --out")
     _add_cluster(s)
     s.set_defaults(func=_cmd_synth)
 

@@ -336,7 +336,7 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
         write_text(results_dir / "calibration.csv", T["calibration"].to_csv(index=False))
         files.append(results_dir / "calibration.csv")
 
-    params = pd.DataFrame(synth.params.as_records())[["group", "name", "value", "unit", "source"]]
+    params = pd.DataFrame(meta["parameters"])[["group", "name", "value", "unit", "source"]]  # its variant's, as generated
     params["value"] = params["value"].map(lambda v: json.dumps(v) if isinstance(v, (tuple, list))
                                           else f"{v:g}" if isinstance(v, float) else v)  # 222, not 222.000000
     T["params"] = params

@@ -59,3 +59,50 @@ def test_generation_refuses_a_folder_holding_a_cohort_it_did_not_write(tmp_path)
         synth.generate(real, n=2, seed=0, jobs=1, progress=False)
     assert sorted(p.name for p in real.iterdir()) == before  # nothing written into it
     assert (real / manifest.MANIFEST_NAME).read_text().startswith("patient_id,b1000\nsub-01,")
+
+
+def test_a_cohort_variant_renders_with_its_parameters_in_workers_and_keeps_to_its_own_folder(small, tmp_path,
+                                                                                             monkeypatch):
+    import json
+
+    from tss.synth import params
+
+    root, _ = small
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    meta = json.loads((copy / "generator.json").read_text())
+    assert meta.pop("variant") == params.DEFAULT_VARIANT == "loud"
+    (copy / "generator.json").write_text(json.dumps(meta))
+    assert synth.cohort_variant(copy) == "loud"  # a cohort written before variants existed is the first one
+
+    monkeypatch.setitem(params.VARIANTS, "test", {"snr_flair": ((4.0, 5.0), "a test: a noisy FLAIR")})
+    with params.using("test"):
+        assert params.param("snr_flair") == (4.0, 5.0)
+        assert {r["name"]: r for r in params.as_records()}["snr_flair"]["source"] == "a test: a noisy FLAIR"
+    assert params.param("snr_flair") == (25.0, 45.0)  # restored after the block
+
+    before = sorted(p.name for p in copy.rglob("*"))
+    with pytest.raises(FileExistsError, match="'loud' cohort"):
+        synth.generate(copy, n=N_SMALL, seed=3, jobs=1, progress=False, variant="test")
+    assert sorted(p.name for p in copy.rglob("*")) == before
+    with pytest.raises(ValueError, match="unknown cohort variant"):
+        synth.generate(tmp_path / "none", n=2, seed=3, jobs=1, progress=False, variant="nope")
+    assert not (tmp_path / "none").exists()
+
+    # worker processes start with the default parameters: they must render with the variant's
+    from functools import partial
+
+    from tss.parallel import map_patients
+
+    i = 4
+    plan = cohort.sample_patients(N_SMALL, seed=3).iloc[i].to_dict()
+    out = tmp_path / "test"
+    render = partial(synth._render_indexed, seed=3, root=str(out), variant=params.overrides("test"))
+    [(truth, was_cached)] = map_patients(render, [(i, plan)], jobs=2, progress=False)
+    assert not was_cached
+    with params.using("test"):
+        noisy = acquire.render_patient(plan, 3, i, load_anatomy())["images"]["flair"][0]
+    written = np.asanyarray(_load(out, plan["patient_id"], "flair").dataobj)
+    np.testing.assert_array_equal(written, noisy)
+    loud = np.asanyarray(_load(root, plan["patient_id"], "flair").dataobj)  # the same patient, default parameters
+    assert written.shape == loud.shape and not np.array_equal(written, loud)

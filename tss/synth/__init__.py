@@ -37,7 +37,7 @@ from tss.synth.cohort import (
     sample_patients,
     simulate_readers,
 )
-from tss.synth.params import GENERATOR_VERSION, PARAMS, as_records, param
+from tss.synth.params import DEFAULT_VARIANT, GENERATOR_VERSION, PARAMS, as_records, overrides, param, using
 from tss.template import load_anatomy
 
 __all__ = ["generate", "GenerateResult", "load_latent", "patient_paths", "PARAMS", "param",
@@ -85,9 +85,10 @@ def _save_nifti(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
         nib.save(img, tmp)
 
 
-def _render_indexed(item: tuple[int, dict], seed: int, root: str) -> tuple[dict, bool]:
+def _render_indexed(item: tuple[int, dict], seed: int, root: str, variant: dict | None = None) -> tuple[dict, bool]:
     index, plan = item
-    return _render_one(plan, seed, index, root)
+    with using(variant or {}):  # a worker process starts with the default parameters: it gets the variant's
+        return _render_one(plan, seed, index, root)
 
 
 def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, bool]:
@@ -111,11 +112,21 @@ def _render_one(plan: dict, seed: int, index: int, root: str) -> tuple[dict, boo
     return truth, False
 
 
-def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progress: bool = True) -> GenerateResult:
+def cohort_variant(root: str | Path) -> str | None:
+    """The variant (:data:`tss.synth.params.VARIANTS`) a synthetic cohort folder was generated as;
+    None where the folder holds no generated cohort. Cohorts written before variants existed are the
+    first one, "loud"."""
+    meta = Path(root) / "generator.json"
+    return json.loads(meta.read_text()).get("variant", "loud") if meta.exists() else None
+
+
+def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progress: bool = True,
+             variant: str = DEFAULT_VARIANT) -> GenerateResult:
     """Generate (or resume) a synthetic cohort of ``n`` patients in ``out``.
 
-    Each patient is cached by its plan, the seed and the generator version: a rerun renders only
-    what is missing or changed.
+    Each patient is cached by its plan, the seed, the generator version and the parameters of its
+    variant: a rerun renders only what is missing or changed. A folder holds one variant: generating
+    another into it raises ``FileExistsError``.
 
     Args:
         out: the cohort folder: ``manifest.csv``, ``latent.csv``, ``generator.json`` and one folder
@@ -124,21 +135,32 @@ def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progr
         seed: fixes every draw: patients, lesions, splits, readers.
         jobs: worker processes (-1: all cores).
         progress: show a progress bar.
+        variant: which named cohort (:data:`tss.synth.params.VARIANTS`): the parameters it replaces.
 
     Returns:
         A :class:`GenerateResult`: the folder, how many patients were rendered and how many reused,
         and the wall time.
     """
-    t0 = time.perf_counter()
     root = Path(out)
     if (root / mf.MANIFEST_NAME).exists() and not (root / "generator.json").exists():
         raise FileExistsError(f"{root} holds a cohort this generator did not write ({mf.MANIFEST_NAME} without "
                               "generator.json): refusing to write synthetic patients into it and replace its manifest")
+    overrides(variant)  # ValueError for an unknown variant, before anything is written
+    if (there := cohort_variant(root)) not in (None, variant):
+        raise FileExistsError(f"{root} holds the {there!r} cohort: refusing to render the {variant!r} one over it "
+                              "(give each variant its own folder)")
+    with using(variant):
+        return _generate(root, n, seed, jobs, progress, variant)
+
+
+def _generate(root: Path, n: int, seed: int, jobs: int, progress: bool, variant: str) -> GenerateResult:
+    t0 = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
     plans = sample_patients(n, seed)
     records = plans.to_dict("records")
 
-    done = map_patients(partial(_render_indexed, seed=seed, root=str(root)), list(enumerate(records)), jobs=jobs,
+    render = partial(_render_indexed, seed=seed, root=str(root), variant=overrides(variant))
+    done = map_patients(render, list(enumerate(records)), jobs=jobs,
                         desc="synthetic patients", progress=progress)
     failed = [r for r in done if isinstance(r, Failed)]
     if failed:  # the others are written and cached: a rerun renders only these
@@ -169,7 +191,7 @@ def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progr
 
     seconds = time.perf_counter() - t0
     meta = {
-        "generator_version": GENERATOR_VERSION, "n": n, "seed": seed,
+        "generator_version": GENERATOR_VERSION, "variant": variant, "n": n, "seed": seed,
         "jobs": jobs if jobs > 0 else os.cpu_count(), "seconds": round(seconds, 1),
         "n_generated": n - n_cached, "n_cached": n_cached,
         # core-seconds to render and write one patient (from each patient's truth; survives cache reuse)

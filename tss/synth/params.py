@@ -8,7 +8,9 @@ Fleiss' kappa, oracle AUC); the ``source`` column says which.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from tss.template import SHELL_MM
@@ -130,11 +132,43 @@ _P = [
 
 PARAMS: dict[str, Param] = {p.name: p for p in _P}
 
+# Named cohorts from the same generator: each variant replaces some parameters (value and source).
+# "loud" is the first cohort, whose clock is louder than patients' (tss.synth.calibration): the
+# committed results were computed on it, and it is the clock study's positive control.
+VARIANTS: dict[str, dict[str, tuple[Any, str]]] = {
+    "loud": {},
+}
+DEFAULT_VARIANT = "loud"
+_active: dict[str, Param] = {}
+
+
+def overrides(variant: str) -> dict[str, Param]:
+    """The parameters ``variant`` replaces, as :class:`Param` s (ValueError for an unknown variant)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown cohort variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    unknown = set(VARIANTS[variant]) - set(PARAMS)
+    if unknown:
+        raise ValueError(f"cohort variant {variant!r} sets unknown parameters {sorted(unknown)}")
+    return {k: replace(PARAMS[k], value=v, source=src) for k, (v, src) in VARIANTS[variant].items()}
+
+
+@contextmanager
+def using(variant: str | dict[str, Param]) -> Iterator[None]:
+    """Within the block, :func:`param` and :func:`as_records` give the parameters of ``variant``
+    (a name of :data:`VARIANTS`, or its :func:`overrides`, which is what worker processes get)."""
+    global _active
+    before, _active = _active, overrides(variant) if isinstance(variant, str) else dict(variant)
+    try:
+        yield
+    finally:
+        _active = before
+
 
 def param(name: str) -> Any:
-    return PARAMS[name].value
+    return _active.get(name, PARAMS[name]).value
 
 
 def as_records() -> list[dict]:
-    """All parameters as plain dicts (for JSON and for the book's table)."""
-    return [asdict(p) for p in _P]
+    """All parameters (of the variant in use, :func:`using`) as plain dicts (for JSON and for the
+    book's table)."""
+    return [asdict(_active.get(p.name, p)) for p in _P]
