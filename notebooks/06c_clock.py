@@ -11,7 +11,10 @@
 #    the generator's truth; the native images (each series' lesion signal against the mirrored
 #    contralateral tissue, found with the true head pose); the registered volumes; the hemisphere
 #    tensors the models see, at three in-plane poolings, alone and against the mirrored hemisphere;
-#    logistic-regression probes on frozen network features; and the trained models. A single ratio
+#    logistic-regression probes on frozen network features (the features before the output layer, pooled
+#    as the network pools them; and two early feature maps of the 2D networks pooled over the true
+#    lesion, as steps 2-4 measure within it, beside the same maps pooled over the hemisphere); and the
+#    trained models. A single ratio
 #    is a score with a fixed direction (a higher ratio is a later scan) and is not fitted; a step's
 #    three ratios together, and every probe, are fitted on the training patients with their
 #    regularisation chosen on validation.
@@ -61,6 +64,7 @@ if train:
     cache = Path(cache_dir or P.cache)
     audit.run(cache, P.cohort, P.audit, progress=False)
     audit.run_probes(cache, (P.runs, P.clock), P.audit, profile, seed=seed, device=device, progress=False)
+    audit.run_lesion_probes(cache, (P.runs, P.clock), P.audit, profile, seed=seed, device=device, progress=False)
     cohort = Hemispheres.load(cache, profiles.MODEL[profile].downsample("2d"), device)
     chosen = clock.check_names(recipes, clock.RECIPES, "recipe")
     clock.run_planted(P.planted, chosen, seeds=(seed,), device=device, progress=False)

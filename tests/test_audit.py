@@ -189,3 +189,39 @@ def test_probes_of_the_networks_here_are_written_and_those_of_another_machine_ke
     floor = pr[pr["probe"] == "2D, random weights (floor)"]
     assert len(floor) == 30 and floor["prob"].between(0, 1).all() and floor["C"].iloc[0] in audit.C_GRID
     assert pd.read_csv(out / "probes.csv").shape == pr.shape
+
+
+def test_lesion_pooling_weights_a_feature_map_by_the_mask_on_its_grid():
+    from tss.models import SliceAttentionNet
+
+    torch.manual_seed(0)
+    m = SliceAttentionNet(n_slices=6)
+    x = torch.rand(3, 3, 6, 28, 14)
+    audit.recalibrate_bn(m, x)
+    masks = torch.zeros(3, 6, 28, 14)
+    masks[0, 2, 4:8, 0:3] = 1.0  # inside one cell of layer1's 7 x 4 grid (rows 4-7, columns 0-3)
+    masks[1] = 1.0               # the whole hemisphere; hemisphere 2 has no lesion
+    out = audit.pooled_features(m, x, masks, "layer1", chunk=2)
+    with torch.no_grad():
+        f = m.layer1(m._stage("stem", m._slices(x))).view(3, 6, 64, 7, 4)
+    assert np.allclose(out["lesion"][0], f[0, 2, :, 1, 0].numpy(), atol=1e-5)
+    assert np.allclose(out["hemisphere"][0], f[0].mean((0, 2, 3)).numpy(), atol=1e-5)
+    assert np.allclose(out["lesion"][1], out["hemisphere"][1], atol=1e-5)
+    assert np.isnan(out["lesion"][2]).all() and np.isfinite(out["hemisphere"][2]).all()
+
+
+def test_lesion_probes_over_a_mask_that_covers_the_hemisphere_equal_the_hemisphere_probes(tmp_path):
+    from tss.train.planted import planted_cohort
+
+    c = planted_cohort(30, (6, 28, 14), seed=0, flair_gain=1.0)
+    stroke = np.flatnonzero((c.index["label"] == 1).to_numpy())
+    out = tmp_path / "audit"
+    pr = audit.run_lesion_probes(None, tmp_path / "runs", out, "quick", cohort=c,
+                                 masks=torch.ones(len(stroke), *c.x.shape[2:]), progress=False)
+    label = audit.LESION_PROBED[0][0]  # only the random floor: no detector's weights here
+    assert set(pr["probe"]) == {f"{label}: {layer} {how}" for layer in audit.LESION_LAYERS
+                                for how in audit.POOLED_OVER.values()}
+    for layer in audit.LESION_LAYERS:
+        a, b = (pr[pr["probe"] == f"{label}: {layer} {audit.POOLED_OVER[k]}"] for k in ("lesion", "hemisphere"))
+        assert len(a) == 30 and np.allclose(a["prob"].to_numpy(), b["prob"].to_numpy(), atol=1e-4)
+    assert pd.read_csv(out / "lesion_probes.csv").shape == pr.shape

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import manifest, profiles, results, stats
@@ -40,6 +41,7 @@ from .preprocess import PreprocessCache, hemispheres
 from .runtree import RunTree
 from .task import Task
 from .train import Hemispheres
+from .train.data import pool_in_plane
 
 AUDIT_VERSION = "1"
 CHANNELS = ("dwi", "b0", "flair")   # the order of the hemisphere tensors' channels (b1000, b0, FLAIR)
@@ -265,13 +267,115 @@ def probe_network(name: str, model, cohort, threads: int | None = None) -> pd.Da
     rows = np.flatnonzero((idx["label"] == 1).to_numpy())
     if threads:
         torch.set_num_threads(threads)
-    F = features(model, cohort.x[torch.as_tensor(rows)])
-    h = idx.iloc[rows].reset_index(drop=True)
-    per = pd.DataFrame(F).groupby(h["patient_id"].to_numpy()).mean()
+    return _probe_patients(name, features(model, cohort.x[torch.as_tensor(rows)]), idx.iloc[rows])
+
+
+def _probe_patients(name: str, feats: np.ndarray, h: pd.DataFrame) -> pd.DataFrame:
+    """:func:`fit_probe` of per-hemisphere features ``feats`` (rows of index ``h``), averaged per patient."""
+    h = h.reset_index(drop=True)
+    per = pd.DataFrame(feats).groupby(h["patient_id"].to_numpy()).mean()
     info = h.groupby("patient_id").agg(split=("split", "first"), minutes=("onset_to_mri_min", "first")).loc[per.index]
     y = Task.TSS45.label(info["minutes"]).to_numpy()
     prob, c, val_auc = fit_probe(per.to_numpy(), y, info["split"].to_numpy())
     return pd.DataFrame({"patient_id": per.index, "probe": name, "prob": prob, "C": c, "val_auc": val_auc})
+
+
+# ------------------------------------------------------------------------------------------------
+# 5b. the same frozen features pooled over the true lesion only: what a network keeps where the
+# lesion is, before its own pooling over the hemisphere (steps 2-4 measure within the true mask too)
+
+LESION_LAYERS = ("layer1", "layer3")  # ResNet-18 stages: 4x and 16x coarser than the input
+LESION_PROBED = (("2D, random weights (floor)", None), ("2D, phase 1 stroke detector", "2d-stroke-random"))
+POOLED_OVER = {"lesion": "over the true lesion", "hemisphere": "over the hemisphere"}
+
+
+def lesion_masks(cache_dir, index: pd.DataFrame, rows, downsample: int) -> torch.Tensor:
+    """The true lesion mask of each hemisphere ``rows`` of a processed cohort's ``index``
+    (:meth:`tss.preprocess.PreprocessCache.load_hemispheres`), on the models' grid: the warped mask
+    split like the images and pooled in-plane by ``downsample`` (lesion fractions), (N, S, H, W)."""
+    store = PreprocessCache(cache_dir)
+    out, loaded = [], {}
+    for r in rows:
+        pid, side = index.at[r, "patient_id"], index.at[r, "hemisphere"]
+        if pid not in loaded:
+            p = store.load_patient(pid)
+            if "lesion" not in p:
+                raise ValueError(f"patient {pid}: the processed cohort has no warped lesion mask")
+            loaded = {pid: hemispheres(p["lesion"][None].astype(np.float32))[:, 0]}  # (2, S, H, W): left, right
+        m = loaded[pid][("left", "right").index(side)]
+        out.append(pool_in_plane(torch.from_numpy(np.ascontiguousarray(m)), downsample))
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def pooled_features(model: SliceAttentionNet, x: torch.Tensor, masks: torch.Tensor, layer: str,
+                    chunk: int = 16) -> dict[str, np.ndarray]:
+    """A 2D network's ``layer`` feature maps for each hemisphere of ``x`` (N, 3, S, H, W), averaged
+    over every slice and pixel ("hemisphere", as the network's own pooling sees them) and over the
+    lesion only ("lesion": weighted by ``masks`` (N, S, H, W) averaged onto the map's grid): (N, C)
+    each; a hemisphere without lesion gets NaN."""
+    model.eval()
+    grabbed = []
+    hook = getattr(model, layer).register_forward_hook(lambda m, inp, out: grabbed.append(out.float()))
+    out = {"hemisphere": [], "lesion": []}
+    try:
+        for i in range(0, len(x), chunk):
+            grabbed.clear()
+            xb, mb = x[i:i + chunk], masks[i:i + chunk].float()
+            model(xb)
+            B, S = xb.shape[0], xb.shape[2]
+            f = grabbed[0].view(B, S, *grabbed[0].shape[1:])  # (B, S, C, h, w)
+            w = F.adaptive_avg_pool2d(mb.reshape(B * S, 1, *mb.shape[2:]), f.shape[-2:]).view(B, S, 1, *f.shape[-2:])
+            total = w.sum((1, 3, 4))
+            out["hemisphere"].append(f.mean((1, 3, 4)).numpy())
+            out["lesion"].append(torch.where(total > 0, (f * w).sum((1, 3, 4)) / total.clamp_min(1e-12),
+                                             torch.nan).numpy())
+    finally:
+        hook.remove()
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def run_lesion_probes(cache_dir, runs_roots, out_dir, profile: str, seed: int = 0, device: str = "cpu",
+                      progress: bool = True, cohort=None, masks: torch.Tensor | None = None) -> pd.DataFrame:
+    """Step 5, pooled two ways: probe each 2D network of :data:`LESION_PROBED` whose weights are here
+    on its :data:`LESION_LAYERS` maps pooled over the stroke hemisphere and over the true lesion
+    (:func:`pooled_features`); writes ``lesion_probes.csv`` (rows of networks not here are kept from
+    an earlier file, as :func:`run_probes` does). ``cohort``/``masks``: the hemispheres and their
+    lesion masks (default: loaded from ``cache_dir``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    f = out_dir / "lesion_probes.csv"
+    old = pd.read_csv(f) if f.exists() else pd.DataFrame(columns=["patient_id", "probe", "prob", "C", "val_auc"])
+    roots = [runs_roots] if isinstance(runs_roots, (str, Path)) else list(runs_roots)
+    here = {}
+    for label, src in LESION_PROBED:
+        found = None if src is None else next((w for w in (RunTree(r).run_dir(src, seed) / "best.pt" for r in roots)
+                                               if w.exists()), None)
+        if src is None or found:
+            here[label] = found
+    cohort = cohort or Hemispheres.load(cache_dir, profiles.MODEL[profile].downsample("2d"), device)
+    stroke = np.flatnonzero((cohort.index["label"] == 1).to_numpy())
+    if masks is None:
+        masks = lesion_masks(cache_dir, cohort.index, stroke, profiles.MODEL[profile].downsample("2d"))
+    x = cohort.x[torch.as_tensor(stroke)]
+    parts = []
+    for label, weights in tqdm(here.items(), desc="lesion probes", unit="network", disable=not progress):
+        torch.manual_seed(seed)
+        model = build("2d", n_slices=cohort.x.shape[2]).to(device)
+        if weights is None:
+            recalibrate_bn(model, cohort.x[torch.as_tensor(cohort.rows("train", "stroke"))])
+        elif not load_matching(model, weights).loaded:
+            raise RuntimeError(f"lesion probe {label}: nothing loaded from {weights}")
+        for layer in LESION_LAYERS:
+            for how, feats in pooled_features(model, x, masks, layer).items():
+                parts.append(_probe_patients(f"{label}: {layer} {POOLED_OVER[how]}", feats, cohort.index.iloc[stroke]))
+    new = pd.concat(parts, ignore_index=True) if parts else old.iloc[:0]
+    gone = {p.split(":")[0] for p in new["probe"]}
+    keep = old[~old["probe"].astype(str).str.split(":").str[0].isin(gone)]
+    out = pd.concat([keep, new], ignore_index=True) if len(keep) else new  # an empty frame would make every column object
+    with atomic_path(f) as tmp:
+        out.round(5).to_csv(tmp, index=False)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -370,10 +474,11 @@ def scores(audit_dir, manifest: pd.DataFrame, latent: pd.DataFrame | None = None
                         add("tensors", _measure_label(col), df, col)
                 add_combined("tensors", f"the three ratios, logistic, {kind}, {d}x pooling", df,
                              [f"{kind}_{c}_{d}x" for c in CHANNELS])
-    if (audit_dir / "probes.csv").exists():
-        pr = pd.read_csv(audit_dir / "probes.csv")
-        for name, g in pr.groupby("probe", sort=False):
-            add("probe", name, g, "prob", sign=1.0)
+    for f in ("probes.csv", "lesion_probes.csv"):
+        if (audit_dir / f).exists():
+            pr = pd.read_csv(audit_dir / f)
+            for name, g in pr.groupby("probe", sort=False):
+                add("probe", name, g, "prob", sign=1.0)
     if runs_root is not None:
         for exp, label in tss_experiments:
             for s in results.seeds(runs_root, exp):

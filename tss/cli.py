@@ -149,6 +149,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if args.probes:
         audit.run_probes(cache, (where.runs, where.clock), where.audit, args.profile,
                          device="cuda" if torch.cuda.is_available() else "cpu")
+    if args.probes or args.lesion_probes:
+        audit.run_lesion_probes(cache, (where.runs, where.clock), where.audit, args.profile,
+                                device="cuda" if torch.cuda.is_available() else "cpu")
     man = manifest.load_cohort(cohort, check=False).table
     latent = where.results / "cohort" / "latent.csv"
     sc = audit.scores(where.audit, man, pd_read(latent), where.runs, audit.TRAINED, lee=where.lee)
@@ -314,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--cohort", type=Path, help="the synthetic cohort folder (default: the profile's)")
     au.add_argument("--probes", action="store_true", help="also probe the frozen features of the networks "
                                                           "whose weights are here (step 5)")
+    au.add_argument("--lesion-probes", action="store_true",
+                    help="only the 2D networks' layer1/layer3 maps pooled over the true lesion and over the hemisphere "
+                         "(step 5; --probes does these too)")
     au.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default)")
     au.add_argument("--n-boot", type=int, default=1000)
     au.set_defaults(func=_cmd_audit)
