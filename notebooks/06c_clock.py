@@ -156,7 +156,10 @@ else:
 # models' 4x pooling (1x and 2x in the table below), 5 probes of frozen features, 6 the trained
 # models); filled: the best score of its step; dotted: the
 # paper's best deep model on its own cohort (the paper's number, for scale). A row with fewer patients
-# (the Lee baseline's measurable ones) says so in the table below.
+# (the Lee baseline's measurable ones) says so in the table below. In step 5 a row *over the true
+# lesion* pools the same feature map as the row *over the hemisphere* above it, but within the true
+# lesion mask, which steps 2-4 measure within and no network is given: the difference between the
+# two is what pooling over the whole hemisphere, where the lesion is a few pixels, costs.
 
 # %% tags=["hide-input"]
 if shown is not None:
