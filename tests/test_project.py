@@ -80,15 +80,17 @@ def test_synth_and_preprocess_take_a_profiles_folders_or_say_what_is_missing(mon
         def summary(self):
             return ""
 
-    monkeypatch.setattr(synth, "generate", lambda out, n, seed, jobs: seen.update(synth=(out, n)) or Generated())
+    monkeypatch.setattr(synth, "generate",
+                        lambda out, n, seed, jobs, variant: seen.update(synth=(out, n, variant)) or Generated())
     monkeypatch.setattr(preprocess, "preprocess_cohort",
                         lambda cohort, out, jobs, data_roots: seen.update(prep=(cohort, out)) or Processed())
     P = project.paths("quick")
     assert cli.main(["synth", "--profile", "quick"]) == 0
-    assert seen["synth"] == (P.cohort, profiles.COHORT["quick"].n_patients)
+    assert seen["synth"] == (P.cohort, profiles.COHORT["quick"].n_patients, "loud")
     assert cli.main(["preprocess", "--profile", "quick", "--no-assemble"]) == 0
     assert seen["prep"] == (P.cohort, P.cache)
-    assert cli.main(["synth", "--out", "elsewhere"]) == 0 and seen["synth"] == (Path("elsewhere"), 422)
+    assert cli.main(["synth", "--out", "elsewhere"]) == 0 and seen["synth"] == (Path("elsewhere"), 422, "loud")
+    assert cli.main(["synth", "--out", "elsewhere", "--variant", "v2"]) == 0 and seen["synth"][2] == "v2"
     with pytest.raises(SystemExit, match="give --profile, or COHORT and --out"):
         cli.main(["preprocess"])
     with pytest.raises(SystemExit, match="give --profile, or --out"):
