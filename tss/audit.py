@@ -321,15 +321,16 @@ def pooled_features(model: SliceAttentionNet, x: torch.Tensor, masks: torch.Tens
     try:
         for i in range(0, len(x), chunk):
             grabbed.clear()
-            xb, mb = x[i:i + chunk], masks[i:i + chunk].float()
+            xb = x[i:i + chunk]
             model(xb)
             B, S = xb.shape[0], xb.shape[2]
             f = grabbed[0].view(B, S, *grabbed[0].shape[1:])  # (B, S, C, h, w)
+            mb = masks[i:i + chunk].to(f.device, torch.float32)
             w = F.adaptive_avg_pool2d(mb.reshape(B * S, 1, *mb.shape[2:]), f.shape[-2:]).view(B, S, 1, *f.shape[-2:])
             total = w.sum((1, 3, 4))
-            out["hemisphere"].append(f.mean((1, 3, 4)).numpy())
+            out["hemisphere"].append(f.mean((1, 3, 4)).cpu().numpy())
             out["lesion"].append(torch.where(total > 0, (f * w).sum((1, 3, 4)) / total.clamp_min(1e-12),
-                                             torch.nan).numpy())
+                                             torch.nan).cpu().numpy())
     finally:
         hook.remove()
     return {k: np.concatenate(v) for k, v in out.items()}
@@ -345,15 +346,14 @@ def run_lesion_probes(cache_dir, runs_roots, out_dir, profile: str, seed: int = 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     f = out_dir / "lesion_probes.csv"
-    old = pd.read_csv(f) if f.exists() else pd.DataFrame(columns=["patient_id", "probe", "prob", "C", "val_auc"])
-    roots = [runs_roots] if isinstance(runs_roots, (str, Path)) else list(runs_roots)
-    here = {}
+    old = _read_probes(f)
+    here = {}  # the networks whose weights are here: label -> best.pt (None: random weights)
     for label, src in LESION_PROBED:
-        found = None if src is None else next((w for w in (RunTree(r).run_dir(src, seed) / "best.pt" for r in roots)
-                                               if w.exists()), None)
-        if src is None or found:
-            here[label] = found
-    cohort = cohort or Hemispheres.load(cache_dir, profiles.MODEL[profile].downsample("2d"), device)
+        weights = _checkpoint(runs_roots, src, seed) if src else None
+        if src is None or weights:
+            here[label] = weights
+    if cohort is None:
+        cohort = Hemispheres.load(cache_dir, profiles.MODEL[profile].downsample("2d"), device)
     stroke = np.flatnonzero((cohort.index["label"] == 1).to_numpy())
     if masks is None:
         masks = lesion_masks(cache_dir, cohort.index, stroke, profiles.MODEL[profile].downsample("2d"))
@@ -369,10 +369,8 @@ def run_lesion_probes(cache_dir, runs_roots, out_dir, profile: str, seed: int = 
         for layer in LESION_LAYERS:
             for how, feats in pooled_features(model, x, masks, layer).items():
                 parts.append(_probe_patients(f"{label}: {layer} {POOLED_OVER[how]}", feats, cohort.index.iloc[stroke]))
-    new = pd.concat(parts, ignore_index=True) if parts else old.iloc[:0]
-    gone = {p.split(":")[0] for p in new["probe"]}
-    keep = old[~old["probe"].astype(str).str.split(":").str[0].isin(gone)]
-    out = pd.concat([keep, new], ignore_index=True) if len(keep) else new  # an empty frame would make every column object
+    out = _with_kept(old, pd.concat(parts, ignore_index=True) if parts else old.iloc[:0],
+                     network=lambda probe: probe.split(":")[0])
     with atomic_path(f) as tmp:
         out.round(5).to_csv(tmp, index=False)
     return out
@@ -562,12 +560,10 @@ def run_probes(cache_dir, runs_roots, out_dir, profile: str, seed: int = 0, arch
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     f = out_dir / "probes.csv"
-    old = pd.read_csv(f) if f.exists() else pd.DataFrame(columns=["patient_id", "probe", "prob", "C", "val_auc"])
-    roots = [runs_roots] if isinstance(runs_roots, (str, Path)) else list(runs_roots)
+    old = _read_probes(f)
 
     def weights(src):
-        found = [RunTree(r).run_dir(src, seed) / "best.pt" for r in roots]
-        return next((f for f in found if f.exists()), None)
+        return _checkpoint(runs_roots, src, seed)
 
     parts = []
     for arch in archs:
@@ -586,14 +582,30 @@ def run_probes(cache_dir, runs_roots, out_dir, profile: str, seed: int = 0, arch
                     raise RuntimeError(f"probe {label}: nothing loaded from {src}: {rep}")
             parts.append(probe_network(label, model, cohort))
         del cohort
-    new = pd.concat(parts, ignore_index=True) if parts else old.iloc[:0]
-    keep = old[~old["probe"].isin(set(new["probe"]))]
-    out = pd.concat([keep, new], ignore_index=True)
+    out = _with_kept(old, pd.concat(parts, ignore_index=True) if parts else old.iloc[:0])
     order = {label: i for i, (label, _, _) in enumerate(PROBED)}
     out = out.sort_values(["probe", "patient_id"], key=lambda c: c.map(order) if c.name == "probe" else c)
     with atomic_path(f) as tmp:
         out.round(5).to_csv(tmp, index=False)
     return out
+
+def _read_probes(f: Path) -> pd.DataFrame:
+    return pd.read_csv(f) if f.exists() else pd.DataFrame(columns=["patient_id", "probe", "prob", "C", "val_auc"])
+
+
+def _checkpoint(runs_roots, src: str, seed: int) -> Path | None:
+    """Run ``src``'s ``best.pt`` in the first run tree of ``runs_roots`` (one or several) that holds it."""
+    roots = [runs_roots] if isinstance(runs_roots, (str, Path)) else list(runs_roots)
+    return next((w for w in (RunTree(r).run_dir(src, seed) / "best.pt" for r in roots) if w.exists()), None)
+
+
+def _with_kept(old: pd.DataFrame, new: pd.DataFrame, network=lambda probe: probe) -> pd.DataFrame:
+    """``new`` probe rows and those of ``old`` whose network (``network(probe label)``) has none in
+    ``new``: measured on a machine that had its weights, they stay."""
+    gone = {network(p) for p in new["probe"]}
+    keep = old[~old["probe"].astype(str).map(network).isin(gone)]
+    return pd.concat([keep, new], ignore_index=True) if len(keep) else new  # an empty frame would make every column object
+
 
 # the trained TSS < 4.5 h models of step 6: (experiment, label)
 TRAINED = (("2d-tss45-random", "2D, random init."), ("2d-tss45-transfer", "2D, transfer (phase 3)"),

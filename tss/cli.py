@@ -146,12 +146,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     where = project.paths(args.profile)
     cache, cohort = args.cache or where.cache, args.cohort or where.cohort
     audit.run(cache, cohort, where.audit)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.probes:
-        audit.run_probes(cache, (where.runs, where.clock), where.audit, args.profile,
-                         device="cuda" if torch.cuda.is_available() else "cpu")
+        audit.run_probes(cache, (where.runs, where.clock), where.audit, args.profile, device=device)
     if args.probes or args.lesion_probes:
-        audit.run_lesion_probes(cache, (where.runs, where.clock), where.audit, args.profile,
-                                device="cuda" if torch.cuda.is_available() else "cpu")
+        audit.run_lesion_probes(cache, (where.runs, where.clock), where.audit, args.profile, device=device)
     man = manifest.load_cohort(cohort, check=False).table
     latent = where.results / "cohort" / "latent.csv"
     sc = audit.scores(where.audit, man, pd_read(latent), where.runs, audit.TRAINED, lee=where.lee)

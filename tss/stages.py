@@ -360,8 +360,7 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
             "dwi_not_bright": int((df["dwi_ratio"] <= 1).sum()),
             "flair_tss_rho": df[["flair_ratio", "onset_to_mri_min"]].corr("spearman").iloc[0, 1],
             "calibration": calibrated, "no_calibration": no_native,
-            "calibration_met": (None if calibrated is None else
-                                sum(bool(t.met(calibrated[t.key])) for t in calibration.TARGETS)),
+            "calibration_met": None if calibrated is None else int((T["calibration"]["met"] == "yes").sum()),
             "summary": summary}
     return Chapter(shown, T, figures, files, said)
 

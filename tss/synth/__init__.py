@@ -145,21 +145,21 @@ def generate(out: str | Path, n: int = 422, seed: int = 0, jobs: int = -1, progr
     if (root / mf.MANIFEST_NAME).exists() and not (root / "generator.json").exists():
         raise FileExistsError(f"{root} holds a cohort this generator did not write ({mf.MANIFEST_NAME} without "
                               "generator.json): refusing to write synthetic patients into it and replace its manifest")
-    overrides(variant)  # ValueError for an unknown variant, before anything is written
+    replaced = overrides(variant)  # ValueError for an unknown variant, before anything is written
     if (there := cohort_variant(root)) not in (None, variant):
         raise FileExistsError(f"{root} holds the {there!r} cohort: refusing to render the {variant!r} one over it "
                               "(give each variant its own folder)")
-    with using(variant):
-        return _generate(root, n, seed, jobs, progress, variant)
+    with using(replaced):
+        return _generate(root, n, seed, jobs, progress, variant, replaced)
 
 
-def _generate(root: Path, n: int, seed: int, jobs: int, progress: bool, variant: str) -> GenerateResult:
+def _generate(root: Path, n: int, seed: int, jobs: int, progress: bool, variant: str, replaced: dict) -> GenerateResult:
     t0 = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
     plans = sample_patients(n, seed)
     records = plans.to_dict("records")
 
-    render = partial(_render_indexed, seed=seed, root=str(root), variant=overrides(variant))
+    render = partial(_render_indexed, seed=seed, root=str(root), variant=replaced)
     done = map_patients(render, list(enumerate(records)), jobs=jobs,
                         desc="synthetic patients", progress=progress)
     failed = [r for r in done if isinstance(r, Failed)]

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tss import paper, stats
+from tss.results import READERS
 from tss.task import Task
 
 VISIBLE_FLAIR_RATIO = 1.20  # Galinovic 2014: the FLAIR ratio that best matches a visual "FLAIR-positive" call
@@ -74,7 +75,6 @@ TARGETS = (
            f"{paper.FLEISS_KAPPA:.2f} (paper's three radiologists)", "paper"),
 )
 TARGET = {t.key: t for t in TARGETS}
-READERS = ["reader1", "reader2", "reader3"]  # the manifest's reader columns (tss.results.READERS)
 
 
 def _auc_early(y: np.ndarray, ratio: pd.Series) -> float:
