@@ -120,3 +120,31 @@ def test_measured_ratios_follow_the_latent_signal(small):
     lat = synth.load_latent(root)
     assert (lat["dwi_ratio"] > 1).all()
     assert spearmanr(lat["flair_ratio"], lat["latent_t2_increase"]).statistic > 0.7
+
+
+def test_the_calibrated_variants_edema_keeps_dwi_near_flat_while_flair_rises():
+    """Its ADC rises with the lesion's T2 (vasogenic edema): about half the T2 shine-through that makes the
+    first cohort's DWI a clock is offset, FLAIR is untouched, and the ADC ratio never passes 1."""
+    from tss.synth.params import using
+
+    tissues = acquire.tissue_table(1.5)
+    t2inc = np.linspace(0.0, 0.6, 13)
+    ti = tissues["CSF"][1] * np.log(2 / (1 + np.exp(-9000 / tissues["CSF"][1])))
+
+    def ratios(variant):
+        with using(variant):
+            adc = cohort.adc_ratio(np.full_like(t2inc, 720.0), 0.4, t2inc)
+        dwi, fl = [], []
+        for inc, a in zip(t2inc, adc):
+            healthy, lesion = tissues["WM"], acquire.lesion_tissue(tissues["WM"], inc, a)
+            dwi.append(acquire.se_epi(*lesion, 6000, 100, 1000)[1] / acquire.se_epi(*healthy, 6000, 100, 1000)[1])
+            fl.append(acquire.flair_signal(*lesion[:3], 9000, 110, ti) / acquire.flair_signal(*healthy[:3], 9000, 110, ti))
+        return np.log(dwi), np.log(fl), adc
+
+    (dwi_l, fl_l, adc_l), (dwi_c, fl_c, adc_c) = ratios("loud"), ratios("calibrated")
+    assert np.allclose(fl_l, fl_c)  # FLAIR does not see the ADC
+    assert dwi_c[0] == pytest.approx(dwi_l[0])  # no edema, no change
+    rise_l, rise_c = dwi_l[6] - dwi_l[0], dwi_c[6] - dwi_c[0]  # at a 30% T2 increase
+    assert rise_l > 0.3 and 0 < rise_c < 0.6 * rise_l
+    assert np.all(np.diff(adc_c) >= 0) and adc_c.max() <= 1.0 and np.allclose(adc_l, adc_l[0])
+    assert min(np.exp(dwi_c)) > 1.0  # the lesion stays DWI-bright

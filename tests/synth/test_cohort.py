@@ -67,3 +67,24 @@ def test_readers_differ_in_threshold_and_are_deterministic():
     pd.testing.assert_frame_equal(a, b)
     rate = a.mean()
     assert rate["reader3"] > rate["reader1"] > rate["reader2"]  # R3 calls mismatch most, R2 least
+
+
+def test_the_first_cohorts_patients_and_cache_keys_do_not_change_with_new_neutral_parameters():
+    """Parameters added for other variants are neutral at the first cohort's values: the committed
+    lowres cohort's latent truth is drawn again exactly, and a patient's cache key is the one it had
+    before they existed (so its rendered images stay valid)."""
+    from pathlib import Path
+
+    from tss import synth
+    from tss.synth.params import NEUTRAL, PARAMS
+
+    assert all(PARAMS[k].value == v for k, v in NEUTRAL.items())
+    committed = Path(__file__).resolve().parents[2] / "results" / "lowres" / "cohort" / "latent.csv"
+    old = pd.read_csv(committed)
+    new = cohort.sample_patients(len(old), 0)
+    for col in ("onset_to_mri_min", "adc_drop", "latent_t2_increase", "latent_adc_ratio"):
+        np.testing.assert_allclose(new[col], old[col], rtol=1e-6, err_msg=col)
+    plan = {"patient_id": "sub-0001", "onset_to_mri_min": 301.1, "age": 87, "territory": "lacunar",
+            "stroke_side": "right", "lesion_ml_planned": 0.311, "adc_drop": 0.42, "field_T": 1.5,
+            "latent_t2_increase": 0.079}
+    assert synth._cache_key(plan, 0, 0) == "36c70b869fe25af7"  # computed before adc_per_t2_increase existed

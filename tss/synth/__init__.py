@@ -37,7 +37,7 @@ from tss.synth.cohort import (
     sample_patients,
     simulate_readers,
 )
-from tss.synth.params import DEFAULT_VARIANT, GENERATOR_VERSION, PARAMS, as_records, overrides, param, using
+from tss.synth.params import DEFAULT_VARIANT, GENERATOR_VERSION, NEUTRAL, PARAMS, as_records, overrides, param, using
 from tss.template import load_anatomy
 
 __all__ = ["generate", "GenerateResult", "load_latent", "patient_paths", "PARAMS", "param",
@@ -70,7 +70,8 @@ def patient_paths(pid: str) -> dict[str, str]:
 
 
 def _cache_key(plan: dict, seed: int, index: int) -> str:
-    image_params = [r for r in as_records() if r["group"] != "readers"]  # readers don't touch images
+    image_params = [r for r in as_records() if r["group"] != "readers"  # readers don't touch images
+                    and not (r["name"] in NEUTRAL and r["value"] == NEUTRAL[r["name"]])]
     return content_key({"v": GENERATOR_VERSION, "seed": seed, "index": index, "params": image_params, "plan": plan})
 
 

@@ -417,7 +417,7 @@ def _render_patient(row: dict, seed: int, index: int, anat: Anatomy) -> dict:
     rng = _patient_rng(seed, index)
     geo = _tissue_fractions(rng, row, anat)
     tissues = tissue_table(row["field_T"])
-    adc_rel = float(adc_ratio(row["onset_to_mri_min"], row["adc_drop"]))
+    adc_rel = float(adc_ratio(row["onset_to_mri_min"], row["adc_drop"], row["latent_t2_increase"]))
     les_t = {k: lesion_tissue(tissues[k], float(row["latent_t2_increase"]), adc_rel) for k in ("GM", "WM")}
     dwi = _dwi_contrast(rng, tissues, les_t)
     fl = _flair_contrast(rng, tissues, les_t)

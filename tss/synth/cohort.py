@@ -53,11 +53,13 @@ def flair_latent(t, midpoint, width, amplitude) -> np.ndarray:
     return amplitude * expit((np.asarray(t) - midpoint) / width)
 
 
-def adc_ratio(t, drop) -> np.ndarray:
-    """Lesion/healthy ADC: falls within the first hour, pseudo-normalises over about a week."""
+def adc_ratio(t, drop, t2_increase=0.0) -> np.ndarray:
+    """Lesion/healthy ADC: falls within the first hour, pseudo-normalises over about a week, and rises
+    with the lesion's vasogenic edema (its relative T2 change) by ``adc_per_t2_increase``, up to 1."""
     t = np.asarray(t, dtype=float)
     fall = 1 - np.exp(-t / param("adc_fall_tau"))
-    return 1 - drop * fall * np.exp(-t / param("adc_recovery_tau"))
+    cyto = 1 - drop * fall * np.exp(-t / param("adc_recovery_tau"))
+    return np.minimum(cyto + param("adc_per_t2_increase") * np.asarray(t2_increase, dtype=float), 1.0)
 
 
 def _sample_flair_dynamics(rng, n):
@@ -112,7 +114,7 @@ def sample_patients(n: int, seed: int) -> pd.DataFrame:
         "adc_drop": drop,
         "field_T": field,
         "latent_t2_increase": latent,
-        "latent_adc_ratio": adc_ratio(tss, drop),
+        "latent_adc_ratio": adc_ratio(tss, drop, latent),
     })
     df["split"] = assign_split(df["onset_to_mri_min"].to_numpy(), seed)
     return df
