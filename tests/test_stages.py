@@ -168,6 +168,12 @@ def test_the_cohort_stage_writes_every_file_of_the_data_page_and_shows_the_resul
     cal = pd.read_csv(tmp_path / "calibration.csv")
     assert len(cal) == len(calibration.TARGETS) and summary["calibration"]["n_patients"] == page.said["n_shown"]
     assert page.said["calibration_met"] == cal["met"].eq("yes").sum()
+    variants = list((project.paths("quick").results_root / shown / "variants").glob("*/calibration.csv"))
+    assert ("calibration_variants" in page.tables) == bool(variants)
+    if variants:  # the committed variants beside this cohort, each target in the same row
+        wide = page.tables["calibration_variants"]
+        assert list(wide["target"]) == list(cal["target"]) and page.said["variant"] in wide.columns
+        assert set(page.tables["variant_changes"]["variant"]) == {f.parent.name for f in variants}
     readers = pd.read_csv(tmp_path / "readers_test.csv")
     assert len(readers) == 4 and readers["n (ours)"].iloc[0] == page.said["n_test"]
     # the written Table 1 is the one returned (index kept: the variable names)
@@ -204,3 +210,23 @@ def test_the_results_pages_say_why_no_recipe_sits_beside_the_papers():
     assert stages.no_recipe_note({"recipe": "logits", "recipe_best": best | {"learned": True}}) is None  # shown
     assert stages.no_recipe_note({"recipe": None, "recipe_best": best | {"recipe": "paper"}}) is None
     assert stages.no_recipe_note({"recipe": None, "recipe_best": None}) is None  # no clock study ran
+
+
+def test_variants_sit_beside_the_cohort_target_by_target_and_a_stale_table_is_named(tmp_path):
+    from tss.synth import calibration
+
+    own = calibration.table({"flair_ratio_auc": 0.83, "dwi_ratio_auc": 0.83})
+    assert stages.calibration_by_variant(tmp_path, "lowres", own, "loud") is None  # no variant measured
+    d = tmp_path / "lowres" / "variants" / "calibrated"
+    d.mkdir(parents=True)
+    calibration.table({"flair_ratio_auc": 0.80, "dwi_ratio_auc": 0.60}).to_csv(d / "calibration.csv", index=False)
+    wide = stages.calibration_by_variant(tmp_path, "lowres", own, "loud").set_index("target")
+    assert list(wide.columns) == ["target range", "loud", "calibrated"]
+    dwi = calibration.TARGET["dwi_ratio_auc"].what
+    assert wide.at[dwi, "loud"] == "0.83 (no: above)" and wide.at[dwi, "calibrated"] == "0.60"
+    assert wide.at[calibration.TARGET["readers_kappa"].what, "calibrated"] == "n/a (not measured)"
+    changes = stages.variant_changes(["calibrated"])
+    assert "adc_per_t2_increase" in set(changes["parameter"]) and (changes["first cohort"] != changes["variant's value"]).all()
+    pd.read_csv(d / "calibration.csv").iloc[:-1].to_csv(d / "calibration.csv", index=False)  # an older target list
+    with pytest.raises(ValueError, match="python -m tss calibrate --profile lowres --variant calibrated"):
+        stages.calibration_by_variant(tmp_path, "lowres", own, "loud")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tss {synth,validate,preprocess,train,study,audit,clock,results,default-profile}``."""
+"""Command line: ``python -m tss {synth,validate,preprocess,train,study,audit,calibrate,clock,results,default-profile}``."""
 
 from __future__ import annotations
 
@@ -38,11 +38,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     if args.n is None and not args.profile:
         args.n = 422  # the paper's cohort
-    _profile_defaults(args, out=lambda prof, P: P.cohort, n=lambda prof, P: profiles.COHORT[prof].n_patients)
+    variant = args.variant or synth.params.DEFAULT_VARIANT
+    _profile_defaults(args, out=lambda prof, P: P.variant_cohort(variant), n=lambda prof, P: profiles.COHORT[prof].n_patients)
     client = engine.connect(args.scheduler, args.workers)
     with engine.patients_on(client):  # one patient per task on the cluster, when there is one
         out = synth.generate(args.out, n=args.n, seed=args.seed, jobs=-1 if client else args.jobs,
-                             variant=args.variant or synth.params.DEFAULT_VARIANT)
+                             variant=variant)
     print(f"wrote {out.n_patients} patients to {out.root} in {out.seconds:.0f} s "
           f"({out.n_generated} generated, {out.n_cached} reused from cache)")
     return 0
@@ -159,6 +160,21 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from tss import stages
+
+    out = stages.calibrate_variant(args.profile, args.variant, seed=args.seed, jobs=args.jobs, with_lee=args.lee)
+    s = out["summary"]
+    print(out["table"].drop(columns=["source"]).to_string(index=False))
+    if "lee" in s:
+        lo, hi = s["lee"]["test_auc_ci"]
+        print(f"Lee et al. baseline: test AUC {s['lee']['test_auc']:.2f} ({lo:.2f}-{hi:.2f}) on "
+              f"{s['lee']['n_usable']['test']} usable of {s['lee']['n_patients']['test']} test patients")
+    print(f"{s['variant']} ({s['n']} patients of {s['profile']}): {s['met']} of {s['targets']} targets met; "
+          f"wrote {', '.join(str(f) for f in out['files'])}")
+    return 0
+
+
 def pd_read(path):
     import pandas as pd
 
@@ -257,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, help="output cohort folder (default: the profile's)")
     s.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
     s.add_argument("--variant", help="named cohort (tss.synth.params.VARIANTS; default: the first, 'loud'); "
-                                     "one variant per folder: give another variant its own --out")
+                                     "one variant per folder: with --profile, another variant goes to "
+                                     "data/synthetic-<profile>-<variant>")
     _add_cluster(s)
     s.set_defaults(func=_cmd_synth)
 
@@ -322,6 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--threads", type=int, default=-1, help="torch CPU threads (-1: torch's default)")
     au.add_argument("--n-boot", type=int, default=1000)
     au.set_defaults(func=_cmd_audit)
+
+    cal = sub.add_parser("calibrate", help="a named cohort variant against patients: generated (cached) in "
+                                           "data/synthetic-<profile>-<variant>, its lesion ratios measured from its "
+                                           "images, the calibration table in results/<profile>/variants/<variant>")
+    cal.add_argument("--profile", default="lowres")
+    cal.add_argument("--variant", required=True, help="a variant of tss.synth.params.VARIANTS")
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
+    cal.add_argument("--lee", action="store_true", help="also preprocess it (cached) and run the Lee et al. "
+                                                       "baseline on it")
+    cal.set_defaults(func=_cmd_calibrate)
 
     ck = sub.add_parser("clock", help="the TSS phases under other training recipes, one factor at a time "
                                       "(results/<profile>/clock; cached, resumable)")

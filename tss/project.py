@@ -138,6 +138,19 @@ class ProfilePaths:
         """``data_manifest/``: committed manifests of real data (the ISLES'22 sample)."""
         return self.base / "data_manifest"
 
+    def variant_cohort(self, variant: str) -> Path:
+        """The synthetic cohort of a named variant (:data:`tss.synth.params.VARIANTS`): the default
+        variant's is :attr:`cohort`; another's is ``data/synthetic-<profile>-<variant>/``."""
+        from tss.synth.params import DEFAULT_VARIANT, overrides
+
+        overrides(variant)  # ValueError for an unknown variant
+        return self.cohort if variant == DEFAULT_VARIANT else self.base / "data" / f"synthetic-{self.profile}-{variant}"
+
+    def variant(self, variant: str) -> Path:
+        """A cohort variant's small committed tables and its calibration against patients:
+        ``results/<profile>/variants/<variant>/``."""
+        return self.results / "variants" / variant
+
     def stage(self, name: str) -> Path:
         """A chapter's result files: ``results/<profile>/<name>`` (cohort, preprocess, models, lee, results)."""
         return self.results / name

@@ -335,10 +335,14 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
         T["calibration"] = calibration.table(calibrated)
         write_text(results_dir / "calibration.csv", T["calibration"].to_csv(index=False))
         files.append(results_dir / "calibration.csv")
+    variant = meta.get("variant", synth.params.DEFAULT_VARIANT) if shown == profile else synth.params.DEFAULT_VARIANT
+    by_variant = calibration_by_variant(P.results_root, shown, T.get("calibration"), variant)
+    if by_variant is not None:
+        T["calibration_variants"] = by_variant
+        T["variant_changes"] = variant_changes([c for c in by_variant.columns[2:] if c != variant])
 
     params = pd.DataFrame(meta["parameters"])[["group", "name", "value", "unit", "source"]]  # its variant's, as generated
-    params["value"] = params["value"].map(lambda v: json.dumps(v) if isinstance(v, (tuple, list))
-                                          else f"{v:g}" if isinstance(v, float) else v)  # 222, not 222.000000
+    params["value"] = params["value"].map(_param_value)
     T["params"] = params
     summary = {
         "profile": shown, "n": len(df), "built_by": profile, "seed": seed,
@@ -361,8 +365,86 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
             "flair_tss_rho": df[["flair_ratio", "onset_to_mri_min"]].corr("spearman").iloc[0, 1],
             "calibration": calibrated, "no_calibration": no_native,
             "calibration_met": None if calibrated is None else int((T["calibration"]["met"] == "yes").sum()),
+            "variant": variant,
             "summary": summary}
     return Chapter(shown, T, figures, files, said)
+
+
+def _param_value(v) -> str:
+    """A generator parameter as the Data page prints it: 222, not 222.000000; tuples as JSON."""
+    return json.dumps(v) if isinstance(v, (tuple, list)) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def calibrate_variant(profile: str, variant: str, n: int | None = None, seed: int = 0, jobs: int = -1,
+                      progress: bool = True, with_lee: bool = False) -> dict:
+    """A named cohort variant (:data:`tss.synth.params.VARIANTS`) against patients: its cohort generated
+    (cached per patient) in ``data/synthetic-<profile>-<variant>``, its small tables recorded, its
+    lesion/contralateral ratios measured from its images (:func:`tss.audit.native`, cached) and set
+    against the targets (:func:`tss.synth.calibration.measure`), all in ``results/<profile>/variants/<variant>/``
+    (``manifest.csv``, ``latent.csv``, ``native.csv``, ``calibration.csv``, ``calibration.json``).
+    The Data page shows it beside the page's own cohort. ``with_lee``: also preprocess it (cached in
+    ``variants/<variant>/cache``, not committed) and run the Lee et al. baseline on it
+    (``variants/<variant>/baselines/lee``), whose test AUC the summary then holds.
+    Returns the table, the measures and the files."""
+    profiles.check(profile)
+    P = project.paths(profile)
+    cohort_dir, out = P.variant_cohort(variant), P.variant(variant)
+    gen = synth.generate(cohort_dir, n=n or profiles.COHORT[profile].n_patients, seed=seed, jobs=jobs,
+                         progress=progress, variant=variant)
+    files = results.record_cohort(cohort_dir, out)
+    nat = audit.native(cohort_dir, out, progress=progress)
+    measured = calibration.measure(pd.read_csv(nat), synth.load_latent(cohort_dir))
+    t = calibration.table(measured)
+    write_text(out / "calibration.csv", t.to_csv(index=False))
+    summary = {"profile": profile, "variant": variant, "n": gen.n_patients, "seed": seed,
+               "met": int((t["met"] == "yes").sum()), "targets": len(t), "measured": measured,
+               "parameters": {k: p.value for k, p in synth.params.overrides(variant).items()}}
+    files += [nat, out / "calibration.csv", out / "calibration.json"]
+    if with_lee:
+        cache, lee_dir = out / "cache" / "preprocess", out / "baselines" / "lee"
+        run = preprocess.preprocess_cohort(cohort_dir, cache, jobs=jobs, progress=progress)
+        if run.failures:
+            raise RuntimeError(f"preprocessing the {variant!r} cohort failed for {len(run.failures)} patients: "
+                               f"see {cache / 'failures.csv'}")
+        preprocess.assemble(cache, cohort_dir, progress=progress)
+        ls = lee.run(cache, cohort_dir, lee_dir, seed=seed, jobs=jobs, progress=progress)
+        m = results.lee_metrics(lee_dir, n_boot=1000)
+        summary["lee"] = {"model": ls.get("chosen_model"), "val_auc": ls.get("val_auc"), "test_auc": ls.get("test_auc"),
+                          "test_auc_ci": [m.get("auc_lo"), m.get("auc_hi")], "n_usable": ls.get("n_usable"),
+                          "n_patients": ls.get("n_patients")}
+        files += [lee_dir / f for f in ("predictions.csv", "models.csv", "summary.json")]
+    write_text(out / "calibration.json", json.dumps(summary, indent=1, default=list))
+    return {"table": t, "measured": measured, "summary": summary,
+            "files": files}
+
+
+def variant_changes(variants) -> pd.DataFrame:
+    """What each of ``variants`` changes from the generator's parameters: one row per parameter
+    (variant, parameter, the first cohort's value, the variant's, and the variant's source)."""
+    rows = [{"variant": v, "parameter": k, "first cohort": _param_value(synth.PARAMS[k].value),
+             "variant's value": _param_value(p.value),
+             "source": p.source} for v in variants for k, p in synth.params.overrides(v).items()]
+    return pd.DataFrame(rows, columns=["variant", "parameter", "first cohort", "variant's value", "source"])
+
+
+def calibration_by_variant(results_root, profile: str, own: pd.DataFrame | None, own_variant: str) -> pd.DataFrame | None:
+    """The calibration targets with one column per cohort variant of ``profile`` measured so far: the
+    page's own cohort (``own``, :func:`tss.synth.calibration.table`, named ``own_variant``) and each
+    ``results/<profile>/variants/<variant>/calibration.csv``. None when there is no other variant."""
+    others = sorted(project.under(results_root, profile).results.glob("variants/*/calibration.csv"))
+    others = [f for f in others if f.parent.name != own_variant]
+    if not others:
+        return None
+    cols = {} if own is None else {own_variant: own}
+    cols |= {f.parent.name: pd.read_csv(f, dtype=str, keep_default_na=False) for f in others}
+    first = next(iter(cols.values()))
+    wide = first[["target", "target range"]].copy()
+    for name, t in cols.items():
+        if list(t["target"]) != list(wide["target"]):
+            raise ValueError(f"the {name!r} calibration table lists other targets than {list(cols)[0]!r}'s: "
+                             f"rerun `python -m tss calibrate --profile {profile} --variant {name}`")
+        wide[name] = [v if m == "yes" else f"{v} ({m})" for v, m in zip(t["ours"], t["met"])]
+    return wide
 
 
 def preprocessing_chapter(profile: str, cohort_dir=None, cache_dir=None, results_dir=None, isles_manifest=None,
