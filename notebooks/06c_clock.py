@@ -214,6 +214,19 @@ else:
                          + ("" if top["learned"] else "; it did not learn (validation AUC within chance)") + ".")
     display(Markdown("Chosen on validation (the mean validation AUC over the seeds run; the test AUC plays no "
                      "part in the choice):\n\n" + "\n".join(f"- {s}" for s in lines)))
+    sizes = clock.at_input_sizes(C.study, n_boot=n_boot)
+    if not sizes.empty and sizes["downsample"].nunique() > 1:
+        display(Markdown("**A larger input.** The data-size study (*How much data does it need?*) trained the "
+                         "same TSS < 4.5 h runs under the paper's recipe at two input sizes, with every training "
+                         "patient. At twice the input a lesion has four times the pixels and layer3's grid grows "
+                         "from 4 x 2 to 7 x 4; a lesion's share of the hemisphere, which the pooling averages "
+                         "over, stays the same:"))
+        display(sizes.assign(**{"test AUC (95% CI)": [stats.with_ci(a, (lo, hi)) for a, lo, hi in
+                                                      zip(sizes["test_auc"], sizes["test_lo"], sizes["test_hi"])]})
+                [["input", "init", "train_n", "val_auc", "test AUC (95% CI)", "learned", "trained"]]
+                .rename(columns={"train_n": "training hemispheres", "val_auc": "validation AUC",
+                                 "learned": "left the chance band"})
+                .style.hide(axis="index").format(precision=2))
     ranked = clock.choose(ct, "2d", "transfer")
     if not ranked.empty:
         top = ranked.iloc[0]["recipe"]

@@ -262,3 +262,26 @@ def test_the_grids_paper_recipe_run_is_the_control_where_the_clock_has_none(tmp_
     fake(tmp_path / "clock", "2d-tss45-transfer", 0, "fp32")  # the clock's own control wins
     t = clock.table(tmp_path / "clock", n_boot=20, grid_root=tmp_path / "grid")
     assert set(t["trained"]) == {"fp32, here"}
+
+
+def test_each_input_size_of_the_data_size_study_gives_its_largest_training_sets_tss_runs(tmp_path):
+    rng = np.random.default_rng(2)
+
+    def fake(d, val_auc):
+        d.mkdir(parents=True)
+        y = np.tile([0.0, 1.0], 20)
+        pd.DataFrame({"patient_id": [f"p{i}" for i in range(40)], "split": ["val"] * 20 + ["test"] * 20,
+                      "target": y, "prob": rng.random(40)}).to_csv(d / "patients.csv", index=False)
+        (d / "summary.json").write_text(json.dumps({"seed": 0, "val_auc_patient": val_auc, "epochs": 3, "best_epoch": 1,
+                                                    "wall_seconds": 60, "precision": "bf16"}))
+        pd.DataFrame({"epoch": [1, 2], "train_loss": [0.70, 0.60]}).to_csv(d / "epochs.csv", index=False)
+
+    study = tmp_path / "study"
+    assert clock.at_input_sizes(study).empty
+    for k, n, v in ((4, 50, 0.1), (4, 283, 0.4), (2, 100, 0.2), (2, 283, 0.6)):
+        fake(study / f"{k}x" / f"n{n}" / "seed0" / "2d-tss45-transfer", v)
+        fake(study / f"{k}x" / f"n{n}" / "seed0" / "2d-tss3-transfer", 0.9)  # another phase: not shown
+    t = clock.at_input_sizes(study, n_boot=20)
+    assert list(zip(t["input"], t["train_n"])) == [("56 x 28", 283), ("112 x 56", 283)]  # the largest set of each
+    assert list(t["val_auc"]) == pytest.approx([0.4, 0.6])
+    assert set(t["experiment"]) == {"2d-tss45-transfer"} and set(t["trained"]) == {"bf16, study"}

@@ -11,6 +11,7 @@ variant, for the table.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -87,6 +88,36 @@ def fit(run_dir) -> dict:
             "val_chance_upper": judged["chance_upper"], "learned": judged["learned"]}
 
 
+def _row(f: Path, e: Experiment, where: str, n_boot: int) -> dict:
+    s = pd.read_json(f, typ="series")
+    m = _metrics(f.parent, n_boot)  # the data-size study's test AUC with its stratified bootstrap CI
+    return {"arch": e.arch, "phase": e.phase, "init": e.init, "recipe": e.recipe, "seed": int(s["seed"]),
+            "val_auc": float(s["val_auc_patient"]), "test_auc": m["test_auc"], "test_lo": m["test_auc_lo"],
+            "test_hi": m["test_auc_hi"], "n_test": m["test_n"],
+            "epochs": int(s["epochs"]), "best_epoch": int(s["best_epoch"]),
+            "minutes": float(s["wall_seconds"]) / 60, "experiment": e.name,
+            "trained": f"{s.get('precision', '?')}, {where}", **fit(f.parent)}
+
+
+def at_input_sizes(study_root, n_boot: int = 1000, phase: str = "tss45") -> pd.DataFrame:
+    """The paper's recipe at each input size the data-size study trained (``study_root/<d>x/``), on
+    its largest training set: one row per run of ``phase`` (transfer and random), with the input's
+    in-plane pooling ``downsample`` and its slice size, like :func:`table`'s rows. Empty without a study."""
+    rows = []
+    for d in sorted(Path(study_root).glob("*x"), key=lambda p: -int(p.name[:-1]) if p.name[:-1].isdigit() else 0):
+        sizes = [p for p in d.glob("n*") if p.name[1:].isdigit()]
+        if not d.name[:-1].isdigit() or not sizes:
+            continue
+        largest = max(sizes, key=lambda p: int(p.name[1:]))
+        for f in RunTree(largest).summaries():
+            e = Experiment.parse(f.parent.name)
+            if e.phase == phase:
+                k = int(d.name[:-1])
+                rows.append({"downsample": k, "input": f"{224 // k} x {112 // k}", "train_n": int(largest.name[1:]),
+                             **_row(f, e, "study", n_boot)})
+    return pd.DataFrame(rows)
+
+
 def table(root, n_boot: int = 1000, grid_root=None) -> pd.DataFrame:
     """One row per finished TSS run under ``root``: architecture, phase, initialisation, recipe,
     seed, validation AUC, test AUC with a stratified bootstrap 95% CI (per patient), epochs, best
@@ -96,17 +127,7 @@ def table(root, n_boot: int = 1000, grid_root=None) -> pd.DataFrame:
     the paper's recipe gets the grid's paper-recipe run as its control, marked "grid" (it may come
     from another machine and precision, which ``trained`` says)."""
     rows = []
-
-    def row(f, e, where):
-        s = pd.read_json(f, typ="series")
-        m = _metrics(f.parent, n_boot)  # the data-size study's test AUC with its stratified bootstrap CI
-        return {"arch": e.arch, "phase": e.phase, "init": e.init, "recipe": e.recipe, "seed": int(s["seed"]),
-                "val_auc": float(s["val_auc_patient"]), "test_auc": m["test_auc"], "test_lo": m["test_auc_lo"],
-                "test_hi": m["test_auc_hi"], "n_test": m["test_n"],
-                "epochs": int(s["epochs"]), "best_epoch": int(s["best_epoch"]),
-                "minutes": float(s["wall_seconds"]) / 60, "experiment": e.name,
-                "trained": f"{s.get('precision', '?')}, {where}", **fit(f.parent)}
-
+    row = partial(_row, n_boot=n_boot)
     for f in RunTree(root).summaries():
         e = Experiment.parse(f.parent.name)
         if e.phase in ("tss3", "tss45"):
