@@ -365,7 +365,7 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
             "flair_tss_rho": df[["flair_ratio", "onset_to_mri_min"]].corr("spearman").iloc[0, 1],
             "calibration": calibrated, "no_calibration": no_native,
             "calibration_met": None if calibrated is None else int((T["calibration"]["met"] == "yes").sum()),
-            "variant": variant,
+            "variant": variant, "variant_lee": _variant_lee(P.results_root, shown),
             "summary": summary}
     return Chapter(shown, T, figures, files, said)
 
@@ -416,6 +416,18 @@ def calibrate_variant(profile: str, variant: str, n: int | None = None, seed: in
     write_text(out / "calibration.json", json.dumps(summary, indent=1, default=list))
     return {"table": t, "measured": measured, "summary": summary,
             "files": files}
+
+
+def _variant_lee(results_root, profile: str) -> dict[str, str]:
+    """Each measured variant's Lee et al. test AUC (with its 95% CI and usable test patients), from its
+    ``calibration.json``, where ``python -m tss calibrate --lee`` ran it."""
+    out = {}
+    for f in sorted(project.under(results_root, profile).results.glob("variants/*/calibration.json")):
+        lee_s = json.loads(f.read_text()).get("lee")
+        if lee_s:
+            out[f.parent.name] = (f"{stats.with_ci(lee_s['test_auc'], tuple(lee_s['test_auc_ci']))} "
+                                  f"({lee_s['n_usable']['test']} of {lee_s['n_patients']['test']} test patients)")
+    return out
 
 
 def variant_changes(variants) -> pd.DataFrame:

@@ -55,11 +55,13 @@ def flair_latent(t, midpoint, width, amplitude) -> np.ndarray:
 
 def adc_ratio(t, drop, t2_increase=0.0) -> np.ndarray:
     """Lesion/healthy ADC: falls within the first hour, pseudo-normalises over about a week, and rises
-    with the lesion's vasogenic edema (its relative T2 change) by ``adc_per_t2_increase``, up to 1."""
+    with the lesion's vasogenic edema (its relative T2 change) by ``adc_per_t2_increase``, but not
+    past ``adc_edema_ceiling`` (nor lower than it would be without the edema)."""
     t = np.asarray(t, dtype=float)
     fall = 1 - np.exp(-t / param("adc_fall_tau"))
     cyto = 1 - drop * fall * np.exp(-t / param("adc_recovery_tau"))
-    return np.minimum(cyto + param("adc_per_t2_increase") * np.asarray(t2_increase, dtype=float), 1.0)
+    edema = cyto + param("adc_per_t2_increase") * np.asarray(t2_increase, dtype=float)
+    return np.minimum(edema, np.maximum(cyto, param("adc_edema_ceiling")))
 
 
 def _sample_flair_dynamics(rng, n):
