@@ -38,7 +38,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     if args.n is None and not args.profile:
         args.n = 422  # the paper's cohort
-    variant = args.variant or synth.params.DEFAULT_VARIANT
+    variant = args.variant or profiles.DEFAULT_VARIANT
+    synth.params.overrides(variant)  # an unknown variant is an error before any folder is chosen
     _profile_defaults(args, out=lambda prof, P: P.variant_cohort(variant), n=lambda prof, P: profiles.COHORT[prof].n_patients)
     client = engine.connect(args.scheduler, args.workers)
     with engine.patients_on(client):  # one patient per task on the cluster, when there is one

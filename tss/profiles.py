@@ -11,6 +11,10 @@ PROFILES = ("quick", "lowres", "full")
 BY_SIZE = ("full", "lowres", "quick")
 
 
+# the synthetic cohort variant (tss.synth.params.VARIANTS) every profile generates by default: the first
+# cohort, whose committed results are the clock study's positive control
+DEFAULT_VARIANT = "loud"
+
 @dataclass(frozen=True)
 class CohortProfile:
     n_patients: int

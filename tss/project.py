@@ -139,12 +139,10 @@ class ProfilePaths:
         return self.base / "data_manifest"
 
     def variant_cohort(self, variant: str) -> Path:
-        """The synthetic cohort of a named variant (:data:`tss.synth.params.VARIANTS`): the default
-        variant's is :attr:`cohort`; another's is ``data/synthetic-<profile>-<variant>/``."""
-        from tss.synth.params import DEFAULT_VARIANT, overrides
-
-        overrides(variant)  # ValueError for an unknown variant
-        return self.cohort if variant == DEFAULT_VARIANT else self.base / "data" / f"synthetic-{self.profile}-{variant}"
+        """The synthetic cohort of a named variant (:data:`tss.synth.params.VARIANTS`, which
+        :func:`tss.synth.generate` checks): the default variant's is :attr:`cohort`; another's is
+        ``data/synthetic-<profile>-<variant>/``."""
+        return self.cohort if variant == profiles.DEFAULT_VARIANT else self.base / "data" / f"synthetic-{self.profile}-{variant}"
 
     def variant(self, variant: str) -> Path:
         """A cohort variant's small committed tables and its calibration against patients:

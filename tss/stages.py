@@ -335,7 +335,7 @@ def cohort_chapter(profile: str, n: int | None = None, seed: int = 0, jobs: int 
         T["calibration"] = calibration.table(calibrated)
         write_text(results_dir / "calibration.csv", T["calibration"].to_csv(index=False))
         files.append(results_dir / "calibration.csv")
-    variant = meta.get("variant", synth.params.DEFAULT_VARIANT) if shown == profile else synth.params.DEFAULT_VARIANT
+    variant = meta.get("variant", profiles.DEFAULT_VARIANT) if shown == profile else profiles.DEFAULT_VARIANT
     by_variant = calibration_by_variant(P.results_root, shown, T.get("calibration"), variant)
     if by_variant is not None:
         T["calibration_variants"] = by_variant

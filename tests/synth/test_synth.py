@@ -10,7 +10,7 @@ import pytest
 from small_cohort import N_SMALL
 from synth_files import _load
 
-from tss import manifest, synth
+from tss import manifest, profiles, synth
 from tss.synth import acquire, cohort
 from tss.template import load_anatomy
 
@@ -71,7 +71,7 @@ def test_a_cohort_variant_renders_with_its_parameters_in_workers_and_keeps_to_it
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
     meta = json.loads((copy / "generator.json").read_text())
-    assert meta.pop("variant") == params.DEFAULT_VARIANT == "loud"
+    assert meta.pop("variant") == profiles.DEFAULT_VARIANT == "loud"
     (copy / "generator.json").write_text(json.dumps(meta))
     assert synth.cohort_variant(copy) == "loud"  # a cohort written before variants existed is the first one
 

@@ -30,6 +30,7 @@ from tss import manifest as mf
 from tss import paths as safe_paths
 from tss.atomic import atomic_path, cached, content_key, write_text
 from tss.parallel import Failed, map_patients
+from tss.profiles import DEFAULT_VARIANT
 from tss.synth.acquire import render_patient
 from tss.synth.cohort import (
     oracle_scores,
@@ -37,7 +38,7 @@ from tss.synth.cohort import (
     sample_patients,
     simulate_readers,
 )
-from tss.synth.params import DEFAULT_VARIANT, GENERATOR_VERSION, NEUTRAL, PARAMS, as_records, overrides, param, using
+from tss.synth.params import GENERATOR_VERSION, NEUTRAL, PARAMS, as_records, overrides, param, using
 from tss.template import load_anatomy
 
 __all__ = ["generate", "GenerateResult", "load_latent", "patient_paths", "PARAMS", "param",

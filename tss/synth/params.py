@@ -163,7 +163,6 @@ VARIANTS: dict[str, dict[str, tuple[Any, str]]] = {
 # parameters added after the first cohort, with the value that leaves it unchanged: they stay out of
 # its cache keys there, so its rendered patients stay valid
 NEUTRAL: dict[str, Any] = {"adc_per_t2_increase": 0.0, "adc_edema_ceiling": 1.0}
-DEFAULT_VARIANT = "loud"
 _active: dict[str, Param] = {}
 
 
