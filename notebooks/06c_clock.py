@@ -214,6 +214,20 @@ else:
                          + ("" if top["learned"] else "; it did not learn (validation AUC within chance)") + ".")
     display(Markdown("Chosen on validation (the mean validation AUC over the seeds run; the test AUC plays no "
                      "part in the choice):\n\n" + "\n".join(f"- {s}" for s in lines)))
+    diag = ct[ct["recipe"].isin(clock.DIAGNOSTICS)]
+    for _, d in diag.iterrows():
+        base = ct[(ct["arch"] == d["arch"]) & (ct["init"] == d["init"]) & (ct["phase"] == d["phase"])
+                  & (ct["recipe"] == "paper") & (ct["seed"] == d["seed"])]
+        vs = (f", against validation {base['val_auc'].iloc[0]:.2f} and test {base['test_auc'].iloc[0]:.2f} with the "
+              "whole hemisphere" if not base.empty else "")
+        display(Markdown(
+            f"**A diagnostic: shown only where the lesion is.** `{d['experiment']}` (seed {d['seed']}) sees each "
+            "hemisphere with everything outside its DWI-bright region zeroed (brain voxels more than 3 SD above "
+            "the hemisphere's mean DWI, grown by 2 pixels; found from the image, not from the true mask). Not "
+            "the paper's input, and not a recipe to choose: it asks whether the same network, trained the same "
+            f"way, learns the clock once it cannot look elsewhere. Validation AUC {d['val_auc']:.2f}, test "
+            f"{stats.with_ci(d['test_auc'], (d['test_lo'], d['test_hi']))}{vs}"
+            + ("; it left the validation chance band." if d["learned"] else "; inside the validation chance band.")))
     sizes = clock.at_input_sizes(C.study, n_boot=n_boot)
     if not sizes.empty and sizes["downsample"].nunique() > 1:
         display(Markdown("**A larger input.** The data-size study (*How much data does it need?*) trained the "

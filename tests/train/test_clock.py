@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tss import precision, profiles
-from tss.train import Experiment, Run, clock, run_grid
+from tss.train import Experiment, Hemispheres, Run, clock, run_grid
 from tss.train.config import RECIPES, stroke_init
 from tss.train.data import augment
 from tss.train.planted import planted_cohort
@@ -285,3 +285,40 @@ def test_each_input_size_of_the_data_size_study_gives_its_largest_training_sets_
     assert list(zip(t["input"], t["train_n"])) == [("56 x 28", 283), ("112 x 56", 283)]  # the largest set of each
     assert list(t["val_auc"]) == pytest.approx([0.4, 0.6])
     assert set(t["experiment"]) == {"2d-tss45-transfer"} and set(t["trained"]) == {"bf16, study"}
+
+
+def test_the_dwi_lesion_input_keeps_the_bright_region_and_its_rim_and_zeroes_the_rest():
+    from tss.train.data import dwi_lesion_mask
+
+    g = torch.Generator().manual_seed(0)
+    x = 0.5 + 0.02 * torch.randn((2, 3, 4, 20, 12), generator=g)
+    x[:, :, :, :2] = 0.0  # outside the brain: not counted, never kept
+    x[0, 0, 1, 8:11, 5:8] += 1.0  # a DWI-bright lesion in the first hemisphere only
+    x[0, 2, 1, 8:11, 5:8] += 0.3  # ... brighter on FLAIR too: what the input must keep
+    m = dwi_lesion_mask(x, z=3.0, dilate=2)
+    assert m.shape == (2, 4, 20, 12)
+    assert m[0, 1, 8:11, 5:8].all() and m[0, 1].sum() == (3 + 4) * (3 + 4)  # the lesion grown by 2 pixels
+    assert m[0, [0, 2, 3]].sum() == 0 and m[1].sum() == 0 and m[:, :, :2].sum() == 0
+    c = Hemispheres(x, pd.DataFrame({"patient_id": ["a", "b"], "split": "train", "label": [1, 0],
+                                     "onset_to_mri_min": 100.0}), key="k")
+    seen = c.within_dwi_lesion()
+    assert seen.key != c.key and seen.index.equals(c.index)
+    assert torch.equal(seen.x[0, :, 1, 8:11, 5:8], x[0, :, 1, 8:11, 5:8])  # every channel kept there
+    assert seen.x[1].abs().sum() == 0 and seen.x[0, :, 0].abs().sum() == 0
+
+
+def test_the_lesion_input_runs_from_random_weights_only_on_its_own_input(tmp_path, monkeypatch):
+    exps = clock.experiments("2d", recipes=("paper", "lesion"))
+    assert [e.name for e in exps if e.recipe == "lesion"] == ["2d-tss45-random+lesion"]
+    assert "lesion" in clock.RANDOM_ONLY and RECIPES["lesion"].to_dict()["input"] == "dwi-lesion"
+    assert "input" not in RECIPES["paper"].to_dict()  # the runs keyed before the field keep their keys
+    seen = []
+    monkeypatch.setattr(clock, "run_grid", lambda part, cohort, *a, **k: seen.append(([e.name for e in part], cohort.key)) or [])
+    c = Hemispheres(torch.ones((2, 3, 2, 4, 4)), pd.DataFrame({"patient_id": ["a", "b"], "split": "train", "label": 1,
+                                                               "onset_to_mri_min": 100.0}), key="k")
+    clock._run_by_input(exps, c, tmp_path, "quick", 0)
+    assert seen[0] == ([e.name for e in exps if e.recipe != "lesion"], "k")
+    assert seen[1][0] == ["2d-tss45-random+lesion"] and seen[1][1] == c.within_dwi_lesion().key
+    t = pd.DataFrame([{"arch": "2d", "phase": "tss45", "init": "random", "recipe": r, "seed": 0, "val_auc": v,
+                       "test_auc": v} for r, v in (("paper", 0.6), ("lesion", 0.9))])
+    assert list(clock.choose(t, "2d", "random")["recipe"]) == ["paper"]  # a diagnostic is shown, not chosen

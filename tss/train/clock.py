@@ -28,6 +28,11 @@ from .study import _metrics, share
 # recipes that mean nothing from random weights: nothing is frozen there, and a probe of random
 # features is the audit's floor, not a recipe
 TRANSFER_ONLY = ("probe", "lpft", "unfrozen")
+# recipes whose input is not the hemisphere: their phase 1 would have to be trained on that input
+# too, so they run from random weights only
+RANDOM_ONLY = ("lesion",)
+# what changes the model's input rather than how it is trained: shown, never chosen as a recipe
+DIAGNOSTICS = tuple(r for r, rec in RECIPES.items() if rec.input != "hemisphere")
 
 
 def experiments(arch: str, inits=("transfer", "random"), recipes=tuple(RECIPES), phase: str = "tss45") -> list[Experiment]:
@@ -38,7 +43,8 @@ def experiments(arch: str, inits=("transfer", "random"), recipes=tuple(RECIPES),
     out = [e for e in grid([arch], phases=("genesis", "stroke"))] if "transfer" in inits else []
     for init in inits:
         for r in recipes:
-            if (init == "random" and r in TRANSFER_ONLY) or (arch != "2d" and RECIPES[r].aggregate != "probability"):
+            if ((init == "random" and r in TRANSFER_ONLY) or (init != "random" and r in RANDOM_ONLY)
+                    or (arch != "2d" and RECIPES[r].aggregate != "probability")):
                 continue  # (a slice aggregation is the 2D model's)
             need, e = [], Experiment(arch, phase, init, r)
             while e is not None and e not in out:  # the run and the runs it starts from, sources first
@@ -65,7 +71,19 @@ def run_variants(cohort: Hemispheres, root, grid_root, profile: str, arch: str, 
         where, grid_seed = RunTree(root).seed_dir(s), RunTree(grid_root).seed_dir(s)
         # only with their weights: a clone's result files alone cannot start a transfer
         share(grid_seed, where, {n for n in sources(exps) if (grid_seed / n / "best.pt").exists()})
-        out += run_grid(exps, cohort, where, profile, s, progress=progress)
+        out += _run_by_input(exps, cohort, where, profile, s, progress=progress)
+    return out
+
+
+def _run_by_input(exps: list[Experiment], cohort: Hemispheres, where, profile: str, seed: int, **kw) -> list[dict]:
+    """:func:`tss.train.loop.run_grid` of ``exps``, each on the input its recipe asks for: the
+    hemispheres as they are, or (``input="dwi-lesion"``) within their DWI-bright region."""
+    out, masked = [], None
+    for inp in dict.fromkeys(e.training.input for e in exps):
+        part = [e for e in exps if e.training.input == inp]
+        if inp == "dwi-lesion":
+            masked = masked or cohort.within_dwi_lesion()
+        out += run_grid(part, masked if inp == "dwi-lesion" else cohort, where, profile, seed, **kw)
     return out
 
 
@@ -147,8 +165,9 @@ def table(root, n_boot: int = 1000, grid_root=None) -> pd.DataFrame:
 def choose(t: pd.DataFrame, arch: str, init: str = "transfer", phase: str = "tss45") -> pd.DataFrame:
     """The recipes of one model ranked by their mean validation AUC over the seeds run (the test
     AUC plays no part): recipe, seeds, mean and SD of the validation AUC, mean test AUC, and
-    whether every seed learned (its validation AUC above the chance band, :func:`fit`)."""
-    g = t[(t["arch"] == arch) & (t["init"] == init) & (t["phase"] == phase)]
+    whether every seed learned (its validation AUC above the chance band, :func:`fit`). A diagnostic
+    that changes the model's input (:data:`DIAGNOSTICS`) is not a recipe to choose."""
+    g = t[(t["arch"] == arch) & (t["init"] == init) & (t["phase"] == phase) & ~t["recipe"].isin(DIAGNOSTICS)]
     if g.empty:
         return pd.DataFrame(columns=["recipe", "seeds", "val_mean", "val_sd", "test_mean", "learned"])
     if "learned" not in g:
@@ -316,8 +335,8 @@ def run_planted(root, recipes=("paper", "lr100"), seeds=(0,), device: str = "cpu
         tp = PLANTED_TRAIN
     out = []
     for s in seeds:
-        out += run_grid(experiments("2d", inits=tuple(inits), recipes=recipes), cohort, RunTree(root).seed_dir(s),
-                        "quick", s, progress=progress, train_profile=tp)
+        out += _run_by_input(experiments("2d", inits=tuple(inits), recipes=recipes), cohort, RunTree(root).seed_dir(s),
+                             "quick", s, progress=progress, train_profile=tp)
     return out
 
 

@@ -61,11 +61,13 @@ class Recipe:
     augment: bool = False           # small affine + whole-hemisphere intensity scaling (keeps lesion/normal ratios)
     start_from: str | None = None   # LP-FT: start from this recipe's run of the same experiment, head included
     aggregate: str = "probability"  # 2D: slice outputs combined as probabilities (ours) or logits (SliceAttentionNet)
+    input: str = "hemisphere"       # "dwi-lesion": the hemisphere outside its DWI-bright region zeroed (a diagnostic)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["aggregate"] == "probability":  # a field added later: the runs keyed before it keep their keys
-            del d["aggregate"]
+        for k, default in (("aggregate", "probability"), ("input", "hemisphere")):
+            if d[k] == default:  # fields added later: the runs keyed before them keep their keys
+                del d[k]
         return d
 
 
@@ -84,6 +86,8 @@ RECIPES = {r.name: r for r in (
     Recipe("augment", "augmentation: small affine, whole-hemisphere intensity scaling", augment=True),
     Recipe("logits", "2D: slice outputs combined as a weighted mean of logits, not of probabilities",
            aggregate="logit"),
+    Recipe("lesion", "a diagnostic, not the paper's input: only the DWI-bright region (z > 3, grown by 2 pixels) "
+                     "is shown, the rest of the hemisphere zeroed", input="dwi-lesion"),
 )}
 # where "transfer" takes its weights from: the previous phase of the paper's chain
 PREVIOUS = {"tss3": "stroke", "tss45": "tss3", "attention": "tss45"}

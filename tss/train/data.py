@@ -52,6 +52,13 @@ class Hemispheres:
         key = content_key(f"{meta['key']}:{downsample}:{dtype}")
         return cls(torch.cat(chunks), index, key)
 
+    def within_dwi_lesion(self, z: float = 3.0, dilate: int = 2, chunk: int = 64) -> Hemispheres:
+        """The same hemispheres with everything outside their DWI-bright region (:func:`dwi_lesion_mask`)
+        set to zero, under their own key: what a model sees when it is shown only where the lesion is."""
+        parts = [self.x[i:i + chunk] * dwi_lesion_mask(self.x[i:i + chunk], z, dilate)[:, None].to(self.x.dtype)
+                 for i in range(0, len(self.x), chunk)]
+        return Hemispheres(torch.cat(parts), self.index, content_key(f"{self.key}:dwi-lesion:{z}:{dilate}"))
+
     def rows(self, split: str, hemispheres: str = "all") -> np.ndarray:
         sel = self.index["split"] == split
         if hemispheres == "stroke":
@@ -65,6 +72,22 @@ class Hemispheres:
         if task in (Task.TSS3, Task.TSS45):
             return Task(task).label(self.index["onset_to_mri_min"].to_numpy(float)).astype(float)
         raise ValueError(f"no hemisphere labels for task {task!r}")
+
+
+def dwi_lesion_mask(x: torch.Tensor, z: float = 3.0, dilate: int = 2) -> torch.Tensor:
+    """Where a hemisphere (N, C, S, H, W; channel 0 DWI) is bright on DWI: its brain voxels (any
+    channel non-zero) whose DWI lies more than ``z`` SDs above the mean of its brain's DWI, grown by
+    ``dilate`` pixels in-plane (so the tissue around the lesion, its own reference, stays in view).
+    What a reader outlines first, from the image alone: no true mask is used. (N, S, H, W) float 0/1."""
+    dwi, brain = x[:, 0].float(), (x != 0).any(1)
+    n = brain.flatten(1).sum(1).clamp(min=1)
+    mean = (dwi * brain).flatten(1).sum(1) / n
+    sd = (((dwi - mean.view(-1, 1, 1, 1)) ** 2 * brain).flatten(1).sum(1) / n).sqrt()
+    m = ((dwi > (mean + z * sd).view(-1, 1, 1, 1)) & brain).float()
+    if dilate > 0:
+        N, S, H, W = m.shape
+        m = F.max_pool2d(m.reshape(N * S, 1, H, W), 2 * dilate + 1, stride=1, padding=dilate).reshape(N, S, H, W)
+    return m
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, degrees: float = 5.0, scale: float = 0.05,
