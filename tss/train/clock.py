@@ -78,12 +78,10 @@ def run_variants(cohort: Hemispheres, root, grid_root, profile: str, arch: str, 
 def _run_by_input(exps: list[Experiment], cohort: Hemispheres, where, profile: str, seed: int, **kw) -> list[dict]:
     """:func:`tss.train.loop.run_grid` of ``exps``, each on the input its recipe asks for: the
     hemispheres as they are, or (``input="dwi-lesion"``) within their DWI-bright region."""
-    out, masked = [], None
-    for inp in dict.fromkeys(e.training.input for e in exps):
+    out = []
+    for inp in dict.fromkeys(e.training.input for e in exps):  # each input is built once
         part = [e for e in exps if e.training.input == inp]
-        if inp == "dwi-lesion":
-            masked = masked or cohort.within_dwi_lesion()
-        out += run_grid(part, masked if inp == "dwi-lesion" else cohort, where, profile, seed, **kw)
+        out += run_grid(part, cohort.within_dwi_lesion() if inp == "dwi-lesion" else cohort, where, profile, seed, **kw)
     return out
 
 
